@@ -1,0 +1,1 @@
+"""Backend contracts and the built-in local backends."""

@@ -1,0 +1,435 @@
+"""The engine: `run` (test → model → build → verify → push) and `release`.
+
+It owns ordering, timing, reporting, the records and which error ends a
+command; backends only do what their contract says.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+
+from shipway import builder, dockerutil, labels
+from shipway.backends.base import BackendContext, ModelStore, Orchestrator, Registry
+from shipway.config import LoadedConfig
+from shipway.domain import (
+    BuildRecord,
+    CheckResult,
+    Deployment,
+    ImageRef,
+    ModelVersion,
+    Release,
+    ReleaseRecord,
+    StageResult,
+    utcnow,
+)
+from shipway.errors import (
+    BackendError,
+    LockedError,
+    NotFound,
+    RolledBack,
+    ShipwayError,
+    TestsFailed,
+    VerifyFailed,
+)
+from shipway.gitinfo import source_info
+from shipway.plugins import PluginHost
+from shipway.progress import Reporter
+from shipway.verify import run_checks, wait_ready
+
+
+@dataclass
+class Project:
+    """A loaded configuration with its plugins and backends, ready to run commands."""
+
+    loaded: LoadedConfig
+    host: PluginHost
+    reporter: Reporter
+    _backends: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def app(self) -> str:
+        return self.loaded.config.app.name
+
+    @property
+    def environment(self) -> str:
+        return self.loaded.config.release.environment
+
+    @property
+    def context(self) -> BackendContext:
+        return BackendContext(root=self.loaded.root, reporter=self.reporter)
+
+    def _backend(self, section: str) -> Any:
+        if section not in self._backends:
+            settings = getattr(self.loaded, section)
+            cls = self.host.backend_class(section, settings.kind)
+            self._backends[section] = cls(settings, self.context)
+        return self._backends[section]
+
+    @property
+    def store(self) -> ModelStore:
+        return self._backend("model_store")  # type: ignore[no-any-return]
+
+    @property
+    def registry(self) -> Registry:
+        return self._backend("registry")  # type: ignore[no-any-return]
+
+    @property
+    def orchestrator(self) -> Orchestrator:
+        return self._backend("orchestrator")  # type: ignore[no-any-return]
+
+    @property
+    def records_dir(self) -> Path:
+        return self.loaded.root / ".shipway"
+
+
+class Stages:
+    """Times each stage, reports it, records it and tells plugins it finished."""
+
+    def __init__(self, project: Project, command: str, results: list[StageResult]) -> None:
+        self.project = project
+        self.command = command
+        self.results = results
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[list[str]]:
+        detail: list[str] = []
+        start = time.monotonic()
+        try:
+            yield detail
+        except ShipwayError as exc:
+            self._finish(name, "failed", start, str(exc).splitlines()[0])
+            raise
+        except BaseException:
+            self._finish(name, "failed", start, "interrupted")
+            raise
+        self._finish(name, "ok", start, "; ".join(detail))
+
+    def skip(self, name: str, why: str) -> None:
+        self._finish(name, "skipped", time.monotonic(), why)
+
+    def _finish(self, name: str, status: str, start: float, detail: str) -> None:
+        result = StageResult(name=name, status=status, seconds=round(time.monotonic() - start, 3), detail=detail)  # type: ignore[arg-type]
+        self.results.append(result)
+        self.project.reporter.stage(name, status, result.seconds, detail)
+        self.project.host.hook.shipway_stage_finished(stage=result, command=self.command)
+
+
+# -- run ------------------------------------------------------------------------
+
+
+def run(project: Project, skip_tests: bool = False, push: bool = True, output: Path | None = None) -> BuildRecord:
+    """The commit pipeline. Returns the build record; raises the error that ended it."""
+    cfg = project.loaded.config
+    source = source_info(project.loaded.context)
+    stages: list[StageResult] = []
+    st = Stages(project, "run", stages)
+    record: BuildRecord | None = None
+    model: ModelVersion | None = None
+    try:
+        if cfg.test is None or skip_tests:
+            st.skip("test", "--skip-tests" if skip_tests else "no test command configured")
+        else:
+            with st.stage("test") as detail:
+                _run_tests(project)
+                detail.append(" ".join(cfg.test.command))
+        with st.stage("model") as detail:
+            model = project.store.resolve(cfg.model.ref)
+            model_dir = project.store.fetch(model, project.context.cache_dir / "models" / model.name / model.version)
+            detail.append(f"{model.name}:{model.version} ({model.size / 1e6:.1f} MB, {model.digest[:19]})")
+        record = BuildRecord(app=cfg.app.name, source=source, model=model, model_digest=model.digest, stages=stages)
+        record.base_image = cfg.build.base_image
+        with st.stage("build") as detail:
+            image_labels = labels.for_build(record)
+            for extra in project.host.hook.shipway_build_labels(build=record):
+                image_labels = labels.merge_extra(image_labels, extra or {})
+            tag = image_tag(record)
+            built = builder.build(
+                project.loaded,
+                model,
+                model_dir,
+                source.commit,
+                image_labels,
+                f"shipway/{cfg.app.name}:{tag}",
+                project.context.cache_dir,
+                project.reporter,
+            )
+            record.local_image_id = built.image_id
+            record.layers = built.layers
+            detail.append(f"{built.image_id[:19]}, {len(built.layers)} layers")
+        with st.stage("verify") as detail:
+            record.checks = verify_image(project, built.image_id)
+            detail.append(f"{len(record.checks)} checks passed")
+        if not push:
+            st.skip("push", "--no-push")
+        else:
+            with st.stage("push") as detail:
+                project.registry.login()
+                record.image = project.registry.push(built.image_id, tag)
+                detail.append(str(record.image))
+    except ShipwayError as exc:
+        if record is None and model is not None:
+            record = BuildRecord(app=cfg.app.name, source=source, model=model, model_digest=model.digest, stages=stages)
+        if record is not None:
+            record.status, record.error = "failed", str(exc)
+            _finish_run(project, record, output)
+        raise
+    _finish_run(project, record, output)
+    return record
+
+
+def image_tag(record: BuildRecord) -> str:
+    """``<commit12>-m<model version>``; dirty trees get a timestamp so no tag is overwritten."""
+    commit = record.source.commit[:12] if record.source.commit != "unknown" else "nogit"
+    tag = f"{commit}-m{record.model.version}"
+    if record.source.dirty:
+        tag += "-dirty." + record.created.strftime("%Y%m%d%H%M%S")
+    return tag[:128]
+
+
+def _run_tests(project: Project) -> None:
+    test = project.loaded.config.test
+    assert test is not None
+    cwd = project.loaded.context / test.cwd
+    try:
+        proc = subprocess.run(test.command, cwd=cwd, timeout=test.timeout)
+    except FileNotFoundError:
+        raise TestsFailed(f"test command not found: {test.command[0]!r} (in {cwd})") from None
+    except subprocess.TimeoutExpired:
+        raise TestsFailed(f"tests did not finish within {test.timeout:.0f}s") from None
+    if proc.returncode != 0:
+        raise TestsFailed(f"tests failed (exit {proc.returncode}): {' '.join(test.command)}")
+
+
+def verify_image(project: Project, image_id: str) -> list[CheckResult]:
+    """Start the built image, wait for readiness, run the verify checks, remove the container."""
+    cfg = project.loaded.config
+    client = dockerutil.client()
+    try:
+        container = client.containers.run(
+            image_id,
+            detach=True,
+            environment=cfg.app.env,
+            ports={f"{cfg.app.port}/tcp": ("127.0.0.1", None)},
+            labels={"io.shipway.verify": cfg.app.name},
+        )
+    except docker.errors.APIError as exc:
+        raise VerifyFailed(f"cannot start the built image: {exc.explanation or exc}") from None
+    try:
+        container.reload()
+        bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{cfg.app.port}/tcp") or []
+        if not bindings:
+            raise VerifyFailed(f"the container publishes no port {cfg.app.port}")
+        url = f"http://127.0.0.1:{bindings[0]['HostPort']}"
+
+        def exited() -> str | None:
+            container.reload()
+            return f"the container exited with code {container.attrs['State']['ExitCode']}" if container.status == "exited" else None
+
+        why = wait_ready(url, cfg.app.health, cfg.release.deadline, problem=exited)
+        if why:
+            logs = container.logs(tail=20).decode(errors="replace").strip()
+            raise VerifyFailed(f"the built image did not become ready: {why}" + (f"\n{logs}" if logs else ""))
+        results = run_checks(url, cfg.verify, project.loaded.context)
+        _raise_on_failed(results, "the built image")
+        return results
+    finally:
+        container.remove(force=True)
+
+
+def _raise_on_failed(results: list[CheckResult], target: str) -> None:
+    failed = [r for r in results if not r.ok]
+    if failed:
+        lines = "\n".join(f"  {r.check}: {r.detail}" for r in failed)
+        raise VerifyFailed(f"{len(failed)} of {len(results)} verify checks failed against {target}:\n{lines}")
+
+
+def _finish_run(project: Project, record: BuildRecord, output: Path | None) -> None:
+    name = f"{record.created.strftime('%Y%m%dT%H%M%S')}-{record.source.commit[:12]}.json"
+    write_record(record.model_dump(mode="json"), project.records_dir / "builds" / name, output)
+    project.host.hook.shipway_run_finished(record=record)
+
+
+def write_record(data: dict[str, Any], path: Path, output: Path | None) -> None:
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    for target in (path, output):
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+
+
+# -- release ----------------------------------------------------------------------
+
+
+def newest_build(project: Project) -> tuple[ImageRef, dict[str, str]]:
+    builds = project.registry.builds(project.app)
+    if not builds:
+        raise NotFound(f"no verified build of {project.app!r} in {project.registry.describe()}: run `shipway run` first")
+    return builds[0]
+
+
+def pick_image(project: Project, image: str | None) -> tuple[ImageRef, dict[str, str]]:
+    if image is None:
+        return newest_build(project)
+    ref = ImageRef.parse(image)
+    if ref.digest is None:
+        ref = project.registry.resolve(ref.tag or "latest")
+    return ref, project.registry.labels(ref)
+
+
+def make_release(project: Project, ref: ImageRef, image_labels: dict[str, str]) -> Release:
+    cfg = project.loaded.config
+    return Release(
+        app=cfg.app.name,
+        environment=cfg.release.environment,
+        image=ref,
+        port=cfg.app.port,
+        health=cfg.app.health,
+        replicas=cfg.release.replicas,
+        env=cfg.app.env,
+        labels={k: v for k, v in image_labels.items() if k in labels.TRACE},
+    )
+
+
+def release(project: Project, image: str | None = None, output: Path | None = None) -> ReleaseRecord:
+    """Deploy the newest verified build (or ``image``); a no-op if its digest is live."""
+    stages: list[StageResult] = []
+    st = Stages(project, "release", stages)
+    record = ReleaseRecord(app=project.app, environment=project.environment, image=None, action="failed", stages=stages)
+    try:
+        with st.stage("pick") as detail:
+            ref, image_labels = pick_image(project, image)
+            record.image = ref
+            current = project.orchestrator.status(project.app, project.environment)
+            record.previous = current.image
+            detail.append(f"{ref} ({_describe_labels(image_labels)})")
+        if current.digest == ref.digest and current.state == "healthy":
+            record.action = "noop"
+            project.reporter.info(f"{ref.digest} is already live and healthy: nothing to do")
+        else:
+            with release_lock(project):
+                _deploy_and_check(project, st, record, ref, image_labels)
+    except ShipwayError as exc:
+        record.error = str(exc)
+        _finish_release(project, record, output)
+        raise
+    _finish_release(project, record, output)
+    return record
+
+
+def _deploy_and_check(
+    project: Project, st: Stages, record: ReleaseRecord, ref: ImageRef, image_labels: dict[str, str]
+) -> None:
+    orch = project.orchestrator
+    try:
+        with st.stage("deploy") as detail:
+            deployment = orch.deploy(make_release(project, ref, image_labels), auth=project.registry.credentials())
+            detail.append(f"revision {deployment.revision} {deployment.state}")
+        with st.stage("check") as detail:
+            results = run_checks(orch.endpoint(project.app, project.environment), project.loaded.config.verify, project.loaded.context)
+            record.checks = results
+            _raise_on_failed(results, "the live release")
+            detail.append(f"{len(results)} checks passed")
+        record.action = "deployed"
+    except (BackendError, VerifyFailed) as exc:
+        if record.previous is None:
+            raise
+        with st.stage("rollback") as detail:
+            restored = orch.rollback(project.app, project.environment)
+            detail.append(f"{restored.image} {restored.state}")
+        record.action = "rolled_back"
+        raise RolledBack(f"release of {ref} failed and was rolled back to {record.previous}: {exc}") from exc
+
+
+def _describe_labels(found: dict[str, str]) -> str:
+    commit = found.get(labels.REVISION, "?")[:12]
+    return f"commit {commit}, model {found.get(labels.MODEL_NAME, '?')}:{found.get(labels.MODEL_VERSION, '?')}"
+
+
+@contextmanager
+def release_lock(project: Project) -> Iterator[None]:
+    """One release per app and environment at a time on this host; a second fails clearly."""
+    path = project.context.cache_dir / "locks" / f"{project.app}-{project.environment}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockedError(f"another release of {project.app} ({project.environment}) is in progress") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def rollback(project: Project, output: Path | None = None) -> ReleaseRecord:
+    """Restore the previous revision on demand, then run the verify checks against it."""
+    stages: list[StageResult] = []
+    st = Stages(project, "rollback", stages)
+    current = project.orchestrator.status(project.app, project.environment)
+    record = ReleaseRecord(
+        app=project.app, environment=project.environment, image=None, previous=current.image, action="failed", stages=stages
+    )
+    try:
+        with release_lock(project):
+            with st.stage("rollback") as detail:
+                restored = project.orchestrator.rollback(project.app, project.environment)
+                record.image = restored.image
+                detail.append(f"{restored.image} {restored.state}")
+            with st.stage("check") as detail:
+                url = project.orchestrator.endpoint(project.app, project.environment)
+                record.checks = run_checks(url, project.loaded.config.verify, project.loaded.context)
+                _raise_on_failed(record.checks, "the restored release")
+                detail.append(f"{len(record.checks)} checks passed")
+        record.action = "rolled_back"
+    except ShipwayError as exc:
+        record.error = str(exc)
+        _finish_release(project, record, output)
+        raise
+    _finish_release(project, record, output)
+    return record
+
+
+def _finish_release(project: Project, record: ReleaseRecord, output: Path | None) -> None:
+    name = f"{record.created.strftime('%Y%m%dT%H%M%S')}-{record.environment}.json"
+    write_record(record.model_dump(mode="json"), project.records_dir / "releases" / name, output)
+    project.host.hook.shipway_release_finished(record=record)
+
+
+# -- status and plan ----------------------------------------------------------------
+
+
+def status(project: Project) -> Deployment:
+    return project.orchestrator.status(project.app, project.environment)
+
+
+def plan(project: Project) -> dict[str, Any]:
+    """What `run` and `release` would do now, without doing it."""
+    cfg = project.loaded.config
+    model = project.store.resolve(cfg.model.ref)
+    source = source_info(project.loaded.context)
+    draft = BuildRecord(app=cfg.app.name, source=source, model=model, model_digest=model.digest, created=utcnow())
+    out: dict[str, Any] = {
+        "model": {"ref": str(cfg.model.ref), "version": model.version, "digest": model.digest, "bytes": model.size},
+        "source": source.model_dump(),
+        "image": f"{project.registry.repository()}:{image_tag(draft)}",
+    }
+    current = project.orchestrator.status(project.app, project.environment)
+    out["live"] = {"image": str(current.image) if current.image else None, "state": current.state}
+    try:
+        newest, found = newest_build(project)
+        out["newest_build"] = {"image": str(newest), "created": found.get(labels.CREATED)}
+        out["release"] = "no-op (already live)" if newest.digest == current.digest and current.state == "healthy" else f"deploy {newest.pinned}"
+    except NotFound:
+        out["newest_build"] = None
+        out["release"] = "nothing to release yet"
+    return out

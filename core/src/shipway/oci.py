@@ -1,0 +1,202 @@
+"""A small client for the OCI distribution API (manifests, blobs, tags) with registry auth.
+
+Handles both auth schemes registries use: HTTP basic (distribution with
+htpasswd) and the bearer-token flow (``WWW-Authenticate: Bearer realm=…``)
+used by Docker Hub, ACR, ECR and others. Always sends an ``Accept`` header on
+manifests, since a GET without one is downgraded to schema1 with another digest.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Any
+
+import requests
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from shipway.errors import AuthError, BackendError, NotFound
+
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+ACCEPT = ", ".join(MANIFEST_TYPES)
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0] if address.count(":") == 1 else address
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class OciClient:
+    """Distribution API calls against one registry ``address`` (``host[:port]``)."""
+
+    def __init__(
+        self,
+        address: str,
+        username: str | None = None,
+        password: str | None = None,
+        secure: bool | None = None,
+        credential_source: str = "no credentials",
+        timeout: float = 30,
+    ) -> None:
+        self.address = address
+        self.username = username
+        self._password = password
+        self.secure = (not is_loopback(address)) if secure is None else secure
+        self.base = f"{'https' if self.secure else 'http'}://{address}"
+        self.credential_source = credential_source
+        self.timeout = timeout
+        self.session = requests.Session()
+        self._tokens: dict[str, str] = {}
+
+    # -- auth --------------------------------------------------------------
+    def _basic(self) -> tuple[str, str] | None:
+        if self.username is None or self._password is None:
+            return None
+        return (self.username, self._password)
+
+    def _token(self, challenge: str, scope: str) -> str:
+        params = dict(_CHALLENGE.findall(challenge))
+        realm = params.pop("realm", None)
+        if not realm:
+            raise BackendError(f"registry {self.address} sent a bearer challenge without a realm")
+        if scope:
+            params["scope"] = scope
+        resp = self._send("GET", realm, params=params, auth=self._basic())
+        if resp.status_code in (401, 403):
+            raise self._auth_error()
+        if resp.status_code != 200:
+            raise BackendError(f"registry {self.address} token endpoint answered {resp.status_code}")
+        body = resp.json()
+        token = body.get("token") or body.get("access_token")
+        if not token:
+            raise BackendError(f"registry {self.address} token endpoint returned no token")
+        return str(token)
+
+    def _auth_error(self) -> AuthError:
+        who = f"user {self.username!r} ({self.credential_source})" if self.username else "anonymous access"
+        return AuthError(
+            f"registry {self.address} rejected {who}: check the username and password or token"
+        )
+
+    @retry(
+        retry=retry_if_exception_type(requests.ConnectionError),
+        stop=stop_after_attempt(3),
+        wait=wait_exponential(multiplier=0.2, max=2),
+        reraise=True,
+    )
+    def _send_retrying(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        return self.session.request(method, url, timeout=self.timeout, **kwargs)
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        try:
+            return self._send_retrying(method, url, **kwargs)
+        except requests.ConnectionError as exc:
+            raise BackendError(f"cannot reach registry {self.address} ({url}): {_short(exc)}") from None
+        except requests.Timeout:
+            raise BackendError(f"registry {self.address} did not answer within {self.timeout}s ({url})") from None
+
+    def request(self, method: str, path: str, scope: str = "", **kwargs: Any) -> requests.Response:
+        """Send one API request, answering basic or bearer challenges once."""
+        url = self.base + path
+        headers = dict(kwargs.pop("headers", {}))
+        token = self._tokens.get(scope)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+            resp = self._send(method, url, headers=headers, **kwargs)
+        else:
+            resp = self._send(method, url, headers=headers, auth=self._basic(), **kwargs)
+        if resp.status_code != 401:
+            return resp
+        challenge = resp.headers.get("WWW-Authenticate", "")
+        if challenge.lower().startswith("bearer"):
+            self._tokens[scope] = self._token(challenge, scope)
+            headers["Authorization"] = f"Bearer {self._tokens[scope]}"
+            resp = self._send(method, url, headers=headers, **kwargs)
+        if resp.status_code == 401:
+            raise self._auth_error()
+        return resp
+
+    # -- API ---------------------------------------------------------------
+    def ping(self) -> None:
+        """Check reachability and credentials (``GET /v2/``)."""
+        resp = self.request("GET", "/v2/")
+        if resp.status_code != 200:
+            raise BackendError(f"registry {self.address} answered {resp.status_code} to /v2/")
+
+    def manifest(self, repo: str, reference: str) -> tuple[str, dict[str, Any]]:
+        """(digest, manifest) for a tag or digest. NotFound if absent."""
+        resp = self.request("GET", f"/v2/{repo}/manifests/{reference}", scope=_pull(repo), headers={"Accept": ACCEPT})
+        self._check(resp, f"manifest {repo}:{reference}")
+        digest = resp.headers.get("Docker-Content-Digest") or _sha256(resp.content)
+        return digest, resp.json()
+
+    def head_manifest(self, repo: str, reference: str) -> str | None:
+        """The digest a tag or digest resolves to, or None."""
+        resp = self.request("HEAD", f"/v2/{repo}/manifests/{reference}", scope=_pull(repo), headers={"Accept": ACCEPT})
+        if resp.status_code == 404:
+            return None
+        self._check(resp, f"manifest {repo}:{reference}")
+        return resp.headers.get("Docker-Content-Digest")
+
+    def blob(self, repo: str, digest: str) -> bytes:
+        resp = self.request("GET", f"/v2/{repo}/blobs/{digest}", scope=_pull(repo))
+        self._check(resp, f"blob {repo}@{digest}")
+        if _sha256(resp.content) != digest:
+            raise BackendError(f"registry {self.address} returned blob {digest} with different content")
+        return resp.content
+
+    def tags(self, repo: str) -> list[str]:
+        """Every tag of ``repo`` (following pagination). Unknown repository: empty list."""
+        out: list[str] = []
+        path: str | None = f"/v2/{repo}/tags/list?n=1000"
+        while path:
+            resp = self.request("GET", path, scope=_pull(repo))
+            if resp.status_code == 404:
+                return out
+            self._check(resp, f"tags of {repo}")
+            out.extend(resp.json().get("tags") or [])
+            link = resp.links.get("next", {}).get("url")
+            path = link if link and link.startswith("/") else None
+        return out
+
+    def _check(self, resp: requests.Response, what: str) -> None:
+        if resp.status_code == 404:
+            raise NotFound(f"registry {self.address} has no {what}")
+        if resp.status_code == 403:
+            raise AuthError(f"registry {self.address} denied access to {what} for user {self.username!r}")
+        if resp.status_code >= 400:
+            raise BackendError(f"registry {self.address} answered {resp.status_code} for {what}: {resp.text[:200]}")
+
+
+def _pull(repo: str) -> str:
+    return f"repository:{repo}:pull"
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    match = re.search(r"\[Errno -?\d+\] [^'\")]+|Connection refused|Name or service not known", text)
+    return match.group(0) if match else text[:160]
+
+
+def config_labels(config_blob: bytes) -> dict[str, str]:
+    data = json.loads(config_blob)
+    return dict((data.get("config") or {}).get("Labels") or {})

@@ -1,0 +1,88 @@
+"""Human progress on a terminal, plain lines elsewhere (CI logs)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterator, Protocol
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+
+class ByteProgress(Protocol):
+    def advance(self, n: int) -> None: ...
+
+
+class _NullBytes:
+    def advance(self, n: int) -> None:
+        pass
+
+
+class Reporter:
+    """Prints what shipway is doing. Rich output on a TTY; plain, timestamp-free lines otherwise."""
+
+    def __init__(self, console: Console | None = None, quiet: bool = False) -> None:
+        self.console = console or Console(stderr=True, highlight=False)
+        self.quiet = quiet
+
+    @property
+    def interactive(self) -> bool:
+        return self.console.is_terminal
+
+    def info(self, message: str) -> None:
+        if self.quiet:
+            return
+        if self.interactive:
+            self.console.print(message, markup=False)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def stage(self, name: str, status: str, seconds: float, detail: str = "") -> None:
+        mark = {"ok": "✓", "failed": "✗", "skipped": "–"}.get(status, "·")
+        line = f"{mark} {name:<8} {status:<7} {seconds:6.1f}s"
+        if detail:
+            line += f"  {detail}"
+        if self.interactive:
+            color = {"ok": "green", "failed": "red", "skipped": "yellow"}.get(status, "white")
+            self.console.print(f"[{color}]{mark}[/] {name:<8} {status:<7} {seconds:6.1f}s  ", end="")
+            self.console.print(detail, markup=False)
+        elif not self.quiet or status == "failed":
+            print(line, file=sys.stderr, flush=True)
+
+    @contextmanager
+    def bytes(self, description: str, total: int) -> Iterator[ByteProgress]:
+        """A byte progress bar on a terminal; one summary line otherwise."""
+        start = time.monotonic()
+        if self.interactive and not self.quiet:
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+            )
+            with Progress(*columns, console=self.console, transient=True) as bar:
+                task = bar.add_task(description, total=total)
+
+                class _Bar:
+                    def advance(self, n: int) -> None:
+                        bar.advance(task, n)
+
+                yield _Bar()
+        else:
+            yield _NullBytes()
+        if total and not self.quiet:
+            took = time.monotonic() - start
+            self.info(f"  {description}: {total / 1e6:.1f} MB in {took:.1f}s")
+
+
+NULL_REPORTER = Reporter(Console(stderr=True, quiet=True), quiet=True)

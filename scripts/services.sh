@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Start the real local backends shipway's default configuration and tests use,
+# idempotently: a second run reuses whatever is already running.
+#
+#   Docker engine        unix:///var/run/docker.sock (Debian's docker.io)
+#   OCI registry         127.0.0.1:${SHIPWAY_REGISTRY_PORT:-5000}, htpasswd auth
+#   base image           shipway-base:bookworm (Debian minbase + python3, via debootstrap)
+#
+# The registry's credentials are written to $SHIPWAY_HOME/registry.env
+# (SHIPWAY_REGISTRY_USERNAME / SHIPWAY_REGISTRY_PASSWORD): source it.
+set -euo pipefail
+
+SHIPWAY_HOME=${SHIPWAY_HOME:-$HOME/.local/share/shipway-dev}
+REGISTRY_PORT=${SHIPWAY_REGISTRY_PORT:-5000}
+BASE_IMAGE=${SHIPWAY_BASE_IMAGE:-shipway-base:bookworm}
+mkdir -p "$SHIPWAY_HOME"
+
+log() { printf '[services] %s\n' "$*"; }
+
+need_pkgs=()
+command -v dockerd >/dev/null || need_pkgs+=(docker.io)
+command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
+command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
+command -v busybox >/dev/null || need_pkgs+=(busybox-static)
+if ((${#need_pkgs[@]})); then
+  log "installing Debian packages: ${need_pkgs[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+# --- Docker engine ---------------------------------------------------------
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  setsid dockerd --host unix:///var/run/docker.sock >/var/log/dockerd.log 2>&1 < /dev/null &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/dockerd.log"; tail -20 /var/log/dockerd.log; exit 1; }
+fi
+log "docker engine $(docker version --format '{{.Server.Version}}') is up"
+
+# --- OCI registry with htpasswd auth ---------------------------------------
+REG_DIR=$SHIPWAY_HOME/registry
+mkdir -p "$REG_DIR/data"
+if [ ! -f "$SHIPWAY_HOME/registry.env" ]; then
+  password=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
+  printf 'SHIPWAY_REGISTRY_USERNAME=shipway\nSHIPWAY_REGISTRY_PASSWORD=%s\n' "$password" > "$SHIPWAY_HOME/registry.env"
+  chmod 600 "$SHIPWAY_HOME/registry.env"
+  rm -f "$REG_DIR/htpasswd"
+fi
+set -a
+# shellcheck disable=SC1091
+. "$SHIPWAY_HOME/registry.env"
+set +a
+if [ ! -f "$REG_DIR/htpasswd" ]; then
+  python3 - "$REG_DIR/htpasswd" <<'PY'
+import os, sys, bcrypt
+user, pw = os.environ["SHIPWAY_REGISTRY_USERNAME"], os.environ["SHIPWAY_REGISTRY_PASSWORD"]
+with open(sys.argv[1], "w") as f:
+    f.write(f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt()).decode()}\n")
+PY
+fi
+cat > "$REG_DIR/config.yml" <<YML
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $REG_DIR/data}
+  delete: {enabled: true}
+http: {addr: 127.0.0.1:$REGISTRY_PORT}
+auth:
+  htpasswd: {realm: shipway-dev, path: $REG_DIR/htpasswd}
+YML
+if ! curl -fs -o /dev/null -u "$SHIPWAY_REGISTRY_USERNAME:$SHIPWAY_REGISTRY_PASSWORD" "http://127.0.0.1:$REGISTRY_PORT/v2/"; then
+  log "starting docker-registry on 127.0.0.1:$REGISTRY_PORT"
+  setsid docker-registry serve "$REG_DIR/config.yml" >"$SHIPWAY_HOME/registry.log" 2>&1 < /dev/null &
+  for _ in $(seq 1 50); do
+    curl -fs -o /dev/null -u "$SHIPWAY_REGISTRY_USERNAME:$SHIPWAY_REGISTRY_PASSWORD" "http://127.0.0.1:$REGISTRY_PORT/v2/" && break
+    sleep 0.1
+  done
+fi
+curl -fs -o /dev/null -u "$SHIPWAY_REGISTRY_USERNAME:$SHIPWAY_REGISTRY_PASSWORD" "http://127.0.0.1:$REGISTRY_PORT/v2/" \
+  || { log "registry did not start; see $SHIPWAY_HOME/registry.log"; exit 1; }
+log "registry 127.0.0.1:$REGISTRY_PORT is up (credentials in $SHIPWAY_HOME/registry.env)"
+
+# --- base images (no image can be pulled here: build them locally) ----------
+if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+  log "building $BASE_IMAGE with debootstrap (about a minute)"
+  rootfs=$(mktemp -d)
+  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+    bookworm "$rootfs" http://deb.debian.org/debian >"$SHIPWAY_HOME/debootstrap.log" 2>&1 \
+    || { log "debootstrap failed; see $SHIPWAY_HOME/debootstrap.log"; tail -20 "$SHIPWAY_HOME/debootstrap.log"; exit 1; }
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  tar -C "$rootfs" -c . | docker import \
+    -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' - "$BASE_IMAGE" >/dev/null
+  rm -rf "$rootfs"
+fi
+log "base image $BASE_IMAGE is ready"
+if ! docker image inspect shipway-busybox:latest >/dev/null 2>&1; then
+  bb=$(mktemp -d); mkdir -p "$bb/bin"
+  cp "$(command -v busybox)" "$bb/bin/busybox"
+  for app in sh httpd wget sleep cat echo ls; do ln -s busybox "$bb/bin/$app"; done
+  tar -C "$bb" -c . | docker import - shipway-busybox:latest >/dev/null
+  rm -rf "$bb"
+fi
+log "tiny image shipway-busybox:latest is ready"
