@@ -5,6 +5,7 @@
 #   Docker engine        unix:///var/run/docker.sock (Debian's docker.io)
 #   OCI registry         127.0.0.1:${SHIPWAY_REGISTRY_PORT:-5000}, htpasswd auth
 #   base image           shipway-base:bookworm (Debian minbase + python3, via debootstrap)
+#   (tests make the tiny busybox image they need themselves: shipway.testing.services)
 #
 # The registry's credentials are written to $SHIPWAY_HOME/registry.env
 # (SHIPWAY_REGISTRY_USERNAME / SHIPWAY_REGISTRY_PASSWORD): source it.
@@ -93,11 +94,3 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   rm -rf "$rootfs"
 fi
 log "base image $BASE_IMAGE is ready"
-if ! docker image inspect shipway-busybox:latest >/dev/null 2>&1; then
-  bb=$(mktemp -d); mkdir -p "$bb/bin"
-  cp "$(command -v busybox)" "$bb/bin/busybox"
-  for app in sh httpd wget sleep cat echo ls; do ln -s busybox "$bb/bin/$app"; done
-  tar -C "$bb" -c . | docker import - shipway-busybox:latest >/dev/null
-  rm -rf "$bb"
-fi
-log "tiny image shipway-busybox:latest is ready"

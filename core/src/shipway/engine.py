@@ -136,6 +136,9 @@ def run(project: Project, skip_tests: bool = False, push: bool = True, output: P
     record: BuildRecord | None = None
     model: ModelVersion | None = None
     try:
+        if push:
+            # Fail on bad registry credentials in a second, not after the tests and the build.
+            project.registry.login()
         if cfg.test is None or skip_tests:
             st.skip("test", "--skip-tests" if skip_tests else "no test command configured")
         else:
@@ -146,7 +149,7 @@ def run(project: Project, skip_tests: bool = False, push: bool = True, output: P
             model = project.store.resolve(cfg.model.ref)
             model_dir = project.store.fetch(model, project.context.cache_dir / "models" / model.name / model.version)
             detail.append(f"{model.name}:{model.version} ({model.size / 1e6:.1f} MB, {model.digest[:19]})")
-        record = BuildRecord(app=cfg.app.name, source=source, model=model, model_digest=model.digest, stages=stages)
+        record = BuildRecord(app=cfg.app.name, source=source, model=model, model_digest=model.digest)
         record.base_image = cfg.build.base_image
         with st.stage("build") as detail:
             image_labels = labels.for_build(record)
@@ -173,16 +176,17 @@ def run(project: Project, skip_tests: bool = False, push: bool = True, output: P
             st.skip("push", "--no-push")
         else:
             with st.stage("push") as detail:
-                project.registry.login()
                 record.image = project.registry.push(built.image_id, tag)
                 detail.append(str(record.image))
     except ShipwayError as exc:
         if record is None and model is not None:
-            record = BuildRecord(app=cfg.app.name, source=source, model=model, model_digest=model.digest, stages=stages)
+            record = BuildRecord(app=cfg.app.name, source=source, model=model, model_digest=model.digest)
         if record is not None:
             record.status, record.error = "failed", str(exc)
+            record.stages = stages
             _finish_run(project, record, output)
         raise
+    record.stages = stages
     _finish_run(project, record, output)
     return record
 
@@ -304,7 +308,7 @@ def release(project: Project, image: str | None = None, output: Path | None = No
     """Deploy the newest verified build (or ``image``); a no-op if its digest is live."""
     stages: list[StageResult] = []
     st = Stages(project, "release", stages)
-    record = ReleaseRecord(app=project.app, environment=project.environment, image=None, action="failed", stages=stages)
+    record = ReleaseRecord(app=project.app, environment=project.environment, image=None, action="failed")
     try:
         with st.stage("pick") as detail:
             ref, image_labels = pick_image(project, image)
@@ -320,9 +324,9 @@ def release(project: Project, image: str | None = None, output: Path | None = No
                 _deploy_and_check(project, st, record, ref, image_labels)
     except ShipwayError as exc:
         record.error = str(exc)
-        _finish_release(project, record, output)
+        _finish_release(project, record, stages, output)
         raise
-    _finish_release(project, record, output)
+    _finish_release(project, record, stages, output)
     return record
 
 
@@ -377,7 +381,7 @@ def rollback(project: Project, output: Path | None = None) -> ReleaseRecord:
     st = Stages(project, "rollback", stages)
     current = project.orchestrator.status(project.app, project.environment)
     record = ReleaseRecord(
-        app=project.app, environment=project.environment, image=None, previous=current.image, action="failed", stages=stages
+        app=project.app, environment=project.environment, image=None, previous=current.image, action="failed"
     )
     try:
         with release_lock(project):
@@ -393,13 +397,14 @@ def rollback(project: Project, output: Path | None = None) -> ReleaseRecord:
         record.action = "rolled_back"
     except ShipwayError as exc:
         record.error = str(exc)
-        _finish_release(project, record, output)
+        _finish_release(project, record, stages, output)
         raise
-    _finish_release(project, record, output)
+    _finish_release(project, record, stages, output)
     return record
 
 
-def _finish_release(project: Project, record: ReleaseRecord, output: Path | None) -> None:
+def _finish_release(project: Project, record: ReleaseRecord, stages: list[StageResult], output: Path | None) -> None:
+    record.stages = stages
     name = f"{record.created.strftime('%Y%m%dT%H%M%S')}-{record.environment}.json"
     write_record(record.model_dump(mode="json"), project.records_dir / "releases" / name, output)
     project.host.hook.shipway_release_finished(record=record)

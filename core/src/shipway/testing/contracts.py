@@ -1,0 +1,289 @@
+"""Contract test classes: the behaviour every backend of a kind must have.
+
+Subclass one in a ``Test…`` class and provide the fixtures it names; every
+``test_…`` method then runs against your backend::
+
+    class TestMyStore(ModelStoreContract):
+        @pytest.fixture
+        def store(self, tmp_path):
+            return MyStore(MyStore.Settings(kind="mine", ...), BackendContext(cache_dir=tmp_path / "cache"))
+
+        def corrupt(self, store, version, file):
+            ...  # change the stored bytes of `file` behind the store's back
+
+The contracts are the specification: a backend that needs a special case
+means the contract or the backend is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from shipway import labels as L
+from shipway.backends.base import BackendContext, ModelStore, Orchestrator, Registry
+from shipway.domain import ImageRef, ModelFile, ModelRef, ModelVersion, Release
+from shipway.errors import AuthError, BackendError, IntegrityError, ModelError, NotFound
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def write_model(folder: Path, files: dict[str, bytes]) -> Path:
+    for rel, data in files.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return folder
+
+
+class ModelStoreContract:
+    """Publish, list, resolve (latest / version / @alias), fetch with integrity and cache.
+
+    Fixtures to provide: ``store`` (a :class:`ModelStore`). Method to provide:
+    ``corrupt(store, version, file)`` that changes a stored file's bytes.
+    """
+
+    def corrupt(self, store: ModelStore, version: ModelVersion, file: ModelFile) -> None:
+        raise NotImplementedError("a store contract must say how to corrupt a stored file")
+
+    @pytest.fixture
+    def model_files(self, tmp_path: Path) -> Path:
+        return write_model(
+            tmp_path / "src",
+            {"weights.bin": bytes(range(256)) * 4096, "model.json": b'{"format": "test"}', "sub/vocab.txt": b"a\nb\n"},
+        )
+
+    def test_publish_then_resolve_latest_and_fetch(self, store: ModelStore, model_files: Path, tmp_path: Path) -> None:
+        name = unique("m")
+        published = store.publish(model_files, name, metadata={"accuracy": "0.98"})
+        assert published.version == "1"
+        assert {f.path for f in published.files} == {"weights.bin", "model.json", "sub/vocab.txt"}
+        resolved = store.resolve(ModelRef(name=name))
+        assert resolved == published
+        assert resolved.digest == published.digest and resolved.metadata == {"accuracy": "0.98"}
+        dest = store.fetch(resolved, tmp_path / "out")
+        for f in resolved.files:
+            data = (dest / f.path).read_bytes()
+            assert data == (model_files / f.path).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == f.sha256 and len(data) == f.size
+
+    def test_versions_increase_and_latest_is_newest(self, store: ModelStore, model_files: Path) -> None:
+        name = unique("m")
+        first = store.publish(model_files, name)
+        (model_files / "model.json").write_bytes(b'{"format": "test", "v": 2}')
+        second = store.publish(model_files, name)
+        assert [v.version for v in store.versions(name)] == ["1", "2"]
+        assert first.digest != second.digest
+        assert store.resolve(ModelRef(name=name)).version == "2"
+        assert store.resolve(ModelRef(name=name, select="1")) == first
+
+    def test_explicit_version_is_immutable(self, store: ModelStore, model_files: Path) -> None:
+        name = unique("m")
+        store.publish(model_files, name, version="2024.1")
+        with pytest.raises(ModelError, match="already exists"):
+            store.publish(model_files, name, version="2024.1")
+        assert [v.version for v in store.versions(name)] == ["2024.1"]
+
+    def test_aliases(self, store: ModelStore, model_files: Path) -> None:
+        name = unique("m")
+        store.publish(model_files, name, aliases=("production",))
+        (model_files / "model.json").write_bytes(b"{}")
+        store.publish(model_files, name, aliases=("staging",))
+        assert store.aliases(name) == {"production": "1", "staging": "2"}
+        assert store.resolve(ModelRef(name=name, select="@production")).version == "1"
+        store.set_alias(name, "production", "2")
+        assert store.resolve(ModelRef(name=name, select="@production")).version == "2"
+        with pytest.raises(ModelError):
+            store.set_alias(name, "production", "99")
+
+    def test_unknown_model_version_and_alias_are_clear_errors(self, store: ModelStore, model_files: Path) -> None:
+        name = unique("m")
+        with pytest.raises(ModelError, match="no versions"):
+            store.resolve(ModelRef(name=name))
+        store.publish(model_files, name)
+        with pytest.raises(ModelError, match="no version '7'"):
+            store.resolve(ModelRef(name=name, select="7"))
+        with pytest.raises(ModelError, match="no alias 'gold'"):
+            store.resolve(ModelRef(name=name, select="@gold"))
+
+    def test_corrupted_file_is_detected_at_fetch(self, store: ModelStore, model_files: Path, tmp_path: Path) -> None:
+        name = unique("m")
+        version = store.publish(model_files, name)
+        target = next(f for f in version.files if f.path == "weights.bin")
+        self.corrupt(store, version, target)
+        with pytest.raises(IntegrityError, match="weights.bin"):
+            store.fetch(store.resolve(ModelRef(name=name)), tmp_path / "out")
+
+    def test_fetch_reuses_cached_files(
+        self, store: ModelStore, model_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        name = unique("m")
+        version = store.publish(model_files, name)
+        store.fetch(version, tmp_path / "a")
+        calls: list[str] = []
+        original = store._download
+
+        def counting(v: ModelVersion, f: ModelFile, dest: Path) -> None:
+            calls.append(f.path)
+            original(v, f, dest)
+
+        monkeypatch.setattr(store, "_download", counting)
+        out = store.fetch(version, tmp_path / "b")
+        assert calls == []
+        assert (out / "weights.bin").read_bytes() == (model_files / "weights.bin").read_bytes()
+
+    def test_publish_single_file(self, store: ModelStore, tmp_path: Path) -> None:
+        path = tmp_path / "model.onnx"
+        path.write_bytes(b"\x08\x07onnx")
+        version = store.publish(path, unique("m"))
+        assert [(f.path, f.size) for f in version.files] == [("model.onnx", 6)]
+
+    def test_bad_names_are_rejected(self, store: ModelStore, model_files: Path) -> None:
+        for bad in ("../escape", "a/b", ""):
+            with pytest.raises(ModelError):
+                store.publish(model_files, bad)
+        with pytest.raises(ModelError):
+            store.publish(model_files, unique("m"), version="../1")
+
+
+class RegistryContract:
+    """Login, push by digest, resolve, labels, newest verified build, auth failures.
+
+    Fixtures to provide: ``registry`` (good credentials) and ``bad_registry``
+    (the same registry with a wrong password). The kit's ``tiny_image``
+    fixture builds the images pushed.
+    """
+
+    def test_login(self, registry: Registry) -> None:
+        registry.login()
+
+    def test_wrong_password_is_a_clear_auth_error(self, bad_registry: Registry, tiny_image: Any) -> None:
+        with pytest.raises(AuthError) as err:
+            bad_registry.login()
+        assert "rejected" in str(err.value)
+        with pytest.raises(AuthError):
+            bad_registry.push(tiny_image(), unique("t"))
+
+    def test_push_resolve_exists_labels(self, registry: Registry, tiny_image: Any) -> None:
+        image_id = tiny_image(labels={"org.example.k": "v"})
+        tag = unique("t")
+        pushed = registry.push(image_id, tag)
+        assert pushed.digest and pushed.digest.startswith("sha256:")
+        assert pushed.repository == registry.repository()
+        assert registry.resolve(tag) == pushed
+        assert registry.exists(pushed)
+        assert registry.exists(ImageRef(repository=pushed.repository, digest=pushed.digest))
+        assert registry.labels(pushed)["org.example.k"] == "v"
+
+    def test_unknown_tag_is_not_found(self, registry: Registry) -> None:
+        with pytest.raises(NotFound):
+            registry.resolve(unique("missing"))
+        assert not registry.exists(ImageRef(repository=registry.repository(), tag=unique("missing")))
+
+    def test_builds_are_verified_builds_of_the_app_newest_first(self, registry: Registry, tiny_image: Any) -> None:
+        app = unique("app")
+
+        def build_labels(created: str, verified: bool = True, for_app: str = app) -> dict[str, str]:
+            found = {L.APP: for_app, L.CREATED: created, L.REVISION: created}
+            if verified:
+                found[L.VERIFIED] = "true"
+            return found
+
+        old = registry.push(tiny_image(labels=build_labels("2026-01-01T00:00:00Z")), unique("old"))
+        new = registry.push(tiny_image(labels=build_labels("2026-02-01T00:00:00Z")), unique("new"))
+        registry.push(tiny_image(labels=build_labels("2026-03-01T00:00:00Z", verified=False)), unique("unverified"))
+        registry.push(tiny_image(labels=build_labels("2026-04-01T00:00:00Z", for_app="other")), unique("other"))
+        found = registry.builds(app)
+        assert [ref.digest for ref, _ in found] == [new.digest, old.digest]
+        assert found[0][1][L.CREATED] == "2026-02-01T00:00:00Z"
+
+    def test_credentials_are_never_in_describe(self, registry: Registry) -> None:
+        creds = registry.credentials()
+        if creds and creds.get("password"):
+            assert creds["password"] not in registry.describe()
+            assert creds["password"] not in repr(registry.settings)
+
+
+class OrchestratorContract:
+    """Deploy by digest, wait healthy, status, endpoint, rollback, failure, removal.
+
+    Fixtures to provide: ``orchestrator``, and ``images`` — a mapping with
+    ``good``, ``good2`` and ``bad`` :class:`ImageRef` (with digests) of images
+    serving ``/healthz`` on port 8000 (``bad`` never becomes healthy), plus
+    ``pull_auth`` (docker auth_config for pulling them, or None).
+    """
+
+    def release(self, app: str, image: ImageRef) -> Release:
+        return Release(app=app, image=image, port=8000, health="/healthz")
+
+    @pytest.fixture
+    def app(self, orchestrator: Orchestrator) -> Any:
+        name = unique("c")
+        yield name
+        orchestrator.remove(name)
+
+    def test_status_of_unknown_app_is_absent(self, orchestrator: Orchestrator, app: str) -> None:
+        dep = orchestrator.status(app)
+        assert dep.state == "absent" and dep.image is None
+
+    def test_deploy_waits_until_healthy(
+        self, orchestrator: Orchestrator, app: str, images: dict[str, ImageRef], pull_auth: Any
+    ) -> None:
+        dep = orchestrator.deploy(self.release(app, images["good"]), auth=pull_auth)
+        assert dep.state == "healthy" and dep.digest == images["good"].digest
+        url = orchestrator.endpoint(app)
+        assert requests.get(url + "/healthz", timeout=5).status_code == 200
+        assert orchestrator.status(app).digest == images["good"].digest
+
+    def test_update_then_rollback(
+        self, orchestrator: Orchestrator, app: str, images: dict[str, ImageRef], pull_auth: Any
+    ) -> None:
+        orchestrator.deploy(self.release(app, images["good"]), auth=pull_auth)
+        dep = orchestrator.deploy(self.release(app, images["good2"]), auth=pull_auth)
+        assert dep.digest == images["good2"].digest
+        assert dep.previous_image is not None and dep.previous_image.digest == images["good"].digest
+        assert requests.get(orchestrator.endpoint(app) + "/version", timeout=5).text.strip() == "v2"
+        back = orchestrator.rollback(app)
+        assert back.state == "healthy" and back.digest == images["good"].digest
+        assert requests.get(orchestrator.endpoint(app) + "/version", timeout=5).text.strip() == "v1"
+
+    def test_failed_deploy_raises_and_rollback_restores_previous(
+        self, orchestrator: Orchestrator, app: str, images: dict[str, ImageRef], pull_auth: Any
+    ) -> None:
+        orchestrator.deploy(self.release(app, images["good"]), auth=pull_auth)
+        with pytest.raises(BackendError):
+            orchestrator.deploy(self.release(app, images["bad"]), auth=pull_auth)
+        restored = orchestrator.rollback(app)
+        assert restored.state == "healthy" and restored.digest == images["good"].digest
+        assert requests.get(orchestrator.endpoint(app) + "/healthz", timeout=5).status_code == 200
+
+    def test_rollback_without_previous_is_not_found(
+        self, orchestrator: Orchestrator, app: str, images: dict[str, ImageRef], pull_auth: Any
+    ) -> None:
+        with pytest.raises(NotFound):
+            orchestrator.rollback(app)
+        orchestrator.deploy(self.release(app, images["good"]), auth=pull_auth)
+        with pytest.raises(NotFound):
+            orchestrator.rollback(app)
+
+    def test_remove(self, orchestrator: Orchestrator, app: str, images: dict[str, ImageRef], pull_auth: Any) -> None:
+        orchestrator.deploy(self.release(app, images["good"]), auth=pull_auth)
+        orchestrator.remove(app)
+        assert orchestrator.status(app).state == "absent"
+
+
+__all__ = [
+    "BackendContext",
+    "ModelStoreContract",
+    "OrchestratorContract",
+    "RegistryContract",
+    "unique",
+    "write_model",
+]

@@ -1,0 +1,84 @@
+"""pytest plugin (entry point ``pytest11``): fixtures for testing shipway backends and plugins.
+
+Fixtures
+--------
+``shipway_docker``      the Docker engine is reachable (fails the test otherwise)
+``shipway_registry``    a real OCI registry with htpasswd auth, one per session
+``tiny_image``          factory: build a tiny HTTP image, returns its image ID
+``plugin_host``         an isolated plugin host: built-in backends only, no autoload
+``register_plugin``     register a plugin object on ``plugin_host`` for one test
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from shipway import plugins
+from shipway.plugins import PluginHost, PluginInfo
+from shipway.testing import services
+
+
+@pytest.fixture(scope="session")
+def shipway_docker() -> None:
+    """Fail (never skip) when no Docker engine answers."""
+    try:
+        services.require_docker()
+    except services.ServiceError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def shipway_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.RegistryService]:
+    """A real ``docker-registry`` with basic auth on a free 127.0.0.1 port."""
+    try:
+        reg = services.start_registry(tmp_path_factory.mktemp("registry"))
+    except services.ServiceError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture
+def tiny_image(shipway_docker: None) -> Callable[..., str]:
+    """Factory: ``tiny_image(labels=..., files=..., command=...)`` builds a distinct tiny image."""
+
+    def make(
+        labels: dict[str, str] | None = None,
+        files: dict[str, str] | None = None,
+        command: list[str] | None = None,
+    ) -> str:
+        nonce = uuid.uuid4().hex[:12]
+        content = {"healthz": "ok", "nonce": nonce, **(files or {})}
+        return services.build_tiny_image(f"shipway-test/tiny:{nonce}", labels=labels, files=content, command=command)
+
+    return make
+
+
+@pytest.fixture
+def plugin_host() -> PluginHost:
+    """A plugin host with the built-in backends only (third-party autoload off)."""
+    return plugins.load(environ={plugins.ENV_VAR: ""})
+
+
+@pytest.fixture
+def register_plugin(plugin_host: PluginHost) -> Callable[..., PluginHost]:
+    """``register_plugin(obj, name="x")`` adds a plugin object to ``plugin_host`` for this test."""
+
+    def register(plugin: object, name: str | None = None) -> PluginHost:
+        label = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        plugin_host.add(plugin, PluginInfo(name=label, dist=None, version=None, module=str(label), builtin=False))
+        return plugin_host
+
+    return register
+
+
+@pytest.fixture
+def shipway_cache(tmp_path: Path) -> Path:
+    """An empty cache folder for one test (model blobs, wheelhouses, labels)."""
+    path = tmp_path / "shipway-cache"
+    path.mkdir()
+    return path

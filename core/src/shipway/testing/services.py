@@ -1,0 +1,142 @@
+"""Real local services for tests: a Docker engine check, an OCI registry with auth, tiny images.
+
+Nothing here fakes a backend: a service that cannot start is an error that
+says what to install, never a skipped test.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from shipway import dockerutil
+
+TINY_IMAGE = os.environ.get("SHIPWAY_TINY_IMAGE", "shipway-busybox:latest")
+BUSYBOX_APPLETS = ("sh", "httpd", "wget", "sleep", "cat", "echo", "mkdir", "ls")
+
+
+class ServiceError(RuntimeError):
+    """A real service the tests need could not be started (a failed setup, not a skip)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require_docker() -> None:
+    """Raise ServiceError unless a Docker engine answers."""
+    try:
+        dockerutil.client()
+    except Exception as exc:  # noqa: BLE001
+        raise ServiceError(f"{exc}") from None
+
+
+@dataclass
+class RegistryService:
+    """A running ``docker-registry`` with htpasswd auth on 127.0.0.1."""
+
+    address: str
+    username: str
+    password: str
+    root: Path
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_registry(root: Path, username: str = "shipway", password: str | None = None) -> RegistryService:
+    """Start Debian's ``docker-registry`` (distribution) with a bcrypt htpasswd file."""
+    binary = shutil.which("docker-registry") or shutil.which("registry")
+    if binary is None:
+        raise ServiceError("docker-registry is not installed (apt-get install docker-registry)")
+    import bcrypt
+
+    password = password or secrets.token_urlsafe(16)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "htpasswd").write_text(f"{username}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()}\n")
+    port = free_port()
+    (root / "config.yml").write_text(
+        "version: 0.1\nlog: {level: error}\n"
+        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n"
+        f"auth: {{htpasswd: {{realm: shipway-test, path: {root / 'htpasswd'}}}}}\n"
+    )
+    log = (root / "registry.log").open("wb")
+    process = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServiceError(f"docker-registry exited: {(root / 'registry.log').read_text()[-500:]}")
+        try:
+            if requests.get(f"http://{address}/v2/", auth=(username, password), timeout=1).status_code == 200:
+                return RegistryService(address, username, password, root, process)
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    process.kill()
+    raise ServiceError(f"docker-registry did not answer on {address}")
+
+
+def ensure_tiny_image() -> str:
+    """A busybox image (``shipway-busybox:latest``) imported from Debian's busybox-static."""
+    client = dockerutil.client()
+    try:
+        client.images.get(TINY_IMAGE)
+        return TINY_IMAGE
+    except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound
+        pass
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        raise ServiceError("busybox is not installed (apt-get install busybox-static)")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(busybox, arcname="bin/busybox")
+        for applet in BUSYBOX_APPLETS:
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(info)
+    repo, tag = TINY_IMAGE.rsplit(":", 1)
+    client.api.import_image_from_data(buf.getvalue(), repository=repo, tag=tag)
+    return TINY_IMAGE
+
+
+def build_tiny_image(
+    tag: str,
+    labels: dict[str, str] | None = None,
+    files: dict[str, str] | None = None,
+    command: list[str] | None = None,
+) -> str:
+    """Build a tiny image serving ``files`` over HTTP on port 8000 (busybox httpd). Returns its ID.
+
+    ``command`` replaces the server, e.g. ``["sh", "-c", "exit 3"]`` for an image that fails.
+    """
+    import json as _json
+
+    base = ensure_tiny_image()
+    lines = [f"FROM {base}", "RUN mkdir -p /www"]
+    for name, content in (files or {"healthz": "ok"}).items():
+        lines.append(f"RUN echo {_json.dumps(content)} > /www/{name}")
+    for key, value in (labels or {}).items():
+        lines.append(f"LABEL {_json.dumps(key)}={_json.dumps(value)}")
+    lines.append(f"CMD {_json.dumps(command or ['httpd', '-f', '-p', '8000', '-h', '/www'])}")
+    client = dockerutil.client()
+    image, _ = client.images.build(fileobj=io.BytesIO("\n".join(lines).encode()), tag=tag, rm=True, pull=False)
+    return str(image.id)

@@ -1,0 +1,45 @@
+"""Fixtures shared by the engine and backend tests (the kit's own fixtures load via pytest11)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from shipway.backends.base import BackendContext
+from shipway.backends.oci_registry import OciRegistry, OciRegistrySettings
+from shipway.domain import ImageRef
+from shipway.testing.contracts import unique
+from shipway.testing.services import RegistryService
+
+
+def make_registry(reg: RegistryService, cache: Path, password: str | None = None, repository: str | None = None) -> OciRegistry:
+    settings = OciRegistrySettings(
+        kind="oci",
+        address=reg.address,
+        repository=repository or unique("repo"),
+        username=reg.username,
+        password=password or reg.password,
+    )
+    return OciRegistry(settings, BackendContext(cache_dir=cache))
+
+
+@pytest.fixture
+def oci_registry(shipway_registry: RegistryService, shipway_cache: Path) -> OciRegistry:
+    return make_registry(shipway_registry, shipway_cache)
+
+
+@pytest.fixture
+def pushed_images(
+    oci_registry: OciRegistry, tiny_image: Callable[..., str]
+) -> dict[str, ImageRef]:
+    """good (serves v1), good2 (serves v2) and bad (exits at once), pushed by digest."""
+    good = tiny_image(files={"version": "v1"})
+    good2 = tiny_image(files={"version": "v2"})
+    bad = tiny_image(command=["sh", "-c", "echo model file missing >&2; exit 3"])
+    return {
+        "good": oci_registry.push(good, "good"),
+        "good2": oci_registry.push(good2, "good2"),
+        "bad": oci_registry.push(bad, "bad"),
+    }

@@ -1,0 +1,51 @@
+"""The docker orchestrator against the real local engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from shipway.backends.base import BackendContext
+from shipway.backends.docker_orchestrator import DockerOrchestrator, DockerOrchestratorSettings
+from shipway.backends.oci_registry import OciRegistry
+from shipway.domain import ImageRef
+from shipway.testing.contracts import OrchestratorContract
+from shipway.testing.services import free_port
+
+
+class TestDockerOrchestrator(OrchestratorContract):
+    @pytest.fixture
+    def orchestrator(self, shipway_docker: None, tmp_path) -> DockerOrchestrator:
+        settings = DockerOrchestratorSettings(kind="docker", host_port=free_port(), deadline=20, stop_timeout=1)
+        return DockerOrchestrator(settings, BackendContext(cache_dir=tmp_path))
+
+    @pytest.fixture
+    def images(self, pushed_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
+        return pushed_images
+
+    @pytest.fixture
+    def pull_auth(self, oci_registry: OciRegistry) -> dict[str, str] | None:
+        return oci_registry.credentials()
+
+
+def test_deploy_pulls_a_missing_image_with_registry_auth(
+    shipway_docker: None, oci_registry: OciRegistry, tiny_image, tmp_path
+) -> None:
+    from shipway import dockerutil
+    from shipway.domain import Release
+
+    pushed = oci_registry.push(tiny_image(files={"version": "pulled"}), "pull-me")
+    client = dockerutil.client()
+    client.images.remove(pushed.pinned, force=True)
+    for tag in client.images.list(name=pushed.repository):
+        client.images.remove(tag.id, force=True)
+    settings = DockerOrchestratorSettings(kind="docker", host_port=free_port(), deadline=20, stop_timeout=1)
+    orch = DockerOrchestrator(settings, BackendContext(cache_dir=tmp_path))
+    try:
+        with pytest.raises(Exception, match="pull"):
+            orch.deploy(Release(app="pull-test", image=pushed, port=8000, health="/healthz"), auth=None)
+        dep = orch.deploy(
+            Release(app="pull-test", image=pushed, port=8000, health="/healthz"), auth=oci_registry.credentials()
+        )
+        assert dep.state == "healthy" and dep.digest == pushed.digest
+    finally:
+        orch.remove("pull-test")

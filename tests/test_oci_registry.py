@@ -1,0 +1,59 @@
+"""The oci registry against a real docker-registry with htpasswd auth."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from shipway.backends.base import BackendContext
+from shipway.backends.oci_registry import OciRegistry, OciRegistrySettings
+from shipway.errors import BackendError
+from shipway.testing.contracts import RegistryContract, unique
+from shipway.testing.services import RegistryService, free_port
+
+from conftest import make_registry
+
+
+class TestOciRegistry(RegistryContract):
+    @pytest.fixture
+    def registry(self, oci_registry: OciRegistry) -> OciRegistry:
+        return oci_registry
+
+    @pytest.fixture
+    def bad_registry(self, shipway_registry: RegistryService, shipway_cache: Path) -> OciRegistry:
+        return make_registry(shipway_registry, shipway_cache, password="wrong-password")
+
+
+def test_credentials_from_docker_config(
+    shipway_registry: RegistryService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_image
+) -> None:
+    auth = base64.b64encode(f"{shipway_registry.username}:{shipway_registry.password}".encode()).decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {shipway_registry.address: {"auth": auth}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    settings = OciRegistrySettings(kind="oci", address=shipway_registry.address, repository=unique("repo"))
+    registry = OciRegistry(settings, BackendContext(cache_dir=tmp_path / "cache"))
+    registry.login()
+    assert registry.push(tiny_image(), "t1").digest
+
+
+def test_no_credentials_is_rejected_with_a_hint(shipway_registry: RegistryService, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    settings = OciRegistrySettings(kind="oci", address=shipway_registry.address, repository="x")
+    with pytest.raises(BackendError, match="rejected anonymous access"):
+        OciRegistry(settings, BackendContext(cache_dir=tmp_path)).login()
+
+
+def test_unreachable_registry_names_the_address(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    settings = OciRegistrySettings(kind="oci", address=address, repository="x", username="u", password="p")
+    with pytest.raises(BackendError, match=f"cannot reach registry {address}"):
+        OciRegistry(settings, BackendContext(cache_dir=tmp_path)).login()
+
+
+def test_password_never_appears_in_settings_repr(shipway_registry: RegistryService, tmp_path: Path) -> None:
+    registry = make_registry(shipway_registry, tmp_path)
+    assert shipway_registry.password not in repr(registry.settings)
+    assert shipway_registry.password not in registry.settings.model_dump_json()

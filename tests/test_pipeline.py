@@ -1,0 +1,266 @@
+"""The example app through the whole pipeline, on the real engine and a real registry with auth.
+
+One scenario, in order: publish a trained model; run (test, model, build,
+verify, push); release; a code-only change reuses the model layer; a bad model
+version is stopped by verify before push; a release that fails its live checks
+rolls back while the previous container keeps serving; on-demand rollback;
+registry auth failure; a corrupted model file stops the run before the build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from shipway import dockerutil
+from shipway.testing.services import RegistryService, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "flask_app"
+BASE_IMAGE = os.environ.get("SHIPWAY_BASE_IMAGE", "shipway-base:bookworm")
+EXIT = {"ok": 0, "config": 2, "tests": 3, "verify": 5, "rolled_back": 6, "backend": 7, "model": 8}
+
+
+@dataclass
+class Example:
+    root: Path
+    env: dict[str, str]
+    port: int
+
+    def shipway(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "shipway.cli", *args],
+            cwd=self.root,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        print(f"$ shipway {' '.join(args)} -> {proc.returncode}\n{proc.stdout}{proc.stderr}")
+        return proc
+
+    def git(self, *args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=self.root, check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def commit(self, message: str) -> str:
+        self.git("add", "-A")
+        self.git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", message)
+        return self.git("rev-parse", "HEAD")
+
+    def train(self, out: Path, scramble: bool = False) -> Path:
+        cmd = [sys.executable, "train.py", "--out", str(out)] + (["--scramble"] if scramble else [])
+        subprocess.run(cmd, cwd=self.root, check=True, capture_output=True)
+        return out
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def score(self, sample: str) -> dict:
+        body = json.loads((self.root / "tests" / "data" / sample).read_text())
+        return requests.post(self.url("/score"), json=body, timeout=10).json()
+
+    def record(self, path: Path) -> dict:
+        return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def example(
+    tmp_path_factory: pytest.TempPathFactory, shipway_registry: RegistryService, shipway_docker: None
+) -> Iterator[Example]:
+    client = dockerutil.client()
+    try:
+        client.images.get(BASE_IMAGE)
+    except Exception:  # noqa: BLE001
+        pytest.fail(f"base image {BASE_IMAGE} is missing: run scripts/services.sh", pytrace=False)
+    work = tmp_path_factory.mktemp("pipeline")
+    root = work / "app"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".shipway", "build", "__pycache__"))
+    port = free_port()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SHIPWAY_", "DIGITS_", "MODEL_SELECT", "BASE_IMAGE"))
+    }
+    env.update(
+        SHIPWAY_REGISTRY=shipway_registry.address,
+        SHIPWAY_REGISTRY_USERNAME=shipway_registry.username,
+        SHIPWAY_REGISTRY_PASSWORD=shipway_registry.password,
+        SHIPWAY_MODEL_STORE=str(work / "store"),
+        SHIPWAY_CACHE_DIR=os.environ.get("SHIPWAY_TEST_CACHE", str(work / "cache")),
+        DIGITS_PORT=str(port),
+        BASE_IMAGE=BASE_IMAGE,
+        DOCKER_BUILDKIT="0",
+    )
+    ex = Example(root=root, env=env, port=port)
+    ex.git("init", "-q", "-b", "main")
+    ex.commit("example app")
+    yield ex
+    ex.shipway("down")
+
+
+def test_01_publish_run_release_serves_the_model(example: Example, tmp_path: Path) -> None:
+    model = example.train(tmp_path / "model")
+    pub = example.shipway("model", "publish", str(model), "--name", "digits", "--alias", "production")
+    assert pub.returncode == 0 and "published digits:1" in pub.stdout
+
+    run = example.shipway("run", "-o", str(tmp_path / "build.json"))
+    assert run.returncode == EXIT["ok"], run.stderr
+    record = example.record(tmp_path / "build.json")
+    head = example.git("rev-parse", "HEAD")
+    assert record["status"] == "ok"
+    assert record["source"]["commit"] == head and record["source"]["dirty"] is False
+    assert record["model"]["version"] == "1" and record["model_digest"].startswith("sha256:")
+    assert [s["name"] for s in record["stages"]] == ["test", "model", "build", "verify", "push"]
+    assert all(c["ok"] for c in record["checks"]) and len(record["checks"]) == 5
+    digest = record["image"]["digest"]
+    assert record["image"]["tag"] == f"{head[:12]}-m1"
+
+    labels = dockerutil.client().images.get(record["local_image_id"]).labels
+    assert labels["org.opencontainers.image.revision"] == head
+    assert labels["io.shipway.model.version"] == "1"
+    assert labels["io.shipway.model.digest"] == record["model_digest"]
+
+    rel = example.shipway("release", "-o", str(tmp_path / "release.json"))
+    assert rel.returncode == EXIT["ok"], rel.stderr
+    assert example.record(tmp_path / "release.json")["action"] == "deployed"
+    assert example.score("seven.json")["label"] == 7
+    assert example.score("heldout.json")["labels"] == list(range(10))
+    version = requests.get(example.url("/version"), timeout=5).json()
+    assert version["commit"] == head and version["model"]["version"] == "1"
+
+    again = example.shipway("release", "-o", str(tmp_path / "again.json"))
+    assert again.returncode == EXIT["ok"]
+    assert example.record(tmp_path / "again.json")["action"] == "noop"
+    status = example.shipway("status", "--json")
+    live = json.loads(status.stdout)
+    assert live["state"] == "healthy" and live["image"]["digest"] == digest
+
+
+def test_02_code_only_change_reuses_the_model_layer(example: Example, tmp_path: Path) -> None:
+    first = json.loads(sorted((example.root / ".shipway" / "builds").glob("*.json"))[-1].read_text())
+    app_py = example.root / "digits_api" / "app.py"
+    app_py.write_text(app_py.read_text() + "\n# a code-only change\n")
+    example.commit("code-only change")
+    run = example.shipway("run", "--skip-tests", "-o", str(tmp_path / "code.json"))
+    assert run.returncode == EXIT["ok"], run.stderr
+    second = example.record(tmp_path / "code.json")
+    assert second["image"]["digest"] != first["image"]["digest"]
+
+    # A model change (here: a bad version, stopped by verify) shows which layer is the model's.
+    bad = example.train(tmp_path / "bad", scramble=True)
+    assert example.shipway("model", "publish", str(bad), "--name", "digits").returncode == 0
+    model_run = example.shipway("run", "--skip-tests", "-o", str(tmp_path / "model.json"))
+    assert model_run.returncode == EXIT["verify"]
+    third = example.record(tmp_path / "model.json")
+
+    def shared_prefix(a: list[str], b: list[str]) -> int:
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        return n
+
+    code_prefix = shared_prefix(first["layers"], second["layers"])
+    model_prefix = shared_prefix(first["layers"], third["layers"])
+    # The code change keeps every layer up to and including the model's; the model
+    # change replaces exactly the layer after the dependencies.
+    assert code_prefix == model_prefix + 1, (code_prefix, model_prefix)
+    assert code_prefix < len(second["layers"])
+
+
+def test_03_failing_verify_blocks_the_push(example: Example, tmp_path: Path, shipway_registry: RegistryService) -> None:
+    tags_before = _tags(shipway_registry)
+    run = example.shipway("run", "--skip-tests", "-o", str(tmp_path / "bad.json"))
+    assert run.returncode == EXIT["verify"]
+    assert "verify checks failed against the built image" in run.stderr
+    assert "$.label: expected 7, got 8" in run.stderr
+    record = example.record(tmp_path / "bad.json")
+    assert record["status"] == "failed" and record["image"] is None
+    assert [s["name"] for s in record["stages"]][-1] == "verify"
+    assert _tags(shipway_registry) == tags_before
+    assert example.score("seven.json")["label"] == 7  # the live release is untouched
+
+
+def test_04_release_failing_live_checks_rolls_back(example: Example, tmp_path: Path) -> None:
+    live_before = json.loads(example.shipway("status", "--json").stdout)["image"]["digest"]
+    # A build whose (weaker) smoke test let a bad model through...
+    weak = (example.root / "shipway.yaml").read_text().split("verify:")[0]
+    weak += "verify:\n  - {request: GET /healthz, expect_status: 200}\nrelease:\n  trigger: nightly\n"
+    (example.root / "shipway.weak.yaml").write_text(weak)
+    run = example.shipway("-c", "shipway.weak.yaml", "run", "--skip-tests", "-o", str(tmp_path / "weak.json"))
+    assert run.returncode == EXIT["ok"], run.stderr
+    bad_digest = example.record(tmp_path / "weak.json")["image"]["digest"]
+    # ...is released with the real checks: they fail live, and the release rolls back.
+    rel = example.shipway("release", "-o", str(tmp_path / "rel.json"))
+    assert rel.returncode == EXIT["rolled_back"], rel.stderr
+    assert "was rolled back" in rel.stderr and "$.label: expected 7, got 8" in rel.stderr
+    record = example.record(tmp_path / "rel.json")
+    assert record["action"] == "rolled_back" and record["image"]["digest"] == bad_digest
+    assert [s["name"] for s in record["stages"]] == ["pick", "deploy", "check", "rollback"]
+    live = json.loads(example.shipway("status", "--json").stdout)
+    assert live["state"] == "healthy" and live["image"]["digest"] == live_before
+    assert example.score("seven.json")["label"] == 7
+
+
+def test_05_rollback_on_demand(example: Example, tmp_path: Path) -> None:
+    # Release the code-only build of test_02 by its tag, then roll back to the first release.
+    builds = sorted((example.root / ".shipway" / "builds").glob("*.json"))
+    records = [json.loads(p.read_text()) for p in builds]
+    ok = [r for r in records if r["status"] == "ok" and r["checks"] and len(r["checks"]) == 5]
+    first, code_only = ok[0], ok[1]
+    rel = example.shipway("release", "--image", f"{code_only['image']['repository']}:{code_only['image']['tag']}")
+    assert rel.returncode == EXIT["ok"], rel.stderr
+    assert json.loads(example.shipway("status", "--json").stdout)["image"]["digest"] == code_only["image"]["digest"]
+    back = example.shipway("rollback", "-o", str(tmp_path / "rb.json"))
+    assert back.returncode == EXIT["ok"], back.stderr
+    live = json.loads(example.shipway("status", "--json").stdout)
+    assert live["image"]["digest"] == first["image"]["digest"]
+    assert example.score("seven.json")["label"] == 7
+
+
+def test_06_wrong_registry_password_is_a_clear_error(example: Example) -> None:
+    run = example.shipway("run", env={"SHIPWAY_REGISTRY_PASSWORD": "not-the-password"})
+    assert run.returncode == EXIT["backend"]
+    assert "rejected user 'shipway' (registry.username/password)" in run.stderr
+    assert "not-the-password" not in run.stderr + run.stdout
+    assert "Traceback" not in run.stderr
+    # It fails before the tests and the build: no stage ran.
+    assert "build" not in run.stderr
+
+
+def test_07_corrupted_model_file_stops_the_run_before_the_build(example: Example, tmp_path: Path) -> None:
+    store = Path(example.env["SHIPWAY_MODEL_STORE"]) / "digits" / "versions" / "1" / "files" / "weights.npz"
+    data = bytearray(store.read_bytes())
+    data[100] ^= 0xFF
+    store.write_bytes(bytes(data))
+    cache = Path(example.env["SHIPWAY_CACHE_DIR"])
+    for blob in (cache / "blobs").rglob("*"):  # a fresh runner: nothing cached
+        if blob.is_file():
+            blob.unlink()
+    run = example.shipway("run", "--skip-tests", "-o", str(tmp_path / "corrupt.json"), env={"MODEL_SELECT": "1"})
+    assert run.returncode == EXIT["model"], run.stderr
+    assert "weights.npz: sha256" in run.stderr and "!= manifest" in run.stderr
+    record = example.record(tmp_path / "corrupt.json") if (tmp_path / "corrupt.json").exists() else {"stages": []}
+    assert "build" not in [s["name"] for s in record["stages"]]
+
+
+def test_08_no_secret_in_records_or_images(example: Example, shipway_registry: RegistryService) -> None:
+    password = shipway_registry.password
+    for path in (example.root / ".shipway").rglob("*.json"):
+        assert password not in path.read_text(), path
+    client = dockerutil.client()
+    for image in client.images.list(name=f"{shipway_registry.address}/digits-api"):
+        assert password not in json.dumps(image.attrs)
+        assert password not in json.dumps(client.api.history(image.id))
+
+
+def _tags(reg: RegistryService) -> list[str]:
+    resp = requests.get(f"http://{reg.address}/v2/digits-api/tags/list", auth=(reg.username, reg.password), timeout=5)
+    return sorted(resp.json().get("tags") or [])
