@@ -23,6 +23,8 @@ command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 command -v docker-registry >/dev/null || need_pkgs+=(docker-registry)
 command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v busybox >/dev/null || need_pkgs+=(busybox-static)
+command -v htpasswd >/dev/null || need_pkgs+=(apache2-utils)
+command -v curl >/dev/null || need_pkgs+=(curl)
 if ((${#need_pkgs[@]})); then
   log "installing Debian packages: ${need_pkgs[*]}"
   apt-get update -qq
@@ -42,7 +44,7 @@ log "docker engine $(docker version --format '{{.Server.Version}}') is up"
 REG_DIR=$SHIPWAY_HOME/registry
 mkdir -p "$REG_DIR/data"
 if [ ! -f "$SHIPWAY_HOME/registry.env" ]; then
-  password=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
+  password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
   printf 'SHIPWAY_REGISTRY_USERNAME=shipway\nSHIPWAY_REGISTRY_PASSWORD=%s\n' "$password" > "$SHIPWAY_HOME/registry.env"
   chmod 600 "$SHIPWAY_HOME/registry.env"
   rm -f "$REG_DIR/htpasswd"
@@ -52,12 +54,7 @@ set -a
 . "$SHIPWAY_HOME/registry.env"
 set +a
 if [ ! -f "$REG_DIR/htpasswd" ]; then
-  python3 - "$REG_DIR/htpasswd" <<'PY'
-import os, sys, bcrypt
-user, pw = os.environ["SHIPWAY_REGISTRY_USERNAME"], os.environ["SHIPWAY_REGISTRY_PASSWORD"]
-with open(sys.argv[1], "w") as f:
-    f.write(f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt()).decode()}\n")
-PY
+  htpasswd -nbB "$SHIPWAY_REGISTRY_USERNAME" "$SHIPWAY_REGISTRY_PASSWORD" | sed '/^$/d' > "$REG_DIR/htpasswd"
 fi
 cat > "$REG_DIR/config.yml" <<YML
 version: 0.1

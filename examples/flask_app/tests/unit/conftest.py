@@ -9,8 +9,6 @@ sys.path.insert(0, str(HERE))
 from digits_api import create_app  # noqa: E402
 from train import train  # noqa: E402
 
-DATA = HERE / "tests" / "data"
-
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

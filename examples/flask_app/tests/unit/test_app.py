@@ -1,10 +1,13 @@
 import json
+from pathlib import Path
 
 import pytest
-from conftest import DATA
 
 from digits_api import create_app
 from digits_api.model import ModelFormatError
+
+
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def load(name: str) -> dict:
