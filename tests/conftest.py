@@ -26,8 +26,18 @@ def make_registry(reg: RegistryService, cache: Path, password: str | None = None
 
 
 @pytest.fixture
-def oci_registry(shipway_registry: RegistryService, shipway_cache: Path) -> OciRegistry:
-    return make_registry(shipway_registry, shipway_cache)
+def registry_factory(shipway_registry: RegistryService, shipway_cache: Path) -> Callable[..., OciRegistry]:
+    """``registry_factory(password=None, repository=None)``: an oci backend on the test registry."""
+
+    def factory(password: str | None = None, repository: str | None = None) -> OciRegistry:
+        return make_registry(shipway_registry, shipway_cache, password=password, repository=repository)
+
+    return factory
+
+
+@pytest.fixture
+def oci_registry(registry_factory: Callable[..., OciRegistry]) -> OciRegistry:
+    return registry_factory()
 
 
 @pytest.fixture

@@ -14,8 +14,6 @@ from shipway.errors import BackendError
 from shipway.testing.contracts import RegistryContract, unique
 from shipway.testing.services import RegistryService, free_port
 
-from conftest import make_registry
-
 
 class TestOciRegistry(RegistryContract):
     @pytest.fixture
@@ -23,8 +21,8 @@ class TestOciRegistry(RegistryContract):
         return oci_registry
 
     @pytest.fixture
-    def bad_registry(self, shipway_registry: RegistryService, shipway_cache: Path) -> OciRegistry:
-        return make_registry(shipway_registry, shipway_cache, password="wrong-password")
+    def bad_registry(self, registry_factory) -> OciRegistry:
+        return registry_factory(password="wrong-password")
 
 
 def test_credentials_from_docker_config(
@@ -53,7 +51,7 @@ def test_unreachable_registry_names_the_address(tmp_path: Path) -> None:
         OciRegistry(settings, BackendContext(cache_dir=tmp_path)).login()
 
 
-def test_password_never_appears_in_settings_repr(shipway_registry: RegistryService, tmp_path: Path) -> None:
-    registry = make_registry(shipway_registry, tmp_path)
+def test_password_never_appears_in_settings_repr(shipway_registry: RegistryService, registry_factory) -> None:
+    registry = registry_factory()
     assert shipway_registry.password not in repr(registry.settings)
     assert shipway_registry.password not in registry.settings.model_dump_json()
