@@ -142,6 +142,13 @@ def test_01_publish_run_release_serves_the_model(example: Example, tmp_path: Pat
     status = example.shipway("status", "--json")
     live = json.loads(status.stdout)
     assert live["state"] == "healthy" and live["image"]["digest"] == digest
+    assert live["labels"]["org.opencontainers.image.revision"] == head
+
+    plan = json.loads(example.shipway("plan", "--json").stdout)
+    assert plan["model"]["version"] == "1" and plan["release"] == "no-op (already live)"
+    assert plan["image"].endswith(f"/digits-api:{head[:12]}-m1")
+    listed = json.loads(example.shipway("model", "list", "digits", "--json").stdout)
+    assert listed["aliases"] == {"production": "1"} and [v["version"] for v in listed["versions"]] == ["1"]
 
 
 def test_02_code_only_change_reuses_the_model_layer(example: Example, tmp_path: Path) -> None:
@@ -237,18 +244,23 @@ def test_06_wrong_registry_password_is_a_clear_error(example: Example) -> None:
 
 def test_07_corrupted_model_file_stops_the_run_before_the_build(example: Example, tmp_path: Path) -> None:
     store = Path(example.env["SHIPWAY_MODEL_STORE"]) / "digits" / "versions" / "1" / "files" / "weights.npz"
-    data = bytearray(store.read_bytes())
+    original = store.read_bytes()
+    data = bytearray(original)
     data[100] ^= 0xFF
     store.write_bytes(bytes(data))
     cache = Path(example.env["SHIPWAY_CACHE_DIR"])
     for blob in (cache / "blobs").rglob("*"):  # a fresh runner: nothing cached
         if blob.is_file():
             blob.unlink()
-    run = example.shipway("run", "--skip-tests", "-o", str(tmp_path / "corrupt.json"), env={"MODEL_SELECT": "1"})
+    try:
+        run = example.shipway("run", "--skip-tests", "-o", str(tmp_path / "corrupt.json"), env={"MODEL_SELECT": "1"})
+    finally:
+        store.write_bytes(original)
     assert run.returncode == EXIT["model"], run.stderr
     assert "weights.npz: sha256" in run.stderr and "!= manifest" in run.stderr
-    record = example.record(tmp_path / "corrupt.json") if (tmp_path / "corrupt.json").exists() else {"stages": []}
-    assert "build" not in [s["name"] for s in record["stages"]]
+    record = example.record(tmp_path / "corrupt.json")
+    assert record["status"] == "failed"
+    assert [(s["name"], s["status"]) for s in record["stages"]] == [("test", "skipped"), ("model", "failed")]
 
 
 def test_08_no_secret_in_records_or_images(example: Example, shipway_registry: RegistryService) -> None:
@@ -259,6 +271,81 @@ def test_08_no_secret_in_records_or_images(example: Example, shipway_registry: R
     for image in client.images.list(name=f"{shipway_registry.address}/digits-api"):
         assert password not in json.dumps(image.attrs)
         assert password not in json.dumps(client.api.history(image.id))
+
+
+def test_09_failing_tests_stop_the_run_and_are_reported(example: Example, tmp_path: Path) -> None:
+    test_file = example.root / "tests" / "unit" / "test_app.py"
+    original = test_file.read_text()
+    test_file.write_text(original + "\n\ndef test_broken():\n    assert 1 == 2\n")
+    try:
+        run = example.shipway(
+            "run", "-o", str(tmp_path / "r.json"), "--junit", str(tmp_path / "r.xml"), env={"MODEL_SELECT": "@production"}
+        )
+    finally:
+        test_file.write_text(original)
+    assert run.returncode == EXIT["tests"]
+    assert "tests failed (exit 1)" in run.stderr
+    record = example.record(tmp_path / "r.json")
+    assert record["status"] == "failed" and record["model"] is None
+    assert [(s["name"], s["status"]) for s in record["stages"]] == [("test", "failed")]
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(tmp_path / "r.xml").getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "1"
+    case = suite.find("testcase[@name='test']")
+    assert case is not None and case.find("failure") is not None
+
+
+OBSERVER = """
+import json, os
+from shipway.hookspecs import hookimpl
+
+LOG = os.environ["OBSERVER_LOG"]
+
+def _log(**event):
+    with open(LOG, "a") as f:
+        f.write(json.dumps(event) + "\\n")
+
+@hookimpl
+def shipway_stage_finished(stage, command):
+    _log(hook="stage", command=command, name=stage.name, status=stage.status)
+
+@hookimpl
+def shipway_run_finished(record):
+    _log(hook="run", status=record.status, model=record.model.version if record.model else None)
+
+@hookimpl
+def shipway_release_finished(record):
+    _log(hook="release", action=record.action)
+
+@hookimpl
+def shipway_build_labels(build):
+    return {"org.example.built-by": "observer"}
+"""
+
+
+def test_10_lifecycle_hooks_observe_run_and_release(example: Example, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "observer_plugin-1.0.dist-info").mkdir(parents=True)
+    (site / "observer_plugin.py").write_text(OBSERVER)
+    (site / "observer_plugin-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: observer-plugin\nVersion: 1.0\n")
+    (site / "observer_plugin-1.0.dist-info" / "entry_points.txt").write_text("[shipway]\nobserver = observer_plugin\n")
+    log = tmp_path / "events.jsonl"
+    env = {"PYTHONPATH": str(site), "OBSERVER_LOG": str(log), "MODEL_SELECT": "@production"}
+    run = example.shipway("run", "--skip-tests", "--no-push", "-o", str(tmp_path / "r.json"), env=env)
+    assert run.returncode == EXIT["ok"], run.stderr
+    live = json.loads(example.shipway("status", "--json").stdout)["image"]
+    rel = example.shipway("release", "--image", f"{live['repository']}@{live['digest']}", env=env)
+    assert rel.returncode == EXIT["ok"], rel.stderr
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(e["name"], e["status"]) for e in events if e.get("command") == "run"] == [
+        ("test", "skipped"), ("model", "ok"), ("build", "ok"), ("verify", "ok"), ("push", "skipped"),
+    ]
+    assert {"hook": "run", "status": "ok", "model": "1"} in events
+    assert [e["name"] for e in events if e.get("command") == "release"] == ["pick"]
+    assert events[-1] == {"hook": "release", "action": "noop"}
+    image_id = example.record(tmp_path / "r.json")["local_image_id"]
+    assert dockerutil.client().images.get(image_id).labels["org.example.built-by"] == "observer"
 
 
 def _tags(reg: RegistryService) -> list[str]:

@@ -74,45 +74,54 @@ def cli(ctx: click.Context, config: Path, debug: bool, quiet: bool) -> None:
     ctx.obj = State(Path(config), debug, quiet)
 
 
-def _output_option(f: Any) -> Any:
+def _output_options(f: Any) -> Any:
+    f = click.option(
+        "--junit", type=click.Path(path_type=Path, dir_okay=False), help="Write a JUnit XML report here."
+    )(f)
     return click.option(
         "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Also write the JSON record here."
     )(f)
 
 
+def _outputs(output: Path | None, junit: Path | None) -> Any:
+    from shipway.engine import Outputs
+
+    return Outputs(json=output, junit=junit)
+
+
 @cli.command()
 @click.option("--skip-tests", is_flag=True, help="Do not run the test command.")
 @click.option("--no-push", is_flag=True, help="Build and verify, but do not push.")
-@_output_option
+@_output_options
 @pass_state
-def run(state: State, skip_tests: bool, no_push: bool, output: Path | None) -> None:
+def run(state: State, skip_tests: bool, no_push: bool, output: Path | None, junit: Path | None) -> None:
     """Test, fetch the model, build ONE image, verify it, push it."""
     from shipway import engine
 
-    record = engine.run(state.project(), skip_tests=skip_tests, push=not no_push, output=output)
+    record = engine.run(state.project(), skip_tests=skip_tests, push=not no_push, outputs=_outputs(output, junit))
     click.echo(str(record.image) if record.image else record.local_image_id)
 
 
 @cli.command()
 @click.option("--image", help="Release this image (tag or digest) instead of the newest verified build.")
-@_output_option
+@_output_options
 @pass_state
-def release(state: State, image: str | None, output: Path | None) -> None:
+def release(state: State, image: str | None, output: Path | None, junit: Path | None) -> None:
     """Deploy the newest verified build, check it, roll back on failure."""
     from shipway import engine
 
-    record = engine.release(state.project(), image=image, output=output)
+    record = engine.release(state.project(), image=image, outputs=_outputs(output, junit))
     click.echo(f"{record.action}: {record.image}")
 
 
 @cli.command()
-@_output_option
+@_output_options
 @pass_state
-def rollback(state: State, output: Path | None) -> None:
+def rollback(state: State, output: Path | None, junit: Path | None) -> None:
     """Restore the previous release and check it."""
     from shipway import engine
 
-    record = engine.rollback(state.project(), output=output)
+    record = engine.rollback(state.project(), outputs=_outputs(output, junit))
     click.echo(f"{record.action}: {record.image}")
 
 

@@ -160,8 +160,8 @@ class BuildRecord(BaseModel):
     kind: Literal["build"] = "build"
     app: str
     source: SourceInfo
-    model: ModelVersion
-    model_digest: str
+    model: ModelVersion | None = None
+    model_digest: str | None = None
     image: ImageRef | None = None
     local_image_id: str | None = None
     layers: list[str] = Field(default_factory=list)

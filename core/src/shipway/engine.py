@@ -18,7 +18,7 @@ from typing import Any
 
 import docker.errors
 
-from shipway import builder, dockerutil, labels
+from shipway import builder, dockerutil, junit, labels
 from shipway.backends.base import BackendContext, ModelStore, Orchestrator, Registry
 from shipway.config import LoadedConfig
 from shipway.domain import (
@@ -26,7 +26,6 @@ from shipway.domain import (
     CheckResult,
     Deployment,
     ImageRef,
-    ModelVersion,
     Release,
     ReleaseRecord,
     StageResult,
@@ -45,6 +44,14 @@ from shipway.gitinfo import source_info
 from shipway.plugins import PluginHost
 from shipway.progress import Reporter
 from shipway.verify import run_checks, wait_ready
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where a command writes its record besides .shipway/: JSON and JUnit XML, both optional."""
+
+    json: Path | None = None
+    junit: Path | None = None
 
 
 @dataclass
@@ -127,14 +134,12 @@ class Stages:
 # -- run ------------------------------------------------------------------------
 
 
-def run(project: Project, skip_tests: bool = False, push: bool = True, output: Path | None = None) -> BuildRecord:
+def run(project: Project, skip_tests: bool = False, push: bool = True, outputs: Outputs = Outputs()) -> BuildRecord:
     """The commit pipeline. Returns the build record; raises the error that ended it."""
     cfg = project.loaded.config
-    source = source_info(project.loaded.context)
     stages: list[StageResult] = []
     st = Stages(project, "run", stages)
-    record: BuildRecord | None = None
-    model: ModelVersion | None = None
+    record = BuildRecord(app=cfg.app.name, source=source_info(project.loaded.context), base_image=cfg.build.base_image)
     try:
         if push:
             # Fail on bad registry credentials in a second, not after the tests and the build.
@@ -147,10 +152,9 @@ def run(project: Project, skip_tests: bool = False, push: bool = True, output: P
                 detail.append(" ".join(cfg.test.command))
         with st.stage("model") as detail:
             model = project.store.resolve(cfg.model.ref)
+            record.model, record.model_digest = model, model.digest
             model_dir = project.store.fetch(model, project.context.cache_dir / "models" / model.name / model.version)
             detail.append(f"{model.name}:{model.version} ({model.size / 1e6:.1f} MB, {model.digest[:19]})")
-        record = BuildRecord(app=cfg.app.name, source=source, model=model, model_digest=model.digest)
-        record.base_image = cfg.build.base_image
         with st.stage("build") as detail:
             image_labels = labels.for_build(record)
             for extra in project.host.hook.shipway_build_labels(build=record):
@@ -160,7 +164,7 @@ def run(project: Project, skip_tests: bool = False, push: bool = True, output: P
                 project.loaded,
                 model,
                 model_dir,
-                source.commit,
+                record.source.commit,
                 image_labels,
                 f"shipway/{cfg.app.name}:{tag}",
                 project.context.cache_dir,
@@ -171,6 +175,7 @@ def run(project: Project, skip_tests: bool = False, push: bool = True, output: P
             detail.append(f"{built.image_id[:19]}, {len(built.layers)} layers")
         with st.stage("verify") as detail:
             record.checks = verify_image(project, built.image_id)
+            _raise_on_failed(record.checks, "the built image")
             detail.append(f"{len(record.checks)} checks passed")
         if not push:
             st.skip("push", "--no-push")
@@ -179,20 +184,18 @@ def run(project: Project, skip_tests: bool = False, push: bool = True, output: P
                 record.image = project.registry.push(built.image_id, tag)
                 detail.append(str(record.image))
     except ShipwayError as exc:
-        if record is None and model is not None:
-            record = BuildRecord(app=cfg.app.name, source=source, model=model, model_digest=model.digest)
-        if record is not None:
-            record.status, record.error = "failed", str(exc)
-            record.stages = stages
-            _finish_run(project, record, output)
+        record.status, record.error = "failed", str(exc)
+        record.stages = stages
+        _finish_run(project, record, outputs)
         raise
     record.stages = stages
-    _finish_run(project, record, output)
+    _finish_run(project, record, outputs)
     return record
 
 
 def image_tag(record: BuildRecord) -> str:
     """``<commit12>-m<model version>``; dirty trees get a timestamp so no tag is overwritten."""
+    assert record.model is not None
     commit = record.source.commit[:12] if record.source.commit != "unknown" else "nogit"
     tag = f"{commit}-m{record.model.version}"
     if record.source.dirty:
@@ -215,7 +218,10 @@ def _run_tests(project: Project) -> None:
 
 
 def verify_image(project: Project, image_id: str) -> list[CheckResult]:
-    """Start the built image, wait for readiness, run the verify checks, remove the container."""
+    """Start the built image, wait for readiness, run the verify checks, remove the container.
+
+    Raises VerifyFailed if the container never becomes ready; returns every check's result.
+    """
     cfg = project.loaded.config
     client = dockerutil.client()
     try:
@@ -243,9 +249,7 @@ def verify_image(project: Project, image_id: str) -> list[CheckResult]:
         if why:
             logs = container.logs(tail=20).decode(errors="replace").strip()
             raise VerifyFailed(f"the built image did not become ready: {why}" + (f"\n{logs}" if logs else ""))
-        results = run_checks(url, cfg.verify, project.loaded.context)
-        _raise_on_failed(results, "the built image")
-        return results
+        return run_checks(url, cfg.verify, project.loaded.context)
     finally:
         container.remove(force=True)
 
@@ -257,9 +261,11 @@ def _raise_on_failed(results: list[CheckResult], target: str) -> None:
         raise VerifyFailed(f"{len(failed)} of {len(results)} verify checks failed against {target}:\n{lines}")
 
 
-def _finish_run(project: Project, record: BuildRecord, output: Path | None) -> None:
+def _finish_run(project: Project, record: BuildRecord, outputs: Outputs) -> None:
     name = f"{record.created.strftime('%Y%m%dT%H%M%S')}-{record.source.commit[:12]}.json"
-    write_record(record.model_dump(mode="json"), project.records_dir / "builds" / name, output)
+    write_record(record.model_dump(mode="json"), project.records_dir / "builds" / name, outputs.json)
+    if outputs.junit:
+        junit.write(outputs.junit, "shipway.run", record.stages, record.checks, record.error)
     project.host.hook.shipway_run_finished(record=record)
 
 
@@ -304,7 +310,7 @@ def make_release(project: Project, ref: ImageRef, image_labels: dict[str, str]) 
     )
 
 
-def release(project: Project, image: str | None = None, output: Path | None = None) -> ReleaseRecord:
+def release(project: Project, image: str | None = None, outputs: Outputs = Outputs()) -> ReleaseRecord:
     """Deploy the newest verified build (or ``image``); a no-op if its digest is live."""
     stages: list[StageResult] = []
     st = Stages(project, "release", stages)
@@ -324,9 +330,9 @@ def release(project: Project, image: str | None = None, output: Path | None = No
                 _deploy_and_check(project, st, record, ref, image_labels)
     except ShipwayError as exc:
         record.error = str(exc)
-        _finish_release(project, record, stages, output)
+        _finish_release(project, record, stages, outputs)
         raise
-    _finish_release(project, record, stages, output)
+    _finish_release(project, record, stages, outputs)
     return record
 
 
@@ -375,7 +381,7 @@ def release_lock(project: Project) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def rollback(project: Project, output: Path | None = None) -> ReleaseRecord:
+def rollback(project: Project, outputs: Outputs = Outputs()) -> ReleaseRecord:
     """Restore the previous revision on demand, then run the verify checks against it."""
     stages: list[StageResult] = []
     st = Stages(project, "rollback", stages)
@@ -397,16 +403,18 @@ def rollback(project: Project, output: Path | None = None) -> ReleaseRecord:
         record.action = "rolled_back"
     except ShipwayError as exc:
         record.error = str(exc)
-        _finish_release(project, record, stages, output)
+        _finish_release(project, record, stages, outputs)
         raise
-    _finish_release(project, record, stages, output)
+    _finish_release(project, record, stages, outputs)
     return record
 
 
-def _finish_release(project: Project, record: ReleaseRecord, stages: list[StageResult], output: Path | None) -> None:
+def _finish_release(project: Project, record: ReleaseRecord, stages: list[StageResult], outputs: Outputs) -> None:
     record.stages = stages
     name = f"{record.created.strftime('%Y%m%dT%H%M%S')}-{record.environment}.json"
-    write_record(record.model_dump(mode="json"), project.records_dir / "releases" / name, output)
+    write_record(record.model_dump(mode="json"), project.records_dir / "releases" / name, outputs.json)
+    if outputs.junit:
+        junit.write(outputs.junit, "shipway.release", record.stages, record.checks, record.error)
     project.host.hook.shipway_release_finished(record=record)
 
 

@@ -27,7 +27,8 @@ def source_info(path: Path) -> SourceInfo:
     commit = _git(path, "rev-parse", "HEAD")
     if commit is None:
         return SourceInfo(commit="unknown", dirty=True)
-    status = _git(path, "status", "--porcelain", "--untracked-files=normal", "--", ".")
+    # shipway's own records (.shipway/) never make a tree dirty.
+    status = _git(path, "status", "--porcelain", "--untracked-files=normal", "--", ".", ":(exclude,glob)**/.shipway/**")
     branch = _git(path, "rev-parse", "--abbrev-ref", "HEAD")
     url = _git(path, "remote", "get-url", "origin")
     return SourceInfo(
