@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,7 @@ def example(
         SHIPWAY_MODEL_STORE=str(work / "store"),
         SHIPWAY_CACHE_DIR=os.environ.get("SHIPWAY_TEST_CACHE", str(work / "cache")),
         DIGITS_PORT=str(port),
+        SHIPWAY_ENVIRONMENT=f"test-{uuid.uuid4().hex[:8]}",  # never touch a developer's own release
         BASE_IMAGE=BASE_IMAGE,
         DOCKER_BUILDKIT="0",
     )
@@ -199,7 +201,7 @@ def test_04_release_failing_live_checks_rolls_back(example: Example, tmp_path: P
     live_before = json.loads(example.shipway("status", "--json").stdout)["image"]["digest"]
     # A build whose (weaker) smoke test let a bad model through...
     weak = (example.root / "shipway.yaml").read_text().split("verify:")[0]
-    weak += "verify:\n  - {request: GET /healthz, expect_status: 200}\nrelease:\n  trigger: nightly\n"
+    weak += "verify:\n  - {request: GET /healthz, expect_status: 200}\n"
     (example.root / "shipway.weak.yaml").write_text(weak)
     run = example.shipway("-c", "shipway.weak.yaml", "run", "--skip-tests", "-o", str(tmp_path / "weak.json"))
     assert run.returncode == EXIT["ok"], run.stderr
