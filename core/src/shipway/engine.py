@@ -315,7 +315,7 @@ def release(project: Project, image: str | None = None, outputs: Outputs = Outpu
     stages: list[StageResult] = []
     st = Stages(project, "release", stages)
     record = ReleaseRecord(app=project.app, environment=project.environment, image=None, action="failed")
-    try:
+    with _recorded(project, record, stages, outputs):
         with st.stage("pick") as detail:
             ref, image_labels = pick_image(project, image)
             record.image = ref
@@ -328,12 +328,33 @@ def release(project: Project, image: str | None = None, outputs: Outputs = Outpu
         else:
             with release_lock(project):
                 _deploy_and_check(project, st, record, ref, image_labels)
+    return record
+
+
+@contextmanager
+def _recorded(project: Project, record: ReleaseRecord, stages: list[StageResult], outputs: Outputs) -> Iterator[None]:
+    """Write the release record (and report) whether the block succeeds or raises."""
+    try:
+        yield
     except ShipwayError as exc:
         record.error = str(exc)
-        _finish_release(project, record, stages, outputs)
         raise
-    _finish_release(project, record, stages, outputs)
-    return record
+    finally:
+        record.stages = stages
+        name = f"{record.created.strftime('%Y%m%dT%H%M%S')}-{record.environment}.json"
+        write_record(record.model_dump(mode="json"), project.records_dir / "releases" / name, outputs.json)
+        if outputs.junit:
+            junit.write(outputs.junit, "shipway.release", record.stages, record.checks, record.error)
+        project.host.hook.shipway_release_finished(record=record)
+
+
+def _check_live(project: Project, st: Stages, record: ReleaseRecord, what: str) -> None:
+    """The ``check`` stage: the verify checks against the live endpoint."""
+    with st.stage("check") as detail:
+        url = project.orchestrator.endpoint(project.app, project.environment)
+        record.checks = run_checks(url, project.loaded.config.verify, project.loaded.context)
+        _raise_on_failed(record.checks, what)
+        detail.append(f"{len(record.checks)} checks passed")
 
 
 def _deploy_and_check(
@@ -344,11 +365,7 @@ def _deploy_and_check(
         with st.stage("deploy") as detail:
             deployment = orch.deploy(make_release(project, ref, image_labels), auth=project.registry.credentials())
             detail.append(f"revision {deployment.revision} {deployment.state}")
-        with st.stage("check") as detail:
-            results = run_checks(orch.endpoint(project.app, project.environment), project.loaded.config.verify, project.loaded.context)
-            record.checks = results
-            _raise_on_failed(results, "the live release")
-            detail.append(f"{len(results)} checks passed")
+        _check_live(project, st, record, "the live release")
         record.action = "deployed"
     except (BackendError, VerifyFailed) as exc:
         if record.previous is None:
@@ -389,33 +406,14 @@ def rollback(project: Project, outputs: Outputs = Outputs()) -> ReleaseRecord:
     record = ReleaseRecord(
         app=project.app, environment=project.environment, image=None, previous=current.image, action="failed"
     )
-    try:
-        with release_lock(project):
-            with st.stage("rollback") as detail:
-                restored = project.orchestrator.rollback(project.app, project.environment)
-                record.image = restored.image
-                detail.append(f"{restored.image} {restored.state}")
-            with st.stage("check") as detail:
-                url = project.orchestrator.endpoint(project.app, project.environment)
-                record.checks = run_checks(url, project.loaded.config.verify, project.loaded.context)
-                _raise_on_failed(record.checks, "the restored release")
-                detail.append(f"{len(record.checks)} checks passed")
+    with _recorded(project, record, stages, outputs), release_lock(project):
+        with st.stage("rollback") as detail:
+            restored = project.orchestrator.rollback(project.app, project.environment)
+            record.image = restored.image
+            detail.append(f"{restored.image} {restored.state}")
+        _check_live(project, st, record, "the restored release")
         record.action = "rolled_back"
-    except ShipwayError as exc:
-        record.error = str(exc)
-        _finish_release(project, record, stages, outputs)
-        raise
-    _finish_release(project, record, stages, outputs)
     return record
-
-
-def _finish_release(project: Project, record: ReleaseRecord, stages: list[StageResult], outputs: Outputs) -> None:
-    record.stages = stages
-    name = f"{record.created.strftime('%Y%m%dT%H%M%S')}-{record.environment}.json"
-    write_record(record.model_dump(mode="json"), project.records_dir / "releases" / name, outputs.json)
-    if outputs.junit:
-        junit.write(outputs.junit, "shipway.release", record.stages, record.checks, record.error)
-    project.host.hook.shipway_release_finished(record=record)
 
 
 # -- status and plan ----------------------------------------------------------------
