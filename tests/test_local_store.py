@@ -10,7 +10,7 @@ import pytest
 from shipway.backends.base import BackendContext
 from shipway.backends.local_store import LocalModelStore, LocalStoreSettings
 from shipway.domain import ModelFile, ModelRef, ModelVersion
-from shipway.testing.contracts import ModelStoreContract, unique, write_model
+from shipway.testing.contracts import WritableModelStoreContract, unique, write_model
 
 
 def make_store(tmp_path: Path) -> LocalModelStore:
@@ -18,7 +18,7 @@ def make_store(tmp_path: Path) -> LocalModelStore:
     return LocalModelStore(settings, BackendContext(cache_dir=tmp_path / "cache"))
 
 
-class TestLocalStore(ModelStoreContract):
+class TestLocalStore(WritableModelStoreContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> LocalModelStore:
         return make_store(tmp_path)

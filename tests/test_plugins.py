@@ -177,3 +177,38 @@ def test_build_labels_hook_cannot_override_shipway_labels(site: Path) -> None:
         merged = labels.merge_extra(merged, extra or {})
     assert merged["org.example.team"] == "vision"
     assert merged[labels.APP] == "a"
+
+
+ORCHESTRATOR_PLUGIN = '''
+from shipway.hookspecs import hookimpl
+from shipway.backends.docker_orchestrator import DockerOrchestrator, DockerOrchestratorSettings
+
+
+class BlueSettings(DockerOrchestratorSettings):
+    kind: str = "docker-blue"
+    colour: str = "blue"
+
+
+class BlueOrchestrator(DockerOrchestrator):
+    kind = "docker-blue"
+    Settings = BlueSettings
+
+
+@hookimpl
+def shipway_register_orchestrators(register):
+    register(BlueOrchestrator)
+'''
+
+
+def test_orchestrator_plugin_is_selected_by_kind(site: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    install_fake_dist(site, "shipway-blue", "fake_blue", ORCHESTRATOR_PLUGIN)
+    monkeypatch.delenv("SHIPWAY_PLUGINS", raising=False)
+    cfg = tmp_path / "shipway.yaml"
+    cfg.write_text(
+        "app: {name: a}\nmodel: {name: m}\nregistry: {kind: oci, address: h, repository: r}\n"
+        "orchestrator: {kind: docker-blue, colour: green}\n"
+    )
+    assert main(["-c", str(cfg), "validate"]) == 0
+    assert "orchestrator docker-blue" in capsys.readouterr().out
+    host = plugins.load(environ={})
+    assert host.kinds("orchestrator")["docker-blue"].__name__ == "BlueOrchestrator"

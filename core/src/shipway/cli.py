@@ -203,6 +203,8 @@ def schema(state: State) -> None:
 @pass_state
 def plugins(state: State, as_json: bool) -> None:
     """List plugins, their versions, backend kinds and hooks."""
+    from shipway.testing import CONTRACT_VERSION
+
     infos = list(state.host.plugins.values())
     if as_json:
         click.echo(json.dumps([vars(i) for i in infos], indent=2))
@@ -210,7 +212,12 @@ def plugins(state: State, as_json: bool) -> None:
     for info in infos:
         kinds = ", ".join(f"{section}: {', '.join(ks)}" for section, ks in info.kinds.items()) or "no backends"
         origin = "built-in" if info.builtin else f"{info.dist or '?'} {info.version or ''}".strip()
-        contract = f"contract v{info.contract_version}" if info.contract_version else "no contract declared"
+        if info.contract_version is None:
+            contract = "no contract declared"
+        elif info.contract_version == CONTRACT_VERSION:
+            contract = f"passes contract v{info.contract_version}"
+        else:
+            contract = f"tested against contract v{info.contract_version}, current is v{CONTRACT_VERSION}"
         click.echo(f"{info.name} ({origin}, {contract})")
         click.echo(f"  kinds: {kinds}")
         click.echo(f"  hooks: {', '.join(info.hooks)}")

@@ -80,6 +80,12 @@ class ModelError(ShipwayError):
     exit_code = ExitCode.MODEL
 
 
+class ReadOnlyStore(ModelError):
+    """The model store can be read but not written (publish, set_alias)."""
+
+    exit_code = ExitCode.CONFIG
+
+
 class IntegrityError(ModelError):
     """A model file's size or sha256 differs from its manifest."""
 

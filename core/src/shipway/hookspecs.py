@@ -74,16 +74,18 @@ def shipway_build_labels(build: BuildRecord) -> dict[str, str] | None:
 def shipway_stage_finished(stage: StageResult, command: str) -> None:
     """Observe a finished stage (for example to notify a chat channel).
 
-    Called after each stage of ``run`` and ``release``, whether it passed or failed.
+    Called after each stage of ``run``, ``release`` and ``rollback``, whether it passed or failed.
 
     :param stage: name, status (``ok``/``failed``/``skipped``), seconds and detail.
-    :param command: ``"run"`` or ``"release"``.
+    :param command: ``"run"``, ``"release"`` or ``"rollback"``.
     """
 
 
 @hookspec
 def shipway_run_finished(record: BuildRecord) -> None:
-    """Observe the build record at the end of ``shipway run``, successful or not.
+    """Observe the build record of ``shipway run``.
+
+    Called once at the end of ``shipway run``, successful or not.
 
     :param record: the complete build record (the JSON written to ``--output``).
     """
@@ -91,7 +93,9 @@ def shipway_run_finished(record: BuildRecord) -> None:
 
 @hookspec
 def shipway_release_finished(record: ReleaseRecord) -> None:
-    """Observe the release record at the end of ``shipway release`` or ``rollback``.
+    """Observe the release record of ``shipway release`` or ``shipway rollback``.
+
+    Called once at the end of either command, successful or not.
 
     :param record: the complete release record (the JSON written to ``--output``).
     """

@@ -59,6 +59,7 @@ class PluginInfo:
     kinds: dict[str, list[str]] = field(default_factory=dict)
     hooks: list[str] = field(default_factory=list)
     contract_version: int | None = None
+    """The ``shipway.testing`` contract version the plugin says it passes (module ``SHIPWAY_CONTRACT_VERSION``)."""
 
 
 class PluginHost:
@@ -86,13 +87,8 @@ class PluginHost:
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                 if impl.plugin_name == info.name:
                     impl.function(register=self._register_for(section, info))
-        versions = [cls.contract_version for kinds in info.kinds.values() for cls in self._classes(kinds)]
-        info.contract_version = getattr(plugin, "SHIPWAY_CONTRACT_VERSION", None) or (
-            min(versions) if versions else None
-        )
-
-    def _classes(self, kinds: Iterable[str]) -> list[type[Backend]]:
-        return [cls for section in self._kinds.values() for k, cls in section.items() if k in kinds]
+        declared = getattr(plugin, "SHIPWAY_CONTRACT_VERSION", None)
+        info.contract_version = declared if isinstance(declared, int) else None
 
     def _register_for(self, section: str, info: PluginInfo) -> Callable[[type], None]:
         base = SECTION_BASES[section]

@@ -49,7 +49,6 @@ class Backend(ABC):
 
     kind: ClassVar[str]
     Settings: ClassVar[type[BackendSettings]]
-    contract_version: ClassVar[int] = 1
 
     def __init__(self, settings: BackendSettings, context: BackendContext | None = None) -> None:
         self.settings = settings
@@ -76,6 +75,7 @@ class ModelStore(Backend):
     """
 
     read_only: ClassVar[bool] = False
+    """Read-only stores raise :class:`shipway.errors.ReadOnlyStore` from publish and set_alias."""
 
     @abstractmethod
     def versions(self, name: str) -> list[ModelVersion]:

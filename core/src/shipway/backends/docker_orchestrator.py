@@ -227,6 +227,10 @@ def _connect_host(bind: str) -> str:
     return "127.0.0.1" if bind in ("0.0.0.0", "", "::") else bind
 
 
+# The shipway.testing contract version this backend passes (shown by `shipway plugins`).
+SHIPWAY_CONTRACT_VERSION = 1
+
+
 @hookimpl
 def shipway_register_orchestrators(register):  # type: ignore[no-untyped-def]
     register(DockerOrchestrator)

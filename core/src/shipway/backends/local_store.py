@@ -178,6 +178,10 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+# The shipway.testing contract version this backend passes (shown by `shipway plugins`).
+SHIPWAY_CONTRACT_VERSION = 1
+
+
 @hookimpl
 def shipway_register_model_stores(register):  # type: ignore[no-untyped-def]
     register(LocalModelStore)

@@ -157,6 +157,10 @@ class OciRegistry(Registry):
         return sorted(seen.values(), key=lambda item: item[1].get(labels.CREATED, ""), reverse=True)
 
 
+# The shipway.testing contract version this backend passes (shown by `shipway plugins`).
+SHIPWAY_CONTRACT_VERSION = 1
+
+
 @hookimpl
 def shipway_register_registries(register):  # type: ignore[no-untyped-def]
     register(OciRegistry)

@@ -3,7 +3,7 @@
 Subclass one in a ``Test…`` class and provide the fixtures it names; every
 ``test_…`` method then runs against your backend::
 
-    class TestMyStore(ModelStoreContract):
+    class TestMyStore(WritableModelStoreContract):
         @pytest.fixture
         def store(self, tmp_path):
             return MyStore(MyStore.Settings(kind="mine", ...), BackendContext(cache_dir=tmp_path / "cache"))
@@ -28,7 +28,7 @@ import requests
 from shipway import labels as L
 from shipway.backends.base import BackendContext, ModelStore, Orchestrator, Registry
 from shipway.domain import ImageRef, ModelFile, ModelRef, ModelVersion, Release
-from shipway.errors import AuthError, BackendError, IntegrityError, ModelError, NotFound
+from shipway.errors import AuthError, BackendError, IntegrityError, ModelError, NotFound, ReadOnlyStore
 
 
 def unique(prefix: str) -> str:
@@ -44,14 +44,30 @@ def write_model(folder: Path, files: dict[str, bytes]) -> Path:
 
 
 class ModelStoreContract:
-    """Publish, list, resolve (latest / version / @alias), fetch with integrity and cache.
+    """What every model store must do: resolve, fetch with integrity and cache, aliases.
 
-    Fixtures to provide: ``store`` (a :class:`ModelStore`). Method to provide:
-    ``corrupt(store, version, file)`` that changes a stored file's bytes.
+    Fixtures to provide: ``store`` (a :class:`ModelStore`). Methods to provide:
+
+    - ``corrupt(store, version, file)``: change a stored file's bytes behind the store's back;
+    - ``seed(store, path, name, version=None, aliases=())`` and
+      ``seed_alias(store, name, alias, version)`` only for read-only stores
+      (the defaults publish through the store itself).
+
+    Writable stores subclass :class:`WritableModelStoreContract`, read-only
+    ones :class:`ReadOnlyModelStoreContract`; both include these tests.
     """
 
     def corrupt(self, store: ModelStore, version: ModelVersion, file: ModelFile) -> None:
         raise NotImplementedError("a store contract must say how to corrupt a stored file")
+
+    def seed(
+        self, store: ModelStore, path: Path, name: str, version: str | None = None, aliases: tuple[str, ...] = ()
+    ) -> ModelVersion:
+        """Put a version into the store (read-only stores override this)."""
+        return store.publish(path, name, version=version, aliases=aliases, metadata={"accuracy": "0.98"})
+
+    def seed_alias(self, store: ModelStore, name: str, alias: str, version: str) -> None:
+        store.set_alias(name, alias, version)
 
     @pytest.fixture
     def model_files(self, tmp_path: Path) -> Path:
@@ -60,54 +76,44 @@ class ModelStoreContract:
             {"weights.bin": bytes(range(256)) * 4096, "model.json": b'{"format": "test"}', "sub/vocab.txt": b"a\nb\n"},
         )
 
-    def test_publish_then_resolve_latest_and_fetch(self, store: ModelStore, model_files: Path, tmp_path: Path) -> None:
+    def test_resolve_latest_and_fetch_verified_files(self, store: ModelStore, model_files: Path, tmp_path: Path) -> None:
         name = unique("m")
-        published = store.publish(model_files, name, metadata={"accuracy": "0.98"})
-        assert published.version == "1"
-        assert {f.path for f in published.files} == {"weights.bin", "model.json", "sub/vocab.txt"}
+        seeded = self.seed(store, model_files, name)
+        assert {f.path for f in seeded.files} == {"weights.bin", "model.json", "sub/vocab.txt"}
         resolved = store.resolve(ModelRef(name=name))
-        assert resolved == published
-        assert resolved.digest == published.digest and resolved.metadata == {"accuracy": "0.98"}
+        assert resolved == seeded and resolved.digest == seeded.digest
+        assert resolved.metadata == seeded.metadata
         dest = store.fetch(resolved, tmp_path / "out")
         for f in resolved.files:
             data = (dest / f.path).read_bytes()
             assert data == (model_files / f.path).read_bytes()
             assert hashlib.sha256(data).hexdigest() == f.sha256 and len(data) == f.size
 
-    def test_versions_increase_and_latest_is_newest(self, store: ModelStore, model_files: Path) -> None:
+    def test_latest_is_the_newest_version(self, store: ModelStore, model_files: Path) -> None:
         name = unique("m")
-        first = store.publish(model_files, name)
+        first = self.seed(store, model_files, name, version="1")
         (model_files / "model.json").write_bytes(b'{"format": "test", "v": 2}')
-        second = store.publish(model_files, name)
+        second = self.seed(store, model_files, name, version="2")
         assert [v.version for v in store.versions(name)] == ["1", "2"]
         assert first.digest != second.digest
         assert store.resolve(ModelRef(name=name)).version == "2"
         assert store.resolve(ModelRef(name=name, select="1")) == first
 
-    def test_explicit_version_is_immutable(self, store: ModelStore, model_files: Path) -> None:
+    def test_aliases_resolve(self, store: ModelStore, model_files: Path) -> None:
         name = unique("m")
-        store.publish(model_files, name, version="2024.1")
-        with pytest.raises(ModelError, match="already exists"):
-            store.publish(model_files, name, version="2024.1")
-        assert [v.version for v in store.versions(name)] == ["2024.1"]
-
-    def test_aliases(self, store: ModelStore, model_files: Path) -> None:
-        name = unique("m")
-        store.publish(model_files, name, aliases=("production",))
+        self.seed(store, model_files, name, version="1", aliases=("production",))
         (model_files / "model.json").write_bytes(b"{}")
-        store.publish(model_files, name, aliases=("staging",))
+        self.seed(store, model_files, name, version="2", aliases=("staging",))
         assert store.aliases(name) == {"production": "1", "staging": "2"}
         assert store.resolve(ModelRef(name=name, select="@production")).version == "1"
-        store.set_alias(name, "production", "2")
+        self.seed_alias(store, name, "production", "2")
         assert store.resolve(ModelRef(name=name, select="@production")).version == "2"
-        with pytest.raises(ModelError):
-            store.set_alias(name, "production", "99")
 
     def test_unknown_model_version_and_alias_are_clear_errors(self, store: ModelStore, model_files: Path) -> None:
         name = unique("m")
         with pytest.raises(ModelError, match="no versions"):
             store.resolve(ModelRef(name=name))
-        store.publish(model_files, name)
+        self.seed(store, model_files, name)
         with pytest.raises(ModelError, match="no version '7'"):
             store.resolve(ModelRef(name=name, select="7"))
         with pytest.raises(ModelError, match="no alias 'gold'"):
@@ -115,17 +121,17 @@ class ModelStoreContract:
 
     def test_corrupted_file_is_detected_at_fetch(self, store: ModelStore, model_files: Path, tmp_path: Path) -> None:
         name = unique("m")
-        version = store.publish(model_files, name)
+        version = self.seed(store, model_files, name)
         target = next(f for f in version.files if f.path == "weights.bin")
         self.corrupt(store, version, target)
         with pytest.raises(IntegrityError, match="weights.bin"):
             store.fetch(store.resolve(ModelRef(name=name)), tmp_path / "out")
+        assert not (tmp_path / "out" / "weights.bin").exists()
 
     def test_fetch_reuses_cached_files(
         self, store: ModelStore, model_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        name = unique("m")
-        version = store.publish(model_files, name)
+        version = self.seed(store, model_files, unique("m"))
         store.fetch(version, tmp_path / "a")
         calls: list[str] = []
         original = store._download
@@ -139,6 +145,34 @@ class ModelStoreContract:
         assert calls == []
         assert (out / "weights.bin").read_bytes() == (model_files / "weights.bin").read_bytes()
 
+    def test_versions_of_an_unknown_model_is_empty(self, store: ModelStore) -> None:
+        assert store.versions(unique("none")) == []
+        assert store.aliases(unique("none")) == {}
+
+
+class WritableModelStoreContract(ModelStoreContract):
+    """A store users publish to: versions are numbered, immutable, and appear only when complete."""
+
+    def test_publish_numbers_versions(self, store: ModelStore, model_files: Path) -> None:
+        name = unique("m")
+        assert store.publish(model_files, name).version == "1"
+        (model_files / "model.json").write_bytes(b"{}")
+        assert store.publish(model_files, name).version == "2"
+        assert store.resolve(ModelRef(name=name)).version == "2"
+
+    def test_explicit_version_is_immutable(self, store: ModelStore, model_files: Path) -> None:
+        name = unique("m")
+        store.publish(model_files, name, version="2024.1")
+        with pytest.raises(ModelError, match="already exists"):
+            store.publish(model_files, name, version="2024.1")
+        assert [v.version for v in store.versions(name)] == ["2024.1"]
+
+    def test_alias_to_a_missing_version_is_refused(self, store: ModelStore, model_files: Path) -> None:
+        name = unique("m")
+        store.publish(model_files, name)
+        with pytest.raises(ModelError):
+            store.set_alias(name, "production", "99")
+
     def test_publish_single_file(self, store: ModelStore, tmp_path: Path) -> None:
         path = tmp_path / "model.onnx"
         path.write_bytes(b"\x08\x07onnx")
@@ -151,6 +185,31 @@ class ModelStoreContract:
                 store.publish(model_files, bad)
         with pytest.raises(ModelError):
             store.publish(model_files, unique("m"), version="../1")
+
+
+class ReadOnlyModelStoreContract(ModelStoreContract):
+    """A store shipway only reads from: writing is refused clearly, and nothing changes."""
+
+    def seed(
+        self, store: ModelStore, path: Path, name: str, version: str | None = None, aliases: tuple[str, ...] = ()
+    ) -> ModelVersion:
+        raise NotImplementedError("a read-only store contract must say how to seed a version")
+
+    def seed_alias(self, store: ModelStore, name: str, alias: str, version: str) -> None:
+        raise NotImplementedError("a read-only store contract must say how to seed an alias")
+
+    def test_declares_read_only(self, store: ModelStore) -> None:
+        assert store.read_only is True
+
+    def test_publish_and_set_alias_are_refused(self, store: ModelStore, model_files: Path) -> None:
+        name = unique("m")
+        self.seed(store, model_files, name, version="1")
+        with pytest.raises(ReadOnlyStore, match="read-only store"):
+            store.publish(model_files, name)
+        with pytest.raises(ReadOnlyStore, match="read-only store"):
+            store.set_alias(name, "production", "1")
+        assert [v.version for v in store.versions(name)] == ["1"]
+        assert store.aliases(name) == {}
 
 
 class RegistryContract:
@@ -282,6 +341,8 @@ class OrchestratorContract:
 __all__ = [
     "BackendContext",
     "ModelStoreContract",
+    "ReadOnlyModelStoreContract",
+    "WritableModelStoreContract",
     "OrchestratorContract",
     "RegistryContract",
     "unique",

@@ -1,0 +1,15 @@
+"""shipway-http-store: a read-only model store over plain HTTP(S)."""
+
+from shipway.hookspecs import hookimpl
+
+from shipway_http_store.store import HttpModelStore, HttpStoreSettings
+
+# The version of shipway.testing's contracts these tests pass; `shipway plugins` shows it.
+SHIPWAY_CONTRACT_VERSION = 1
+
+__all__ = ["HttpModelStore", "HttpStoreSettings", "SHIPWAY_CONTRACT_VERSION"]
+
+
+@hookimpl
+def shipway_register_model_stores(register):  # type: ignore[no-untyped-def]
+    register(HttpModelStore)
