@@ -212,3 +212,14 @@ def test_orchestrator_plugin_is_selected_by_kind(site: Path, tmp_path: Path, cap
     assert "orchestrator docker-blue" in capsys.readouterr().out
     host = plugins.load(environ={})
     assert host.kinds("orchestrator")["docker-blue"].__name__ == "BlueOrchestrator"
+
+
+def test_plugins_text_shows_declared_contract_versions(site: Path, capsys, monkeypatch) -> None:
+    install_fake_dist(site, "shipway-mirror", "fake_mirror", GOOD_PLUGIN)  # declares nothing
+    install_fake_dist(site, "shipway-old", "fake_old", "SHIPWAY_CONTRACT_VERSION = 0\n")
+    monkeypatch.delenv("SHIPWAY_PLUGINS", raising=False)
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "local_store (built-in, passes contract v1)" in out
+    assert "fake_mirror (shipway-mirror 1.0, no contract declared)" in out
+    assert "fake_old (shipway-old 1.0, tested against contract v0, current is v1)" in out
