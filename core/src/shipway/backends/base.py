@@ -8,10 +8,10 @@ retries policy, timeouts, logging, the records and exit codes.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,7 +106,12 @@ class ModelStore(Backend):
 
     @abstractmethod
     def _download(self, version: ModelVersion, file: ModelFile, dest: Path) -> None:
-        """Write the stored bytes of ``file`` to ``dest`` (fetch verifies them)."""
+        """Write the stored bytes of ``file`` to ``dest``; :meth:`fetch` verifies them.
+
+        ``dest`` may already hold the first bytes of the file from an interrupted
+        fetch: a store may resume after them (append the rest), or truncate and
+        write it whole.
+        """
 
     def resolve(self, ref: ModelRef) -> ModelVersion:
         """Resolve ``latest``, a version or ``@alias`` to one immutable version."""
@@ -144,15 +149,21 @@ class ModelStore(Backend):
         label = f"fetch {version.name}:{version.version}"
         with self.context.reporter.bytes(label, total) as bar:
             for f in missing:
-                with tempfile.NamedTemporaryFile(dir=blobs, prefix=".partial-", delete=False) as tmp:
-                    tmp_path = Path(tmp.name)
-                try:
-                    self._download(version, f, tmp_path)
-                    _verify(tmp_path, f, version)
-                    os.chmod(tmp_path, 0o644)  # readable by a non-root app user in the image
-                    os.replace(tmp_path, blobs / f.sha256)
-                finally:
-                    tmp_path.unlink(missing_ok=True)
+                partial = blobs / f"{f.sha256}.partial"
+                with open(partial, "ab") as handle:
+                    fcntl.flock(handle, fcntl.LOCK_EX)  # one writer per blob across processes
+                    try:
+                        if not _cached(blobs / f.sha256, f):  # another process may have finished it
+                            self._download(version, f, partial)
+                            try:
+                                _verify(partial, f, version)
+                            except IntegrityError:
+                                partial.unlink(missing_ok=True)  # never resume from bad bytes
+                                raise
+                            os.chmod(partial, 0o644)  # readable by a non-root app user in the image
+                            os.replace(partial, blobs / f.sha256)
+                    finally:
+                        fcntl.flock(handle, fcntl.LOCK_UN)
                 bar.advance(f.size)
         for f in version.files:
             target = dest / f.path
