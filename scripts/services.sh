@@ -4,6 +4,7 @@
 #
 #   Docker engine        unix:///var/run/docker.sock (Debian's docker.io)
 #   OCI registry         127.0.0.1:${SHIPWAY_REGISTRY_PORT:-5000}, htpasswd auth
+#   Azurite (Azure Blob)  127.0.0.1:${SHIPWAY_AZURITE_PORT:-10000} (npm azurite, dev account devstoreaccount1)
 #   base image           shipway-base:bookworm (Debian minbase + python3, via debootstrap)
 #   (tests make the tiny busybox image they need themselves: shipway.testing.services)
 #
@@ -25,6 +26,7 @@ command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
 command -v busybox >/dev/null || need_pkgs+=(busybox-static)
 command -v htpasswd >/dev/null || need_pkgs+=(apache2-utils)
 command -v curl >/dev/null || need_pkgs+=(curl)
+command -v npm >/dev/null || need_pkgs+=(npm)
 if ((${#need_pkgs[@]})); then
   log "installing Debian packages: ${need_pkgs[*]}"
   apt-get update -qq
@@ -77,6 +79,24 @@ fi
 curl -fs -o /dev/null -u "$SHIPWAY_REGISTRY_USERNAME:$SHIPWAY_REGISTRY_PASSWORD" "http://127.0.0.1:$REGISTRY_PORT/v2/" \
   || { log "registry did not start; see $SHIPWAY_HOME/registry.log"; exit 1; }
 log "registry 127.0.0.1:$REGISTRY_PORT is up (credentials in $SHIPWAY_HOME/registry.env)"
+
+# --- Azurite: Azure Blob Storage emulator (npm) ------------------------------
+AZURITE_PORT=${SHIPWAY_AZURITE_PORT:-10000}
+AZURITE=$SHIPWAY_HOME/azurite/node_modules/.bin/azurite-blob
+if [ ! -x "$AZURITE" ]; then
+  log "installing azurite (npm)"
+  mkdir -p "$SHIPWAY_HOME/azurite"
+  (cd "$SHIPWAY_HOME/azurite" && npm install --silent --no-audit --no-fund azurite >/dev/null)
+fi
+if ! curl -s -o /dev/null "http://127.0.0.1:$AZURITE_PORT/"; then
+  log "starting azurite on 127.0.0.1:$AZURITE_PORT"
+  mkdir -p "$SHIPWAY_HOME/azurite-data"
+  setsid "$AZURITE" --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" --location "$SHIPWAY_HOME/azurite-data" \
+    --skipApiVersionCheck --loose --disableTelemetry >"$SHIPWAY_HOME/azurite.log" 2>&1 < /dev/null &
+  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$AZURITE_PORT/" && break; sleep 0.1; done
+fi
+curl -s -o /dev/null "http://127.0.0.1:$AZURITE_PORT/" || { log "azurite did not start; see $SHIPWAY_HOME/azurite.log"; exit 1; }
+log "azurite 127.0.0.1:$AZURITE_PORT is up"
 
 # --- base images (no image can be pulled here: build them locally) ----------
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then

@@ -42,7 +42,7 @@ CASES = [
     ("bad app name", VALID.replace("name: digits-api", "name: Digits_API"), 3, "app.name: String should match pattern"),
     ("bad model selector", VALID.replace("select: latest", "select: '@@prod'"), 7, "model.select:"),
     ("bad version", VALID.replace("version: 1\napp", "version: 2\napp"), 1, "version: Input should be 1"),
-    ("unknown registry kind", VALID.replace("kind: oci", "kind: acr"), 9, "registry.kind: registry 'acr' is not available"),
+    ("unknown registry kind", VALID.replace("kind: oci", "kind: quay"), 9, "registry.kind: registry 'quay' is not available"),
     ("registry kind missing", VALID.replace("  kind: oci\n", ""), 8, "registry: field 'kind' is required"),
     ("registry option misspelled", VALID.replace("repository: digits-api", "repo: digits-api"), 11, "registry.repo: unknown key"),
     ("registry repository missing", VALID.replace("  repository: digits-api\n", ""), 8, "registry.repository: field required"),

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
 from shipway import dockerutil
+from shipway.testing.project import AppProject
 from shipway.testing.services import RegistryService, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,47 +30,16 @@ BASE_IMAGE = os.environ.get("SHIPWAY_BASE_IMAGE", "shipway-base:bookworm")
 EXIT = {"ok": 0, "config": 2, "tests": 3, "verify": 5, "rolled_back": 6, "backend": 7, "model": 8}
 
 
-@dataclass
-class Example:
-    root: Path
-    env: dict[str, str]
-    port: int
-
-    def shipway(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "shipway.cli", *args],
-            cwd=self.root,
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        print(f"$ shipway {' '.join(args)} -> {proc.returncode}\n{proc.stdout}{proc.stderr}")
-        return proc
-
-    def git(self, *args: str) -> str:
-        out = subprocess.run(["git", *args], cwd=self.root, check=True, capture_output=True, text=True)
-        return out.stdout.strip()
-
-    def commit(self, message: str) -> str:
-        self.git("add", "-A")
-        self.git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", message)
-        return self.git("rev-parse", "HEAD")
+class Example(AppProject):
+    """The flask example as an AppProject, with its training script and samples."""
 
     def train(self, out: Path, scramble: bool = False) -> Path:
         cmd = [sys.executable, "train.py", "--out", str(out)] + (["--scramble"] if scramble else [])
         subprocess.run(cmd, cwd=self.root, check=True, capture_output=True)
         return out
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
     def score(self, sample: str) -> dict:
-        body = json.loads((self.root / "tests" / "data" / sample).read_text())
-        return requests.post(self.url("/score"), json=body, timeout=10).json()
-
-    def record(self, path: Path) -> dict:
-        return json.loads(path.read_text())
+        return self.post_json_file("/score", f"tests/data/{sample}")
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +52,6 @@ def example(
     except Exception:  # noqa: BLE001
         pytest.fail(f"base image {BASE_IMAGE} is missing: run scripts/services.sh", pytrace=False)
     work = tmp_path_factory.mktemp("pipeline")
-    root = work / "app"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".shipway", "build", "__pycache__"))
     port = free_port()
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("SHIPWAY_", "DIGITS_", "MODEL_SELECT", "BASE_IMAGE"))
@@ -95,15 +61,13 @@ def example(
         SHIPWAY_REGISTRY_USERNAME=shipway_registry.username,
         SHIPWAY_REGISTRY_PASSWORD=shipway_registry.password,
         SHIPWAY_MODEL_STORE=str(work / "store"),
-        SHIPWAY_CACHE_DIR=os.environ.get("SHIPWAY_TEST_CACHE", str(work / "cache")),
+        SHIPWAY_CACHE_DIR=str(work / "cache"),
         DIGITS_PORT=str(port),
         SHIPWAY_ENVIRONMENT=f"test-{uuid.uuid4().hex[:8]}",  # never touch a developer's own release
         BASE_IMAGE=BASE_IMAGE,
         DOCKER_BUILDKIT="0",
     )
-    ex = Example(root=root, env=env, port=port)
-    ex.git("init", "-q", "-b", "main")
-    ex.commit("example app")
+    ex = Example.copy(EXAMPLE, work / "app", env, port)
     yield ex
     ex.shipway("down")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from shipway.domain import Deployment, ImageRef, ModelFile, ModelRef, ModelVersion, Release
 from shipway.errors import IntegrityError
@@ -27,10 +27,25 @@ CHUNK = 1 << 20
 
 
 class BackendSettings(BaseModel):
-    """Base of every backend's settings model: unknown keys are errors."""
+    """Base of every backend's settings model: unknown keys are errors.
+
+    An empty string for an optional field means "not set", so YAML can write
+    ``username: ${REGISTRY_USER:-}`` and leave the variable unset.
+    """
 
     model_config = ConfigDict(extra="forbid")
     kind: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_unset(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {
+                k: v
+                for k, v in data.items()
+                if not (v == "" and k in cls.model_fields and cls.model_fields[k].default is None)
+            }
+        return data
 
 
 @dataclass
@@ -65,6 +80,20 @@ def sha256_file(path: Path) -> str:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def model_sources(path: Path) -> list[tuple[str, Path]]:
+    """The files to publish from ``path`` (a file, or a folder walked in sorted order) as (relative path, path)."""
+    from shipway.errors import ModelError
+
+    if path.is_file():
+        return [(path.name, path)]
+    if not path.is_dir():
+        raise ModelError(f"{path}: no such file or folder")
+    found = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    if not found:
+        raise ModelError(f"{path}: the folder holds no files")
+    return found
 
 
 class ModelStore(Backend):

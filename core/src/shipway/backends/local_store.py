@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 from pydantic import Field
 
-from shipway.backends.base import CHUNK, BackendSettings, ModelStore
+from shipway.backends.base import CHUNK, BackendSettings, ModelStore, model_sources
 from shipway.domain import ModelFile, ModelVersion, utcnow, valid_model_name, valid_version
 from shipway.errors import ModelError
 from shipway.hookspecs import hookimpl
@@ -90,7 +90,7 @@ class LocalModelStore(ModelStore):
         aliases: tuple[str, ...] = (),
         metadata: dict[str, Any] | None = None,
     ) -> ModelVersion:
-        sources = _walk(path)
+        sources = model_sources(path)
         if version is not None and not valid_version(version):
             raise ModelError(f"invalid version {version!r}: letters, digits, '.', '_' and '-'")
         for alias in aliases:
@@ -148,19 +148,6 @@ class LocalModelStore(ModelStore):
 
 def _key(version: str) -> tuple[int, int | str]:
     return (0, int(version)) if version.isdigit() else (1, version)
-
-
-def _walk(path: Path) -> list[tuple[str, Path]]:
-    if path.is_file():
-        return [(path.name, path)]
-    if not path.is_dir():
-        raise ModelError(f"{path}: no such file or folder")
-    found = sorted(
-        (p.relative_to(path).as_posix(), p) for p in path.rglob("*") if p.is_file() and not p.is_symlink()
-    )
-    if not found:
-        raise ModelError(f"{path}: the folder holds no files")
-    return found
 
 
 def _copy_hashing(src: Path, dest: Path) -> str:

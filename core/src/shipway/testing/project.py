@@ -1,0 +1,69 @@
+"""End-to-end harness: run the ``shipway`` CLI on a git-initialised copy of an app.
+
+Used by shipway's own pipeline tests and by plugin authors who want their
+backends exercised through ``shipway run`` / ``release`` exactly as CI does.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+
+@dataclass
+class AppProject:
+    """A copy of an app folder under git, with the environment its shipway.yaml reads."""
+
+    root: Path
+    env: dict[str, str]
+    port: int
+
+    @classmethod
+    def copy(cls, source: Path, dest: Path, env: dict[str, str], port: int) -> AppProject:
+        """Copy ``source`` to ``dest`` and commit it, so builds have a real commit."""
+        shutil.copytree(source, dest, ignore=shutil.ignore_patterns(".shipway", "build", "__pycache__"))
+        project = cls(root=dest, env=env, port=port)
+        project.git("init", "-q", "-b", "main")
+        project.commit("app")
+        return project
+
+    def shipway(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``shipway ARGS`` in the project (a subprocess, like CI); output is echoed for pytest."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "shipway.cli", *args],
+            cwd=self.root,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        print(f"$ shipway {' '.join(args)} -> {proc.returncode}\n{proc.stdout}{proc.stderr}")
+        return proc
+
+    def git(self, *args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=self.root, check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def commit(self, message: str) -> str:
+        self.git("add", "-A")
+        self.git("-c", "user.name=shipway-tests", "-c", "user.email=tests@shipway.invalid", "commit", "-qm", message)
+        return self.git("rev-parse", "HEAD")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def post_json_file(self, path: str, json_file: str) -> Any:
+        """POST the JSON in ``json_file`` (relative to the project) to the live app."""
+        body = json.loads((self.root / json_file).read_text())
+        return requests.post(self.url(path), json=body, timeout=10).json()
+
+    @staticmethod
+    def record(path: Path) -> Any:
+        return json.loads(path.read_text())

@@ -1,0 +1,21 @@
+"""shipway-azure: Azure Blob Storage model store and Azure Container Registry."""
+
+from shipway.hookspecs import hookimpl
+
+from shipway_azure.acr import AcrRegistry, AcrSettings
+from shipway_azure.blob_store import AzureBlobSettings, AzureBlobStore
+
+# The shipway.testing contract version these backends pass.
+SHIPWAY_CONTRACT_VERSION = 1
+
+__all__ = ["AcrRegistry", "AcrSettings", "AzureBlobSettings", "AzureBlobStore"]
+
+
+@hookimpl
+def shipway_register_model_stores(register):  # type: ignore[no-untyped-def]
+    register(AzureBlobStore)
+
+
+@hookimpl
+def shipway_register_registries(register):  # type: ignore[no-untyped-def]
+    register(AcrRegistry)

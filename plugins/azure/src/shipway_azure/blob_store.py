@@ -1,0 +1,293 @@
+"""The ``azure_blob`` model store: versioned models in an Azure Blob Storage container.
+
+Layout under ``<container>/<prefix>``::
+
+    <name>/blobs/sha256/<hex>                 file contents, content-addressed (shared by versions)
+    <name>/versions/<version>/manifest.json   files (path, size, sha256), metadata, created
+    <name>/aliases.json                       {"production": "3"}
+
+A version becomes visible when its manifest is written, last, with
+``If-None-Match: *``: two publishers of one version cannot both win, and the
+files a manifest names are immutable blobs that no other publish can change.
+Aliases are updated with ETag conditions (optimistic concurrency).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+)
+from azure.storage.blob import BlobServiceClient, ContainerClient
+from pydantic import Field, SecretStr, model_validator
+from shipway.backends.base import BackendSettings, ModelStore, model_sources, sha256_file
+from shipway.domain import ModelFile, ModelVersion, utcnow, valid_model_name, valid_version
+from shipway.errors import AuthError, BackendError, ModelError
+
+MiB = 1024 * 1024
+
+
+class AzureBlobSettings(BackendSettings):
+    """``model_store: {kind: azure_blob, account_url: ..., container: models}``.
+
+    Credentials, first found wins: ``connection_string``; ``account_key``;
+    ``sas_token``; else ``DefaultAzureCredential`` (managed identity, workload
+    identity, environment, Azure CLI, ...). All secret fields come from ``${VAR}``.
+    """
+
+    kind: str = "azure_blob"
+    account_url: str | None = Field(None, description="https://<account>.blob.core.windows.net")
+    connection_string: SecretStr | None = Field(None, description="${AZURE_STORAGE_CONNECTION_STRING}")
+    account_key: SecretStr | None = None
+    sas_token: SecretStr | None = None
+    container: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$", description="Container name")
+    prefix: str = Field("", description="Folder inside the container, e.g. team-a/")
+    max_concurrency: int = Field(8, ge=1, le=64, description="Parallel block transfers per file")
+    block_size: int = Field(8 * MiB, ge=MiB, le=4000 * MiB)
+    single_put_size: int = Field(
+        8 * MiB, ge=MiB, le=5000 * MiB, description="Files above this upload as parallel blocks"
+    )
+
+    @model_validator(mode="after")
+    def _where(self) -> AzureBlobSettings:
+        if self.connection_string is None and self.account_url is None:
+            raise ValueError("give account_url, or connection_string (from ${AZURE_STORAGE_CONNECTION_STRING})")
+        if self.prefix and not self.prefix.endswith("/"):
+            self.prefix += "/"
+        return self
+
+
+class AzureBlobStore(ModelStore):
+    """Versioned, content-addressed models in Azure Blob Storage."""
+
+    kind = "azure_blob"
+    Settings = AzureBlobSettings
+    settings: AzureBlobSettings
+
+    def __init__(self, settings: BackendSettings, context: Any = None) -> None:
+        super().__init__(settings, context)
+        self._container: ContainerClient | None = None
+        self._credential_source = ""
+
+    # -- connection ----------------------------------------------------------------
+    def describe(self) -> str:
+        where = self.settings.account_url or "connection string"
+        return f"azure_blob store {where}/{self.settings.container}/{self.settings.prefix}"
+
+    @property
+    def container(self) -> ContainerClient:
+        if self._container is None:
+            s = self.settings
+            options: dict[str, Any] = {"max_single_put_size": s.single_put_size, "max_block_size": s.block_size}
+            if s.connection_string is not None:
+                service = BlobServiceClient.from_connection_string(s.connection_string.get_secret_value(), **options)
+                self._credential_source = "model_store.connection_string"
+            else:
+                credential: Any
+                if s.account_key is not None:
+                    credential, self._credential_source = s.account_key.get_secret_value(), "model_store.account_key"
+                elif s.sas_token is not None:
+                    credential, self._credential_source = s.sas_token.get_secret_value(), "model_store.sas_token"
+                else:
+                    from azure.identity import DefaultAzureCredential
+
+                    credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
+                    self._credential_source = "DefaultAzureCredential"
+                service = BlobServiceClient(s.account_url, credential=credential, **options)  # type: ignore[arg-type]
+            self._container = service.get_container_client(s.container)
+        return self._container
+
+    def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one SDK call, turning Azure errors into shipway's (never with a secret in them)."""
+        try:
+            return func(*args, **kwargs)
+        except ClientAuthenticationError:
+            raise AuthError(
+                f"{self.describe()}: {what}: the storage account rejected {self._credential_source or 'the credential'}"
+                " (check the key or SAS, or the identity's role: Storage Blob Data Reader/Contributor)"
+            ) from None
+        except ServiceRequestError as exc:
+            raise BackendError(f"cannot reach {self.describe()}: {what}: {type(exc).__name__}") from None
+        except HttpResponseError as exc:
+            if exc.status_code == 403:
+                raise AuthError(
+                    f"{self.describe()}: {what}: access denied for {self._credential_source or 'the credential'}"
+                    " (needs Storage Blob Data Reader to read, Contributor to publish)"
+                ) from None
+            if getattr(exc, "error_code", None) == "ContainerNotFound":
+                raise ModelError(f"{self.describe()}: container {self.settings.container!r} does not exist") from None
+            raise
+
+    def _name(self, *parts: str) -> str:
+        return self.settings.prefix + "/".join(parts)
+
+    def _model(self, name: str) -> str:
+        if not valid_model_name(name):
+            raise ModelError(f"invalid model name {name!r}: letters, digits, '.', '_' and '-'")
+        return name
+
+    def _read_json(self, blob: str) -> tuple[Any, str] | None:
+        client = self.container.get_blob_client(blob)
+        try:
+            download = self._call(f"read {blob}", client.download_blob)
+        except ResourceNotFoundError:
+            return None
+        return json.loads(download.readall()), download.properties.etag
+
+    # -- reading ---------------------------------------------------------------------
+    def versions(self, name: str) -> list[ModelVersion]:
+        prefix = self._name(self._model(name), "versions") + "/"
+        found = []
+        try:
+            # The pager is lazy: list it inside _call so errors are translated.
+            blobs = self._call(f"list {prefix}", lambda: list(self.container.list_blobs(name_starts_with=prefix)))
+        except ResourceNotFoundError:
+            return []
+        for blob in blobs:
+            if blob.name.endswith("/manifest.json"):
+                read = self._read_json(blob.name)
+                if read is not None:
+                    found.append(ModelVersion.from_manifest(read[0]))
+        return sorted(found, key=lambda v: (v.created, v.version))
+
+    def aliases(self, name: str) -> dict[str, str]:
+        read = self._read_json(self._name(self._model(name), "aliases.json"))
+        return dict(read[0]) if read else {}
+
+    def _download(self, version: ModelVersion, file: ModelFile, dest: Path) -> None:
+        blob = self._name(version.name, "blobs", "sha256", file.sha256)
+        client = self.container.get_blob_client(blob)
+        have = dest.stat().st_size if dest.exists() else 0
+        if have >= file.size:
+            have = 0  # longer than the file: not a prefix of it, start again
+        try:
+            stream = self._call(
+                f"download {blob}",
+                client.download_blob,
+                offset=have or None,
+                max_concurrency=self.settings.max_concurrency,
+            )
+        except ResourceNotFoundError:
+            raise ModelError(f"{version.name}:{version.version}: file {file.path} is missing from {self.describe()}") from None
+        with dest.open("r+b" if have else "wb") as out:
+            out.seek(have)
+            out.truncate()
+            for chunk in stream.chunks():
+                out.write(chunk)
+
+    # -- writing -----------------------------------------------------------------------
+    def publish(
+        self,
+        path: Path,
+        name: str,
+        version: str | None = None,
+        aliases: tuple[str, ...] = (),
+        metadata: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        self._model(name)
+        if version is not None and not valid_version(version):
+            raise ModelError(f"invalid version {version!r}: letters, digits, '.', '_' and '-'")
+        for alias in aliases:
+            if not valid_version(alias):
+                raise ModelError(f"invalid alias {alias!r}")
+        sources = model_sources(path)
+        files = tuple(ModelFile(path=rel, size=p.stat().st_size, sha256=sha256_file(p)) for rel, p in sources)
+        total = sum(f.size for f in files)
+        with self.context.reporter.bytes(f"publish {name}", total) as bar:
+            for (rel, src), f in zip(sources, files):
+                self._upload_blob(name, src, f)
+                bar.advance(f.size)
+        published = self._commit(name, version, files, metadata or {})
+        for alias in aliases:
+            self.set_alias(name, alias, published.version)
+        return published
+
+    def _upload_blob(self, name: str, src: Path, f: ModelFile) -> None:
+        blob = self._name(name, "blobs", "sha256", f.sha256)
+        client = self.container.get_blob_client(blob)
+        try:
+            props = client.get_blob_properties()
+            if props.size == f.size:
+                return  # content-addressed: already there, never sent twice
+        except ResourceNotFoundError:
+            pass
+        except HttpResponseError:
+            self._call(f"read {blob}", client.get_blob_properties)
+        with src.open("rb") as data:
+            try:
+                self._call(
+                    f"upload {blob}",
+                    client.upload_blob,
+                    data,
+                    length=f.size,
+                    overwrite=False,
+                    max_concurrency=self.settings.max_concurrency,
+                    metadata={"sha256": f.sha256},
+                )
+            except ResourceExistsError:
+                pass  # a concurrent publish uploaded the same content
+
+    def _commit(self, name: str, version: str | None, files: tuple[ModelFile, ...], metadata: dict[str, Any]) -> ModelVersion:
+        for _ in range(20):
+            candidate = version or str(max((int(v.version) for v in self.versions(name) if v.version.isdigit()), default=0) + 1)
+            mv = ModelVersion(name=name, version=candidate, created=utcnow(), files=files, metadata=metadata)
+            blob = self._name(name, "versions", candidate, "manifest.json")
+            body = json.dumps(mv.manifest(), indent=2, sort_keys=True).encode()
+            try:
+                self._call(
+                    f"write {blob}",
+                    self.container.get_blob_client(blob).upload_blob,
+                    body,
+                    overwrite=False,
+                    content_settings=_json_settings(),
+                )
+                return mv
+            except ResourceExistsError:
+                if version is not None:
+                    raise ModelError(f"model {name!r} version {version!r} already exists; versions are immutable") from None
+        raise ModelError(f"model {name!r}: could not claim a version number (too many concurrent publishes)")
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        if not valid_version(alias):
+            raise ModelError(f"invalid alias {alias!r}")
+        if version not in {v.version for v in self.versions(name)}:
+            raise ModelError(f"model {name!r} has no version {version!r}")
+        blob = self._name(name, "aliases.json")
+        client = self.container.get_blob_client(blob)
+        for _ in range(20):
+            read = self._read_json(blob)
+            table, etag = (dict(read[0]), read[1]) if read else ({}, None)
+            table[alias] = version
+            body = json.dumps(table, indent=2, sort_keys=True).encode()
+            try:
+                if etag is None:
+                    self._call(f"write {blob}", client.upload_blob, body, overwrite=False, content_settings=_json_settings())
+                else:
+                    self._call(
+                        f"write {blob}",
+                        client.upload_blob,
+                        body,
+                        overwrite=True,
+                        etag=etag,
+                        match_condition=MatchConditions.IfNotModified,
+                        content_settings=_json_settings(),
+                    )
+                return
+            except (ResourceExistsError, ResourceModifiedError):
+                continue  # someone else changed the aliases: read again
+        raise ModelError(f"model {name!r}: aliases kept changing under us; try again")
+
+
+def _json_settings() -> Any:
+    from azure.storage.blob import ContentSettings
+
+    return ContentSettings(content_type="application/json")

@@ -1,0 +1,158 @@
+"""Test services for the Azure backends: a real Azurite, and a stand-in for Azure AD + ACR's exchange.
+
+Azurite is Microsoft's Blob Storage emulator (npm ``azurite``); the tests run
+the store contract against it. No Azure AD can run here, so
+:class:`AzureAuthServer` implements the two HTTP endpoints the ACR path
+talks to: the App Service managed-identity endpoint that the real
+``DefaultAzureCredential`` calls (``IDENTITY_ENDPOINT``/``IDENTITY_HEADER``),
+and ACR's ``/oauth2/exchange``, which accepts only the token it issued.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+from shipway.testing.services import ServiceError, free_port
+
+# Azurite's documented development account (public, not a secret).
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def azurite_binary() -> str:
+    """Where ``azurite-blob`` is: $SHIPWAY_AZURITE, the services script's install, or PATH."""
+    home = Path(os.environ.get("SHIPWAY_HOME", Path.home() / ".local/share/shipway-dev"))
+    for candidate in (
+        os.environ.get("SHIPWAY_AZURITE"),
+        str(home / "azurite/node_modules/.bin/azurite-blob"),
+        shutil.which("azurite-blob"),
+    ):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    raise ServiceError("azurite is not installed: run scripts/services.sh (npm install azurite)")
+
+
+@dataclass
+class AzuriteService:
+    """A running Azurite blob service on 127.0.0.1."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def blob_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{DEV_ACCOUNT}"
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+            f"BlobEndpoint={self.blob_endpoint};"
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_azurite(root: Path) -> AzuriteService:
+    """Start ``azurite-blob`` on a free port with its data under ``root``."""
+    binary = azurite_binary()
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = (root / "azurite.log").open("wb")
+    process = subprocess.Popen(
+        [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(root),
+         "--skipApiVersionCheck", "--loose", "--disableTelemetry"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServiceError(f"azurite exited: {(root / 'azurite.log').read_text()[-500:]}")
+        try:
+            requests.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return AzuriteService(port, process)
+        except requests.RequestException:
+            time.sleep(0.1)
+    process.kill()
+    raise ServiceError(f"azurite did not answer on 127.0.0.1:{port}")
+
+
+@dataclass
+class AzureAuthServer:
+    """Managed-identity token endpoint + ACR ``/oauth2/exchange``, on 127.0.0.1."""
+
+    refresh_token: str
+    aad_token: str = "aad-token-for-tests"
+    identity_header: str = "identity-header-for-tests"
+    accept: str | None = None  # the token /oauth2/exchange accepts; default: the one it issued
+    exchanges: list[dict[str, str]] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+
+    def start(self) -> AzureAuthServer:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _send(self, status: int, body: dict[str, object]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # the App Service managed-identity endpoint
+                url = urllib.parse.urlparse(self.path)
+                if url.path != "/msi/token" or self.headers.get("X-IDENTITY-HEADER") != owner.identity_header:
+                    self._send(401, {"error": "bad identity request"})
+                    return
+                resource = urllib.parse.parse_qs(url.query).get("resource", [""])[0]
+                expires = str(int(time.time()) + 3600)
+                body = {"access_token": owner.aad_token, "expires_on": expires, "resource": resource, "token_type": "Bearer"}
+                self._send(200, body)
+
+            def do_POST(self) -> None:  # ACR's token exchange
+                length = int(self.headers.get("Content-Length", "0"))
+                form = {k: v[0] for k, v in urllib.parse.parse_qs(self.rfile.read(length).decode()).items()}
+                owner.exchanges.append(form)
+                if self.path != "/oauth2/exchange" or form.get("grant_type") != "access_token":
+                    self._send(400, {"errors": [{"code": "UNSUPPORTED"}]})
+                elif form.get("access_token") != (owner.accept or owner.aad_token):
+                    self._send(401, {"errors": [{"code": "UNAUTHORIZED"}]})
+                else:
+                    self._send(200, {"refresh_token": owner.refresh_token})
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def identity_env(self) -> dict[str, str]:
+        """Environment that makes DefaultAzureCredential use this server as its managed identity."""
+        return {"IDENTITY_ENDPOINT": f"{self.url}/msi/token", "IDENTITY_HEADER": self.identity_header}
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
