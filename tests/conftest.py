@@ -9,7 +9,6 @@ import pytest
 
 from shipway.backends.base import BackendContext
 from shipway.backends.oci_registry import OciRegistry, OciRegistrySettings
-from shipway.domain import ImageRef
 from shipway.testing.contracts import unique
 from shipway.testing.services import RegistryService
 
@@ -38,18 +37,3 @@ def registry_factory(shipway_registry: RegistryService, shipway_cache: Path) -> 
 @pytest.fixture
 def oci_registry(registry_factory: Callable[..., OciRegistry]) -> OciRegistry:
     return registry_factory()
-
-
-@pytest.fixture
-def pushed_images(
-    oci_registry: OciRegistry, tiny_image: Callable[..., str]
-) -> dict[str, ImageRef]:
-    """good (serves v1), good2 (serves v2) and bad (exits at once), pushed by digest."""
-    good = tiny_image(files={"version": "v1"})
-    good2 = tiny_image(files={"version": "v2"})
-    bad = tiny_image(command=["sh", "-c", "echo model file missing >&2; exit 3"])
-    return {
-        "good": oci_registry.push(good, "good"),
-        "good2": oci_registry.push(good2, "good2"),
-        "bad": oci_registry.push(bad, "bad"),
-    }

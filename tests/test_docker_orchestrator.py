@@ -19,12 +19,12 @@ class TestDockerOrchestrator(OrchestratorContract):
         return DockerOrchestrator(settings, BackendContext(cache_dir=tmp_path))
 
     @pytest.fixture
-    def images(self, pushed_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
-        return pushed_images
+    def images(self, contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
+        return contract_images
 
     @pytest.fixture
-    def pull_auth(self, oci_registry: OciRegistry) -> dict[str, str] | None:
-        return oci_registry.credentials()
+    def pull_auth(self, contract_registry: OciRegistry) -> dict[str, str] | None:
+        return contract_registry.credentials()
 
 
 def test_deploy_pulls_a_missing_image_with_registry_auth(

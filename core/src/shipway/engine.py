@@ -73,7 +73,7 @@ class Project:
 
     @property
     def context(self) -> BackendContext:
-        return BackendContext(root=self.loaded.root, reporter=self.reporter)
+        return BackendContext(root=self.loaded.root, reporter=self.reporter, hook=self.host.hook)
 
     def _backend(self, section: str) -> Any:
         if section not in self._backends:

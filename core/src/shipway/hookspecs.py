@@ -9,12 +9,12 @@ through the very same hooks and entry points.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
 if TYPE_CHECKING:
-    from shipway.domain import BuildRecord, ReleaseRecord, StageResult
+    from shipway.domain import BuildRecord, Release, ReleaseRecord, StageResult
 
 PROJECT = "shipway"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -67,6 +67,19 @@ def shipway_build_labels(build: BuildRecord) -> dict[str, str] | None:
 
     :param build: the build record so far (source and model version are set).
     :return: a mapping of label names to values, or None.
+    """
+
+
+@hookspec
+def shipway_render_manifests(release: Release, manifests: list[dict[str, Any]]) -> None:
+    """Change the Kubernetes manifests of a release before they are validated and applied.
+
+    Called by Kubernetes-based orchestrators (``kubernetes``, ``aks``) once per
+    deploy, after rendering and before the user's extra manifests and patches;
+    everything is then validated against the official schemas.
+
+    :param release: the release being deployed (app, environment, image by digest, ...).
+    :param manifests: the rendered manifests (dicts); edit, append or remove in place.
     """
 
 

@@ -43,7 +43,7 @@ KNOWN_PROVIDERS = {
     "s3": "shipway-aws",
     "ecr": "shipway-aws",
     "swarm": "shipway-swarm",
-    "kubernetes": "shipway[kubernetes]",
+    "kubernetes": "shipway-kubernetes",
 }
 
 

@@ -57,6 +57,8 @@ class BackendContext:
         default_factory=lambda: Path(os.environ.get("SHIPWAY_CACHE_DIR", Path.home() / ".cache" / "shipway"))
     )
     reporter: Reporter = NULL_REPORTER
+    hook: Any = None
+    """The plugin host's hook relay, for backends that call hooks (e.g. shipway_render_manifests)."""
 
 
 class Backend(ABC):

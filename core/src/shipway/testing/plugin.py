@@ -7,6 +7,8 @@ Fixtures
 ``tiny_image``          factory: build a tiny HTTP image, returns its image ID
 ``plugin_host``         an isolated plugin host: built-in backends only, no autoload
 ``register_plugin``     register a plugin object on ``plugin_host`` for one test
+``contract_registry``   an ``oci`` registry backend on ``shipway_registry``
+``contract_images``     good / good2 / bad images for the orchestrator contract, pushed by digest
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,3 +85,33 @@ def shipway_cache(tmp_path: Path) -> Path:
     path = tmp_path / "shipway-cache"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def contract_registry(shipway_registry: services.RegistryService, shipway_cache: Path) -> Any:
+    """An ``oci`` registry backend on the kit's registry, in a fresh repository."""
+    from shipway.backends.base import BackendContext
+    from shipway.backends.oci_registry import OciRegistry, OciRegistrySettings
+
+    settings = OciRegistrySettings(
+        kind="oci",
+        address=shipway_registry.address,
+        repository=f"contract-{uuid.uuid4().hex[:8]}",
+        username=shipway_registry.username,
+        password=shipway_registry.password,
+    )
+    return OciRegistry(settings, BackendContext(cache_dir=shipway_cache))
+
+
+@pytest.fixture
+def contract_images(contract_registry: Any, tiny_image: Callable[..., str]) -> dict[str, Any]:
+    """The images the orchestrator contract deploys, pushed by digest.
+
+    ``good`` serves /healthz and /version "v1", ``good2`` the same with "v2",
+    ``bad`` exits at once. Pull them with ``contract_registry.credentials()``.
+    """
+    return {
+        "good": contract_registry.push(tiny_image(files={"version": "v1"}), "good"),
+        "good2": contract_registry.push(tiny_image(files={"version": "v2"}), "good2"),
+        "bad": contract_registry.push(tiny_image(command=["sh", "-c", "echo model file missing >&2; exit 3"]), "bad"),
+    }

@@ -136,6 +136,7 @@ def build_tiny_image(
         lines.append(f"RUN echo {_json.dumps(content)} > /www/{name}")
     for key, value in (labels or {}).items():
         lines.append(f"LABEL {_json.dumps(key)}={_json.dumps(value)}")
+    lines.append("USER 65534:65534")  # a well-behaved image: not root
     lines.append(f"CMD {_json.dumps(command or ['httpd', '-f', '-p', '8000', '-h', '/www'])}")
     client = dockerutil.client()
     image, _ = client.images.build(fileobj=io.BytesIO("\n".join(lines).encode()), tag=tag, rm=True, pull=False)

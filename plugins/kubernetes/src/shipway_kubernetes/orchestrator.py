@@ -1,0 +1,342 @@
+"""The ``kubernetes`` orchestrator: any cluster a kubeconfig reaches.
+
+deploy: render → ``shipway_render_manifests`` hook → extra manifests → patches
+→ validate (official schemas) → server-side apply (field manager ``shipway``)
+→ wait for the rollout as ``kubectl rollout status`` does. rollback: the
+previous ReplicaSet revision's pod template goes back into the Deployment, as
+``kubectl rollout undo`` does. endpoint: a LoadBalancer address, else a local
+port forwarded through the API server's service proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from shipway import labels as L
+from shipway.backends.base import BackendSettings, Orchestrator
+from shipway.domain import Deployment, ImageRef, Release
+from shipway.errors import BackendError, ConfigError, NotFound
+
+from shipway_kubernetes import rawapi, render
+from shipway_kubernetes.proxy import ServiceProxy
+
+FIELD_MANAGER = "shipway"
+_PLURALS = {
+    "Deployment": ("apis/apps/v1", "deployments"),
+    "Service": ("api/v1", "services"),
+    "ConfigMap": ("api/v1", "configmaps"),
+    "Secret": ("api/v1", "secrets"),
+    "ServiceAccount": ("api/v1", "serviceaccounts"),
+    "HorizontalPodAutoscaler": ("apis/autoscaling/v2", "horizontalpodautoscalers"),
+    "PodDisruptionBudget": ("apis/policy/v1", "poddisruptionbudgets"),
+    "Ingress": ("apis/networking.k8s.io/v1", "ingresses"),
+    "NetworkPolicy": ("apis/networking.k8s.io/v1", "networkpolicies"),
+}
+
+
+class AutoscaleSettings(BaseModel):
+    """Render a HorizontalPodAutoscaler (the HPA then owns the replica count)."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(3, ge=1)
+    cpu_percent: int = Field(70, ge=1, le=100)
+
+
+class KubernetesSettings(BackendSettings):
+    """``orchestrator: {kind: kubernetes, namespace: ml, ...}``."""
+
+    kind: str = "kubernetes"
+    kubeconfig: str | None = Field(None, description="Default: $KUBECONFIG, then ~/.kube/config")
+    context: str | None = Field(None, description="kubeconfig context; default: the current one")
+    namespace: str = Field("default", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    kubernetes_version: str = Field("1.30", pattern=r"^1\.\d+$", description="Schemas manifests are validated against")
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    service_port: int = Field(80, ge=1, le=65535)
+    deadline: float = Field(300, gt=0, description="progressDeadlineSeconds of the Deployment")
+    resources: dict[str, dict[str, str]] | None = Field(None, description="Container requests/limits")
+    env_from_secrets: list[str] = Field(default_factory=list)
+    env_from_configmaps: list[str] = Field(default_factory=list)
+    image_pull_secret: str | None = None
+    read_only_root: bool = True
+    revision_history: int = Field(5, ge=1, le=50)
+    autoscale: AutoscaleSettings | None = None
+    manifests: list[str] = Field(default_factory=list, description="Extra manifest files, applied too")
+    patches: list[str] = Field(default_factory=list, description="JSON merge patches for rendered manifests")
+
+
+class RolloutFailed(BackendError):
+    """The Deployment did not complete its rollout."""
+
+
+class KubernetesOrchestrator(Orchestrator):
+    """Rolling, verified releases on any Kubernetes cluster."""
+
+    kind = "kubernetes"
+    Settings = KubernetesSettings
+    settings: KubernetesSettings
+
+    def __init__(self, settings: BackendSettings, context: Any = None) -> None:
+        super().__init__(settings, context)
+        self._client: Any = None
+        self._proxies: dict[str, ServiceProxy] = {}
+
+    # -- connection ----------------------------------------------------------------------
+    def describe(self) -> str:
+        return f"kubernetes orchestrator (namespace {self.settings.namespace})"
+
+    def _api_client(self) -> Any:
+        """An ApiClient from the kubeconfig (AKS overrides this to fetch credentials from Azure)."""
+        from kubernetes import config
+
+        path = self.settings.kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+        path = str(Path(path).expanduser() if Path(path).is_absolute() else self.context.root / path)
+        if not Path(path).is_file():
+            raise ConfigError(f"orchestrator.kubeconfig: {path} not found (set KUBECONFIG or orchestrator.kubeconfig)")
+        try:
+            return config.new_client_from_config(config_file=path, context=self.settings.context)
+        except config.ConfigException as exc:
+            raise ConfigError(f"orchestrator: kubeconfig {path}: {exc}") from None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._api_client()
+        return self._client
+
+    def request(self, method: str, path: str, body: Any = None, content_type: str | None = None, query: dict[str, Any] | None = None) -> Any:
+        """One API call through the official client (its auth, TLS and kubeconfig handling)."""
+        from urllib3.exceptions import HTTPError
+
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            status, data, _ = rawapi.send(self.client, method, path, list((query or {}).items()), headers, body)
+        except HTTPError as exc:
+            host = self.client.configuration.host
+            raise BackendError(f"cannot reach the Kubernetes API at {host}: {type(exc).__name__}") from None
+        if status >= 400:
+            message = _status_message(data) or f"HTTP {status}"
+            if status == 404:
+                raise NotFound(f"{path}: {message}")
+            if status in (401, 403):
+                raise BackendError(f"the cluster refused the credentials ({status}): {message}")
+            if status == 409:
+                raise BackendError(f"conflict applying {path}: {message}")
+            raise BackendError(f"{method} {path}: {status} {message}")
+        return json.loads(data) if data else {}
+
+    def _get(self, path: str) -> Any | None:
+        try:
+            return self.request("GET", path)
+        except NotFound:
+            return None
+
+    def _base(self, kind: str, namespace: str) -> str:
+        if kind not in _PLURALS:
+            raise ConfigError(f"orchestrator.manifests: kind {kind} is not supported (supported: {', '.join(_PLURALS)})")
+        group, plural = _PLURALS[kind]
+        return f"/{group}/namespaces/{namespace}/{plural}"
+
+    def apply(self, manifest: dict[str, Any]) -> Any:
+        """Server-side apply of one manifest as field manager ``shipway``."""
+        meta = manifest["metadata"]
+        path = f"{self._base(manifest['kind'], meta.get('namespace', self.settings.namespace))}/{meta['name']}"
+        return self.request(
+            "PATCH", path, body=manifest, content_type="application/apply-patch+yaml",
+            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+        )  # fmt: skip
+
+    # -- manifests -------------------------------------------------------------------------
+    def manifests(self, release: Release) -> list[dict[str, Any]]:
+        """Everything deploy would send, validated: rendered, hooked, extra files, patches."""
+        out = render.render(release, self.settings)
+        if self.context.hook is not None:
+            self.context.hook.shipway_render_manifests(release=release, manifests=out)
+        for name in self.settings.manifests:
+            out.extend(render.load_documents(self.context.root / name))
+        for name in self.settings.patches:
+            out = render.apply_patches(out, render.load_documents(self.context.root / name), name)
+        for manifest in out:
+            manifest.setdefault("metadata", {}).setdefault("namespace", self.settings.namespace)
+        render.validate(out, self.settings.kubernetes_version)
+        return out
+
+    # -- contract ------------------------------------------------------------------------------
+    def _deployment_path(self, app: str, environment: str) -> str:
+        return f"{self._base('Deployment', self.settings.namespace)}/{render.object_name(app, environment)}"
+
+    def deploy(self, release: Release, auth: dict[str, str] | None = None) -> Deployment:
+        manifests = self.manifests(release)
+        deployment = next(m for m in manifests if m["kind"] == "Deployment")
+        for manifest in sorted(manifests, key=lambda m: m["kind"] == "Deployment"):  # Deployment last
+            self.apply(manifest)
+        self.context.reporter.info(f"  applied {', '.join(m['kind'] + '/' + m['metadata']['name'] for m in manifests)}")
+        self.wait(release.app, release.environment, int(deployment["spec"].get("progressDeadlineSeconds", self.settings.deadline)))
+        return self.status(release.app, release.environment)
+
+    def wait(self, app: str, environment: str, deadline: float) -> None:
+        """Wait for the rollout like ``kubectl rollout status``; RolloutFailed with the pods' reasons."""
+        path = self._deployment_path(app, environment)
+        end = time.monotonic() + deadline + 30
+        last = ""
+        while True:
+            dep = self.request("GET", path)
+            done, message = rollout_state(dep)
+            if message != last:
+                self.context.reporter.info(f"  rollout: {message}")
+                last = message
+            if done:
+                return
+            if "ProgressDeadlineExceeded" in message or time.monotonic() > end:
+                raise RolloutFailed(f"rollout of {path.rsplit('/', 1)[1]} failed: {message}{self._pod_problems(app, environment)}")
+            time.sleep(1.0)
+
+    def _pod_problems(self, app: str, environment: str) -> str:
+        selector = ",".join(f"{k}={v}" for k, v in render.selector_for(app, environment).items())
+        pods = self.request("GET", f"/api/v1/namespaces/{self.settings.namespace}/pods", query={"labelSelector": selector})
+        problems = []
+        for pod in pods.get("items", []):
+            for cs in pod.get("status", {}).get("containerStatuses", []):
+                waiting = (cs.get("state") or {}).get("waiting")
+                if waiting:
+                    problems.append(f"{pod['metadata']['name']}: {waiting.get('reason')} {waiting.get('message', '')[:120]}".strip())
+        return ("\n  " + "\n  ".join(problems[:5])) if problems else ""
+
+    def _revisions(self, app: str, environment: str, dep: dict[str, Any]) -> list[dict[str, Any]]:
+        selector = ",".join(f"{k}={v}" for k, v in render.selector_for(app, environment).items())
+        found = self.request("GET", self._base_rs(), query={"labelSelector": selector})
+        mine = [rs for rs in found.get("items", []) if any(r.get("uid") == dep["metadata"]["uid"] for r in rs["metadata"].get("ownerReferences", []))]
+        return sorted(mine, key=lambda rs: int(rs["metadata"].get("annotations", {}).get(render.REVISION, "0")))
+
+    def _base_rs(self) -> str:
+        return f"/apis/apps/v1/namespaces/{self.settings.namespace}/replicasets"
+
+    def status(self, app: str, environment: str = "default") -> Deployment:
+        dep = self._get(self._deployment_path(app, environment))
+        if dep is None:
+            return Deployment(app=app, environment=environment, state="absent", message="never deployed")
+        revisions = self._revisions(app, environment, dep)
+        image = _image(dep["spec"]["template"])
+        current_rev = next((rs for rs in reversed(revisions) if _image(rs["spec"]["template"]) == image), None)
+        previous = next(
+            (rs for rs in reversed(revisions) if current_rev is not None and _rev(rs) < _rev(current_rev) and _image(rs["spec"]["template"]) != image),
+            None,
+        )
+        done, message = rollout_state(dep)
+        failed = "ProgressDeadlineExceeded" in message
+        annotations = dep["spec"]["template"].get("metadata", {}).get("annotations", {})
+        trace = {
+            L.REVISION: annotations.get(f"{render.ANNOTATION_PREFIX}commit", ""),
+            L.MODEL_NAME: annotations.get(f"{render.ANNOTATION_PREFIX}model-name", ""),
+            L.MODEL_VERSION: annotations.get(f"{render.ANNOTATION_PREFIX}model-version", ""),
+            L.MODEL_DIGEST: annotations.get(f"{render.ANNOTATION_PREFIX}model-digest", ""),
+        }
+        st = dep.get("status", {})
+        return Deployment(
+            app=app,
+            environment=environment,
+            image=ImageRef.parse(image) if image else None,
+            state="healthy" if done else ("failed" if failed else "progressing"),
+            replicas_desired=int(dep["spec"].get("replicas", 1)),
+            replicas_ready=int(st.get("readyReplicas", 0)),
+            revision=_rev(current_rev) if current_rev else 0,
+            previous_image=ImageRef.parse(_image(previous["spec"]["template"])) if previous else None,
+            labels={k: v for k, v in trace.items() if v},
+            message=message,
+        )
+
+    def rollback(self, app: str, environment: str = "default") -> Deployment:
+        path = self._deployment_path(app, environment)
+        dep = self._get(path)
+        if dep is None:
+            raise NotFound(f"{app} ({environment}) has never been deployed")
+        current_image = _image(dep["spec"]["template"])
+        revisions = self._revisions(app, environment, dep)
+        previous = next((rs for rs in reversed(revisions) if _image(rs["spec"]["template"]) != current_image), None)
+        if previous is None:
+            raise NotFound(f"{app} ({environment}) has no previous revision to roll back to")
+        template = json.loads(json.dumps(previous["spec"]["template"]))
+        template["metadata"]["labels"].pop("pod-template-hash", None)
+        body = {
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": dep["metadata"]["name"], "namespace": self.settings.namespace,
+                         "annotations": template["metadata"].get("annotations", {})},
+            "spec": {"template": template},
+        }  # fmt: skip
+        self.request("PATCH", path, body=body, content_type="application/strategic-merge-patch+json",
+                     query={"fieldManager": FIELD_MANAGER})  # fmt: skip
+        self.context.reporter.info(f"  rolling back to revision {_rev(previous)} ({_image(template)})")
+        self.wait(app, environment, float(dep["spec"].get("progressDeadlineSeconds", self.settings.deadline)))
+        return self.status(app, environment)
+
+    def endpoint(self, app: str, environment: str = "default") -> str:
+        name = render.object_name(app, environment)
+        svc = self._get(f"{self._base('Service', self.settings.namespace)}/{name}")
+        if svc is None:
+            raise NotFound(f"service {name} does not exist in namespace {self.settings.namespace}")
+        port = svc["spec"]["ports"][0]["port"]
+        for ingress in (svc.get("status", {}).get("loadBalancer", {}) or {}).get("ingress", []) or []:
+            host = ingress.get("ip") or ingress.get("hostname")
+            if host:
+                return f"http://{host}:{port}"
+        key = f"{self.settings.namespace}/{name}:{port}"
+        if key not in self._proxies:
+            base = f"/api/v1/namespaces/{self.settings.namespace}/services/{name}:{port}/proxy"
+            self._proxies[key] = ServiceProxy(self.client, base).start()
+        return self._proxies[key].url
+
+    def remove(self, app: str, environment: str = "default") -> None:
+        name = render.object_name(app, environment)
+        for kind in ("HorizontalPodAutoscaler", "Deployment", "Service"):
+            try:
+                self.request("DELETE", f"{self._base(kind, self.settings.namespace)}/{name}")
+            except NotFound:
+                pass
+        for proxy in self._proxies.values():
+            proxy.stop()
+        self._proxies.clear()
+
+
+def rollout_state(dep: dict[str, Any]) -> tuple[bool, str]:
+    """(done, message), following ``kubectl rollout status`` for Deployments."""
+    spec, st = dep.get("spec", {}), dep.get("status", {})
+    name = dep["metadata"]["name"]
+    if dep["metadata"].get("generation", 0) > st.get("observedGeneration", 0):
+        return False, f'waiting for deployment "{name}" spec update to be observed'
+    for cond in st.get("conditions", []) or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return False, f'deployment "{name}" exceeded its progress deadline (ProgressDeadlineExceeded)'
+    desired = int(spec.get("replicas", 1))
+    updated = int(st.get("updatedReplicas", 0))
+    total = int(st.get("replicas", 0))
+    available = int(st.get("availableReplicas", 0))
+    if updated < desired:
+        return False, f"{updated} of {desired} updated replicas are available"
+    if total > updated:
+        return False, f"{total - updated} old replicas are pending termination"
+    if available < updated:
+        return False, f"{available} of {updated} updated replicas are available"
+    return True, f'deployment "{name}" successfully rolled out'
+
+
+def _image(template: dict[str, Any]) -> str:
+    containers = template.get("spec", {}).get("containers", [])
+    return str(containers[0].get("image", "")) if containers else ""
+
+
+def _rev(rs: dict[str, Any]) -> int:
+    return int(rs["metadata"].get("annotations", {}).get(render.REVISION, "0"))
+
+
+def _status_message(body: Any) -> str:
+    try:
+        return str(json.loads(body).get("message", ""))
+    except (TypeError, ValueError):
+        return ""

@@ -1,0 +1,69 @@
+"""A local HTTP port forwarded through the API server's service proxy.
+
+``kubectl port-forward`` needs SPDY/websocket streams; the API server's
+``/services/NAME:PORT/proxy/`` subresource carries plain HTTP with the same
+kubeconfig credentials, which is all verify checks need.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from shipway_kubernetes import rawapi
+
+
+class ServiceProxy:
+    """Serve 127.0.0.1:PORT, forwarding each request to ``base`` through ``api_client``."""
+
+    def __init__(self, api_client: Any, base: str) -> None:
+        self.api_client = api_client
+        self.base = base
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> ServiceProxy:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "accept")}
+                path, _, query = self.path.partition("?")
+                params = [tuple(p.split("=", 1)) for p in query.split("&") if "=" in p]
+                try:
+                    status, data, resp_headers = rawapi.send(
+                        owner.api_client, self.command, owner.base + path, params, headers, body.decode() if body else None
+                    )
+                except Exception as exc:  # noqa: BLE001 - the cluster went away: answer like a proxy
+                    status, data, resp_headers = 502, f"proxy error: {type(exc).__name__}".encode(), {}
+                ctype = next((v for k, v in resp_headers.items() if k.lower() == "content-type"), "")
+                self.send_response(status)
+                if ctype:
+                    self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
