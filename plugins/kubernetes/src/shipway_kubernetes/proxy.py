@@ -39,7 +39,7 @@ class ServiceProxy:
                 params = [tuple(p.split("=", 1)) for p in query.split("&") if "=" in p]
                 try:
                     status, data, resp_headers = rawapi.send(
-                        owner.api_client, self.command, owner.base + path, params, headers, body.decode() if body else None
+                        owner.api_client, self.command, owner.base + path, params, headers, body
                     )
                 except Exception as exc:  # noqa: BLE001 - the cluster went away: answer like a proxy
                     status, data, resp_headers = 502, f"proxy error: {type(exc).__name__}".encode(), {}

@@ -1,7 +1,14 @@
-"""Raw HTTP calls through the official client's ApiClient (auth, TLS, kubeconfig), across client versions."""
+"""Raw HTTP through the official client's ApiClient: its kubeconfig auth and TLS, our bytes.
+
+The client's own ``call_api`` re-encodes bodies by content type (a JSON body
+given as text would be encoded twice), so requests are built with
+``param_serialize`` (URL, auth headers) and sent through the client's
+connection pool as they are.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -14,23 +21,16 @@ def send(
     body: Any = None,
     timeout: float = 30,
 ) -> tuple[int, bytes, dict[str, str]]:
-    """(status, body bytes, headers) of one request; never raises for HTTP status codes."""
-    from kubernetes.client.exceptions import ApiException
+    """(status, body, headers) of one request; never raises for HTTP status codes.
 
-    if hasattr(api_client, "param_serialize"):  # kubernetes >= 35 (new openapi-generator)
-        m, url, hdrs, data, post = api_client.param_serialize(
-            method=method, resource_path=path, query_params=query or [], header_params=headers or {},
-            body=body, auth_settings=["BearerToken"],
-        )  # fmt: skip
-        resp = api_client.call_api(m, url, header_params=hdrs, body=data, post_params=post, _request_timeout=timeout)
-        return resp.status, resp.read() or b"", dict(resp.headers or {})
-    try:  # kubernetes <= 34
-        resp = api_client.call_api(
-            path, method, query_params=query or [], header_params=headers or {}, body=body,
-            auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
-            _request_timeout=timeout,
-        )  # fmt: skip
-        return resp.status, resp.data or b"", dict(resp.headers or {})
-    except ApiException as exc:
-        raw = exc.body or b""
-        return exc.status, raw.encode() if isinstance(raw, str) else raw, dict(exc.headers or {})
+    ``body``: bytes are sent as they are; anything else is JSON-encoded.
+    """
+    _, url, hdrs, _, _ = api_client.param_serialize(
+        method=method, resource_path=path, query_params=query or [], header_params=dict(headers or {}),
+        auth_settings=["BearerToken"],
+    )  # fmt: skip
+    data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
+    resp = api_client.rest_client.pool_manager.request(
+        method, url, body=data, headers=hdrs, timeout=timeout, preload_content=True, redirect=False
+    )
+    return resp.status, resp.data or b"", dict(resp.headers or {})
