@@ -42,12 +42,9 @@ def aad_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryS
 
 
 @pytest.fixture
-def auth_server(aad_registry: RegistryService, monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureAuthServer]:
-    server = AzureAuthServer(refresh_token=aad_registry.password).start()
-    for key, value in server.identity_env().items():
-        monkeypatch.setenv(key, value)
-    yield server
-    server.stop()
+def auth_server(aad_registry: RegistryService, azure_auth: AzureAuthServer) -> AzureAuthServer:
+    azure_auth.refresh_token = aad_registry.password
+    return azure_auth
 
 
 def test_aad_token_is_exchanged_and_used_for_a_real_push(
@@ -75,7 +72,6 @@ def test_a_failing_identity_is_a_clear_auth_error(
     aad_registry: RegistryService, auth_server: AzureAuthServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("IDENTITY_HEADER", "not-the-header")  # the identity endpoint answers 401
-    monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path / "no-az-cli"))
     registry = acr(aad_registry.address, tmp_path, exchange_url=f"{auth_server.url}/oauth2/exchange")
     with pytest.raises(AuthError) as err:
         registry.login()

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -8,20 +7,6 @@ import pytest
 from shipway.backends.base import BackendContext
 
 from shipway_kubernetes import KubernetesOrchestrator, KubernetesSettings
-from shipway_kubernetes.testing import FakeApiServer
-
-
-@pytest.fixture
-def fake_k8s(shipway_docker: None, contract_registry: Any) -> Iterator[FakeApiServer]:
-    """A fake API server whose pods pull from the kit's registry with its credentials."""
-    server = FakeApiServer(pull_auth=contract_registry.credentials()).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def kubeconfig(fake_k8s: FakeApiServer, tmp_path: Path) -> Path:
-    return fake_k8s.write_kubeconfig(tmp_path / "kubeconfig", namespace="default")
 
 
 @pytest.fixture

@@ -1,14 +1,15 @@
-"""shipway-azure: Azure Blob Storage model store and Azure Container Registry."""
+"""shipway-azure: Azure Blob Storage model store, Azure Container Registry, AKS."""
 
 from shipway.hookspecs import hookimpl
 
 from shipway_azure.acr import AcrRegistry, AcrSettings
+from shipway_azure.aks import AksOrchestrator, AksSettings
 from shipway_azure.blob_store import AzureBlobSettings, AzureBlobStore
 
 # The shipway.testing contract version these backends pass.
 SHIPWAY_CONTRACT_VERSION = 1
 
-__all__ = ["AcrRegistry", "AcrSettings", "AzureBlobSettings", "AzureBlobStore"]
+__all__ = ["AcrRegistry", "AcrSettings", "AksOrchestrator", "AksSettings", "AzureBlobSettings", "AzureBlobStore"]
 
 
 @hookimpl
@@ -19,3 +20,8 @@ def shipway_register_model_stores(register):  # type: ignore[no-untyped-def]
 @hookimpl
 def shipway_register_registries(register):  # type: ignore[no-untyped-def]
     register(AcrRegistry)
+
+
+@hookimpl
+def shipway_register_orchestrators(register):  # type: ignore[no-untyped-def]
+    register(AksOrchestrator)

@@ -1,17 +1,20 @@
-"""Test services for the Azure backends: a real Azurite, and a stand-in for Azure AD + ACR's exchange.
+"""Test services for the Azure backends: a real Azurite, and stand-ins for Azure AD, ACR's exchange and ARM.
 
 Azurite is Microsoft's Blob Storage emulator (npm ``azurite``); the tests run
 the store contract against it. No Azure AD can run here, so
 :class:`AzureAuthServer` implements the two HTTP endpoints the ACR path
 talks to: the App Service managed-identity endpoint that the real
 ``DefaultAzureCredential`` calls (``IDENTITY_ENDPOINT``/``IDENTITY_HEADER``),
-and ACR's ``/oauth2/exchange``, which accepts only the token it issued.
+ACR's ``/oauth2/exchange``, which accepts only the token it issued, and ARM's
+``listClusterUserCredential`` for AKS, which hands out registered kubeconfigs.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -101,6 +104,8 @@ class AzureAuthServer:
     identity_header: str = "identity-header-for-tests"
     accept: str | None = None  # the token /oauth2/exchange accepts; default: the one it issued
     exchanges: list[dict[str, str]] = field(default_factory=list)
+    clusters: dict[str, str] = field(default_factory=dict)  # "sub/rg/name" -> kubeconfig YAML (the ARM stand-in)
+    scopes: list[str] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
     def start(self) -> AzureAuthServer:
@@ -124,12 +129,30 @@ class AzureAuthServer:
                     self._send(401, {"error": "bad identity request"})
                     return
                 resource = urllib.parse.parse_qs(url.query).get("resource", [""])[0]
+                owner.scopes.append(resource)
                 expires = str(int(time.time()) + 3600)
                 body = {"access_token": owner.aad_token, "expires_on": expires, "resource": resource, "token_type": "Bearer"}
                 self._send(200, body)
 
-            def do_POST(self) -> None:  # ACR's token exchange
+            def do_POST(self) -> None:  # ACR's token exchange, or ARM's listClusterUserCredential
                 length = int(self.headers.get("Content-Length", "0"))
+                arm = re.match(
+                    r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft.ContainerService"
+                    r"/managedClusters/([^/]+)/listClusterUserCredential",
+                    self.path,
+                )
+                if arm:
+                    self.rfile.read(length)
+                    if self.headers.get("Authorization") != f"Bearer {owner.aad_token}":
+                        self._send(401, {"error": {"code": "InvalidAuthenticationToken", "message": "bad token"}})
+                        return
+                    found = owner.clusters.get("/".join(arm.groups()))
+                    if found is None:
+                        self._send(404, {"error": {"code": "ResourceNotFound", "message": "cluster not found"}})
+                        return
+                    value = base64.b64encode(found.encode()).decode()
+                    self._send(200, {"kubeconfigs": [{"name": "clusterUser", "value": value}]})
+                    return
                 form = {k: v[0] for k, v in urllib.parse.parse_qs(self.rfile.read(length).decode()).items()}
                 owner.exchanges.append(form)
                 if self.path != "/oauth2/exchange" or form.get("grant_type") != "access_token":

@@ -180,6 +180,7 @@ class FakeApiServer:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._server: ThreadingHTTPServer | None = None
+        self._controller: threading.Thread | None = None
         self._rr = itertools.count()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -208,7 +209,8 @@ class FakeApiServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        threading.Thread(target=self._control_loop, daemon=True).start()
+        self._controller = threading.Thread(target=self._control_loop, daemon=True)
+        self._controller.start()
         return self
 
     def stop(self) -> None:
@@ -216,9 +218,14 @@ class FakeApiServer:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        if self._controller is not None:
+            self._controller.join(timeout=30)  # no pod is started or removed behind our back from here
         client = dockerutil.client()
         for c in client.containers.list(all=True, filters={"label": f"{SERVER_LABEL}={self.id}"}):
-            c.remove(force=True)
+            try:
+                c.remove(force=True)
+            except docker.errors.APIError:  # already being removed
+                pass
 
     @property
     def url(self) -> str:
@@ -569,7 +576,7 @@ class FakeApiServer:
         if pod.container_id:
             try:
                 dockerutil.client().containers.get(pod.container_id).remove(force=True)
-            except docker.errors.NotFound:
+            except docker.errors.APIError:  # gone, or already being removed
                 pass
 
     def _refresh_pods(self) -> None:

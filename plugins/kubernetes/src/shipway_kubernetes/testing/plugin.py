@@ -1,0 +1,31 @@
+"""pytest plugin (entry point ``pytest11``): a fake Kubernetes cluster for orchestrator tests.
+
+Fixtures
+--------
+``fake_k8s``    a :class:`FakeApiServer` whose pods pull from the kit's registry
+``kubeconfig``  a kubeconfig file pointing at ``fake_k8s`` (namespace ``default``)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipway_kubernetes.testing.fake_apiserver import FakeApiServer
+
+
+@pytest.fixture
+def fake_k8s(shipway_docker: None, contract_registry: Any) -> Iterator[FakeApiServer]:
+    """A fake API server (real containers as pods) pulling with the kit registry's credentials."""
+    server = FakeApiServer(pull_auth=contract_registry.credentials()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def kubeconfig(fake_k8s: FakeApiServer, tmp_path: Path) -> Path:
+    """A kubeconfig for ``fake_k8s``."""
+    return fake_k8s.write_kubeconfig(tmp_path / "kubeconfig", namespace="default")
