@@ -17,15 +17,15 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import requests
-from shipway.testing.services import ServiceError, free_port
+from shipway.localhttp import LocalServer
+from shipway.testing.services import ServiceError, free_port, stop_process
 
 # Azurite's documented development account (public, not a secret).
 DEV_ACCOUNT = "devstoreaccount1"
@@ -64,11 +64,7 @@ class AzuriteService:
         )
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
 
 
 def start_azurite(root: Path) -> AzuriteService:
@@ -106,7 +102,7 @@ class AzureAuthServer:
     exchanges: list[dict[str, str]] = field(default_factory=list)
     clusters: dict[str, str] = field(default_factory=dict)  # "sub/rg/name" -> kubeconfig YAML (the ARM stand-in)
     scopes: list[str] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
+    _server: LocalServer | None = None
 
     def start(self) -> AzureAuthServer:
         owner = self
@@ -162,14 +158,13 @@ class AzureAuthServer:
                 else:
                     self._send(200, {"refresh_token": owner.refresh_token})
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LocalServer(Handler)
         return self
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def identity_env(self) -> dict[str, str]:
         """Environment that makes DefaultAzureCredential use this server as its managed identity."""
@@ -177,5 +172,4 @@ class AzureAuthServer:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()

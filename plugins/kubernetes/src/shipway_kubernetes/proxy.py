@@ -7,9 +7,10 @@ kubeconfig credentials, which is all verify checks need.
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from shipway.localhttp import LocalServer
 
 from shipway_kubernetes import rawapi
 
@@ -20,7 +21,7 @@ class ServiceProxy:
     def __init__(self, api_client: Any, base: str) -> None:
         self.api_client = api_client
         self.base = base
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LocalServer | None = None
 
     def start(self) -> ServiceProxy:
         owner = self
@@ -53,17 +54,14 @@ class ServiceProxy:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LocalServer(Handler)
         return self
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()

@@ -33,7 +33,7 @@ import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,9 @@ import docker.errors
 import requests
 import yaml
 from shipway import dockerutil
+from shipway.localhttp import LocalServer
+
+from shipway_kubernetes.render import merge_patch
 
 Obj = dict[str, Any]
 REVISION = "deployment.kubernetes.io/revision"
@@ -114,18 +117,6 @@ def _delete(obj: Obj, path: tuple[str, ...]) -> None:
             parents[depth].pop(path[depth], None)
 
 
-def _merge(target: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = _merge(out.get(key), value)
-    return out
-
-
 def _owned_part(obj: Obj) -> Obj:
     """The parts of an object field managers own."""
     meta = obj.get("metadata") or {}
@@ -179,7 +170,7 @@ class FakeApiServer:
         self._rv = itertools.count(1)
         self._lock = threading.RLock()
         self._stop = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LocalServer | None = None
         self._controller: threading.Thread | None = None
         self._rr = itertools.count()
 
@@ -206,9 +197,7 @@ class FakeApiServer:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LocalServer(Handler)
         self._controller = threading.Thread(target=self._control_loop, daemon=True)
         self._controller.start()
         return self
@@ -216,8 +205,7 @@ class FakeApiServer:
     def stop(self) -> None:
         self._stop.set()
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
         if self._controller is not None:
             self._controller.join(timeout=30)  # no pod is started or removed behind our back from here
         client = dockerutil.client()
@@ -230,7 +218,7 @@ class FakeApiServer:
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def write_kubeconfig(self, path: Path, namespace: str = "default", context: str = "fake") -> Path:
         config = {
@@ -309,7 +297,7 @@ class FakeApiServer:
             if content_type in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
                 if live is None:
                     raise ApiError(404, "NotFound", f'{resource} "{name}" not found')
-                return self._store(key, api_version, kind, _merge(live, patch), manager or "unknown", apply=False)
+                return self._store(key, api_version, kind, merge_patch(live, patch), manager or "unknown", apply=False)
             raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type {content_type!r}")
         raise ApiError(405, "MethodNotAllowed", method)
 
@@ -356,7 +344,7 @@ class FakeApiServer:
                     paths -= {p for p in new_paths if _get(current, p) != new_paths[p]}
         else:
             base = {}
-        merged = _merge(base, {k: v for k, v in applied.items() if k not in ("status",)})
+        merged = merge_patch(base, {k: v for k, v in applied.items() if k not in ("status",)})
         owners[manager] = set(new_paths)
         return self._store(key, api_version, kind, merged, manager, apply=True)
 
