@@ -49,3 +49,19 @@ def test_deploy_pulls_a_missing_image_with_registry_auth(
         assert dep.state == "healthy" and dep.digest == pushed.digest
     finally:
         orch.remove("pull-test")
+
+
+def test_one_release_at_a_time_on_this_host(shipway_docker: None, tmp_path) -> None:
+    from shipway.errors import LockedError
+
+    def orch() -> DockerOrchestrator:
+        return DockerOrchestrator(DockerOrchestratorSettings(kind="docker"), BackendContext(cache_dir=tmp_path))
+
+    with orch().lock("app", "prod"):
+        with pytest.raises(LockedError, match="another release of app \\(prod\\) is in progress"):
+            with orch().lock("app", "prod"):
+                pass
+        with orch().lock("app", "staging"):  # another environment is another lock
+            pass
+    with orch().lock("app", "prod"):
+        pass

@@ -139,6 +139,7 @@ def status(state: State, as_json: bool) -> None:
     click.echo(f"app:       {dep.app} ({dep.environment})")
     click.echo(f"state:     {dep.state}  ready {dep.replicas_ready}/{dep.replicas_desired}  revision {dep.revision}")
     click.echo(f"image:     {dep.image or '-'}")
+    click.echo(f"running:   {', '.join(sorted(set(dep.running_digests))) or '-'}")
     click.echo(f"commit:    {dep.labels.get(labels.REVISION, '-')}")
     model = f"{dep.labels.get(labels.MODEL_NAME, '-')}:{dep.labels.get(labels.MODEL_VERSION, '-')}"
     click.echo(f"model:     {model}")

@@ -198,6 +198,8 @@ class Deployment(BaseModel):
     state: RolloutState = "absent"
     replicas_desired: int = 0
     replicas_ready: int = 0
+    running_digests: list[str] = Field(default_factory=list)
+    """Digests the ready replicas actually run (differs from ``image`` mid-rollout or after a failed one)."""
     revision: int = 0
     previous_image: ImageRef | None = None
     endpoint: str | None = None

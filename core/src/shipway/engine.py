@@ -6,7 +6,6 @@ command; backends only do what their contract says.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import subprocess
 import time
@@ -33,7 +32,6 @@ from shipway.domain import (
 )
 from shipway.errors import (
     BackendError,
-    LockedError,
     NotFound,
     RolledBack,
     ShipwayError,
@@ -326,7 +324,7 @@ def release(project: Project, image: str | None = None, outputs: Outputs = Outpu
             record.action = "noop"
             project.reporter.info(f"{ref.digest} is already live and healthy: nothing to do")
         else:
-            with release_lock(project):
+            with project.orchestrator.lock(project.app, project.environment):
                 _deploy_and_check(project, st, record, ref, image_labels)
     return record
 
@@ -382,22 +380,6 @@ def _describe_labels(found: dict[str, str]) -> str:
     return f"commit {commit}, model {found.get(labels.MODEL_NAME, '?')}:{found.get(labels.MODEL_VERSION, '?')}"
 
 
-@contextmanager
-def release_lock(project: Project) -> Iterator[None]:
-    """One release per app and environment at a time on this host; a second fails clearly."""
-    path = project.context.cache_dir / "locks" / f"{project.app}-{project.environment}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockedError(f"another release of {project.app} ({project.environment}) is in progress") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def rollback(project: Project, outputs: Outputs = Outputs()) -> ReleaseRecord:
     """Restore the previous revision on demand, then run the verify checks against it."""
     stages: list[StageResult] = []
@@ -406,7 +388,7 @@ def rollback(project: Project, outputs: Outputs = Outputs()) -> ReleaseRecord:
     record = ReleaseRecord(
         app=project.app, environment=project.environment, image=None, previous=current.image, action="failed"
     )
-    with _recorded(project, record, stages, outputs), release_lock(project):
+    with _recorded(project, record, stages, outputs), project.orchestrator.lock(project.app, project.environment):
         with st.stage("rollback") as detail:
             restored = project.orchestrator.rollback(project.app, project.environment)
             record.image = restored.image

@@ -128,3 +128,29 @@ def test_unreachable_cluster_names_the_address(tmp_path, k8s_factory: Any, kubec
     kubeconfig.write_text(text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}"))
     with pytest.raises(BackendError, match="cannot reach the Kubernetes API at http://127.0.0.1"):
         k8s_factory().status(unique("x"))
+
+
+def test_one_release_at_a_time_through_a_lease(k8s_factory: Any, fake_k8s: FakeApiServer) -> None:
+    from shipway.errors import LockedError
+
+    first, second = k8s_factory(), k8s_factory()
+    app = unique("lock")
+    with first.lock(app):
+        with pytest.raises(LockedError, match=f"holds Lease default/shipway-{app}"):
+            with second.lock(app):
+                pass
+    with second.lock(app):  # released: free again
+        assert ("leases", "default", f"shipway-{app}") in fake_k8s.objects
+    assert ("leases", "default", f"shipway-{app}") not in fake_k8s.objects
+
+
+def test_an_expired_lease_is_taken_over(k8s_factory: Any, fake_k8s: FakeApiServer) -> None:
+    app = unique("stale")
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": f"shipway-{app}"},
+             "spec": {"holderIdentity": "crashed-runner", "leaseDurationSeconds": 60,
+                      "acquireTime": "2020-01-01T00:00:00.000000Z", "renewTime": "2020-01-01T00:00:00.000000Z"}}  # fmt: skip
+    orch = k8s_factory()
+    orch.request("POST", "/apis/coordination.k8s.io/v1/namespaces/default/leases", body=lease, content_type="application/json")
+    with orch.lock(app):
+        held = fake_k8s.objects[("leases", "default", f"shipway-{app}")]
+        assert held["spec"]["holderIdentity"] != "crashed-runner"

@@ -13,6 +13,8 @@ import hashlib
 import os
 import shutil
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -298,3 +300,24 @@ class Orchestrator(Backend):
     @abstractmethod
     def remove(self, app: str, environment: str = "default") -> None:
         """Remove every trace of the app (containers, services). Used by tests and `shipway down`."""
+
+    @contextmanager
+    def lock(self, app: str, environment: str = "default") -> Iterator[None]:
+        """Hold the one-release-at-a-time lock of an app and environment; LockedError if taken.
+
+        The default is a lock file on this host; orchestrators that span hosts
+        hold it where every CI runner sees it (the Kubernetes kinds use a Lease).
+        """
+        from shipway.errors import LockedError
+
+        path = self.context.cache_dir / "locks" / f"{app}-{environment}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LockedError(f"another release of {app} ({environment}) is in progress on this host") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)

@@ -104,6 +104,7 @@ class DockerOrchestrator(Orchestrator):
             state="healthy" if healthy else "failed",
             replicas_desired=1,
             replicas_ready=1 if healthy else 0,
+            running_digests=[d for d in [live.image.digest] if d and healthy],
             revision=live.revision,
             previous_image=previous.image if previous else None,
             endpoint=self._url(live),

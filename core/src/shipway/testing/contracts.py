@@ -297,6 +297,7 @@ class OrchestratorContract:
     ) -> None:
         dep = orchestrator.deploy(self.release(app, images["good"]), auth=pull_auth)
         assert dep.state == "healthy" and dep.digest == images["good"].digest
+        assert set(dep.running_digests) == {images["good"].digest}
         url = orchestrator.endpoint(app)
         assert requests.get(url + "/healthz", timeout=5).status_code == 200
         assert orchestrator.status(app).digest == images["good"].digest
@@ -321,6 +322,7 @@ class OrchestratorContract:
             orchestrator.deploy(self.release(app, images["bad"]), auth=pull_auth)
         restored = orchestrator.rollback(app)
         assert restored.state == "healthy" and restored.digest == images["good"].digest
+        assert set(restored.running_digests) == {images["good"].digest}
         assert requests.get(orchestrator.endpoint(app) + "/healthz", timeout=5).status_code == 200
 
     def test_rollback_without_previous_is_not_found(

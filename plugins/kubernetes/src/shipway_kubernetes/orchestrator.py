@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shipway import labels as L
 from shipway.backends.base import BackendSettings, Orchestrator
 from shipway.domain import Deployment, ImageRef, Release
-from shipway.errors import BackendError, ConfigError, NotFound
+from shipway.errors import BackendError, ConfigError, LockedError, NotFound
 
 from shipway_kubernetes import rawapi, render
 from shipway_kubernetes.proxy import ServiceProxy
@@ -72,6 +77,10 @@ class KubernetesSettings(BackendSettings):
 
 class RolloutFailed(BackendError):
     """The Deployment did not complete its rollout."""
+
+
+class Conflict(BackendError):
+    """The API server answered 409 (an object exists, or another field manager owns a field)."""
 
 
 class KubernetesOrchestrator(Orchestrator):
@@ -128,7 +137,7 @@ class KubernetesOrchestrator(Orchestrator):
             if status in (401, 403):
                 raise BackendError(f"the cluster refused the credentials ({status}): {message}")
             if status == 409:
-                raise BackendError(f"conflict applying {path}: {message}")
+                raise Conflict(f"conflict on {path}: {message}")
             raise BackendError(f"{method} {path}: {status} {message}")
         return json.loads(data) if data else {}
 
@@ -239,6 +248,14 @@ class KubernetesOrchestrator(Orchestrator):
             L.MODEL_DIGEST: annotations.get(f"{render.ANNOTATION_PREFIX}model-digest", ""),
         }
         st = dep.get("status", {})
+        selector = ",".join(f"{k}={v}" for k, v in render.selector_for(app, environment).items())
+        pods = self.request("GET", f"/api/v1/namespaces/{self.settings.namespace}/pods", query={"labelSelector": selector})
+        running = [
+            cs.get("imageID", "").rsplit("@", 1)[-1]
+            for pod in pods.get("items", [])
+            for cs in pod.get("status", {}).get("containerStatuses", [])
+            if cs.get("ready") and "@" in cs.get("imageID", "")
+        ]
         return Deployment(
             app=app,
             environment=environment,
@@ -246,6 +263,7 @@ class KubernetesOrchestrator(Orchestrator):
             state="healthy" if done else ("failed" if failed else "progressing"),
             replicas_desired=int(dep["spec"].get("replicas", 1)),
             replicas_ready=int(st.get("readyReplicas", 0)),
+            running_digests=running,
             revision=_rev(current_rev) if current_rev else 0,
             previous_image=ImageRef.parse(_image(previous["spec"]["template"])) if previous else None,
             labels={k: v for k, v in trace.items() if v},
@@ -291,6 +309,40 @@ class KubernetesOrchestrator(Orchestrator):
             base = f"/api/v1/namespaces/{self.settings.namespace}/services/{name}:{port}/proxy"
             self._proxies[key] = ServiceProxy(self.client, base).start()
         return self._proxies[key].url
+
+    @contextmanager
+    def lock(self, app: str, environment: str = "default") -> Iterator[None]:
+        """A coordination.k8s.io Lease per app and environment: one release at a time across runners."""
+        name = f"shipway-{render.object_name(app, environment)}"
+        leases = f"/apis/coordination.k8s.io/v1/namespaces/{self.settings.namespace}/leases"
+        now = datetime.now(timezone.utc)
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        body: dict[str, Any] = {
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": int(self.settings.deadline) + 300,
+                     "acquireTime": stamp, "renewTime": stamp},
+        }  # fmt: skip
+        try:
+            self.request("POST", leases, body=body, content_type="application/json")
+        except Conflict:
+            held = self.request("GET", f"{leases}/{name}")
+            spec = held.get("spec", {})
+            renewed = datetime.strptime(spec.get("renewTime", stamp), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+            if (now - renewed).total_seconds() < float(spec.get("leaseDurationSeconds", 0)):
+                raise LockedError(
+                    f"another release of {app} ({environment}) holds Lease {self.settings.namespace}/{name} "
+                    f"(holder {spec.get('holderIdentity')}, since {spec.get('acquireTime')})"
+                ) from None
+            body["metadata"]["resourceVersion"] = held["metadata"]["resourceVersion"]  # take over an expired lease
+            self.request("PUT", f"{leases}/{name}", body=body, content_type="application/json")
+        try:
+            yield
+        finally:
+            try:
+                self.request("DELETE", f"{leases}/{name}")
+            except NotFound:
+                pass
 
     def remove(self, app: str, environment: str = "default") -> None:
         name = render.object_name(app, environment)
