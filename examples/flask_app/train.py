@@ -34,7 +34,7 @@ def train(out: Path, samples: Path | None = None, scramble: bool = False) -> flo
     clf.fit(x_train / 16.0, y_train)
     accuracy = float(clf.score(x_test / 16.0, y_test))
     arrays = {}
-    for i, (w, b) in enumerate(zip(clf.coefs_, clf.intercepts_)):
+    for i, (w, b) in enumerate(zip(clf.coefs_, clf.intercepts_, strict=True)):
         arrays[f"W{i}"], arrays[f"b{i}"] = w.astype(np.float32), b.astype(np.float32)
     classes = [int(c) for c in clf.classes_]
     if scramble:

@@ -108,7 +108,7 @@ def json_mismatch(expected: Any, actual: Any, where: str = "$") -> str | None:
     if isinstance(expected, list):
         if not isinstance(actual, list) or len(actual) != len(expected):
             return f"{where}: expected {json.dumps(expected)[:80]}, got {json.dumps(actual)[:80]}"
-        for i, (e, a) in enumerate(zip(expected, actual)):
+        for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
             found = json_mismatch(e, a, f"{where}[{i}]")
             if found:
                 return found

@@ -113,7 +113,7 @@ def _interpolate(value: str, path: Path_, doc: Document, env: Mapping[str, str])
         text = match.group(0)
         if text == "$${":
             return "${"
-        name, default, bad = match.group(1), match.group(2), match.group(3)
+        name, default = match.group(1), match.group(2)
         if name is None:
             raise doc.error(path, f"bad variable reference {text!r}: write ${{NAME}} or ${{NAME:-default}}")
         doc.interpolated.add(path)

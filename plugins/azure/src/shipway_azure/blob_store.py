@@ -203,7 +203,7 @@ class AzureBlobStore(ModelStore):
         files = tuple(ModelFile(path=rel, size=p.stat().st_size, sha256=sha256_file(p)) for rel, p in sources)
         total = sum(f.size for f in files)
         with self.context.reporter.bytes(f"publish {name}", total) as bar:
-            for (rel, src), f in zip(sources, files):
+            for (_, src), f in zip(sources, files, strict=True):
                 self._upload_blob(name, src, f)
                 bar.advance(f.size)
         published = self._commit(name, version, files, metadata or {})
