@@ -180,6 +180,13 @@ def test_04_release_failing_live_checks_rolls_back(example: Example, tmp_path: P
     live = json.loads(example.shipway("status", "--json").stdout)
     assert live["state"] == "healthy" and live["image"]["digest"] == live_before
     assert example.score("seven.json")["label"] == 7
+    # The nightly release that follows does not retry the build that failed: exit 0, nothing changes.
+    again = example.shipway("release", "-o", str(tmp_path / "again.json"))
+    assert again.returncode == EXIT["ok"], again.stderr
+    skipped = example.record(tmp_path / "again.json")
+    assert skipped["action"] == "skipped" and "already failed its release" in skipped["message"]
+    assert [s["name"] for s in skipped["stages"]] == ["pick"]
+    assert json.loads(example.shipway("status", "--json").stdout)["image"]["digest"] == live_before
 
 
 def test_05_rollback_on_demand(example: Example, tmp_path: Path) -> None:

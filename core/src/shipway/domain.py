@@ -219,7 +219,8 @@ class ReleaseRecord(BaseModel):
     environment: str
     image: ImageRef | None
     previous: ImageRef | None = None
-    action: Literal["deployed", "noop", "rolled_back", "failed"]
+    action: Literal["deployed", "noop", "skipped", "rolled_back", "failed"]
+    message: str = ""
     created: datetime = Field(default_factory=utcnow)
     stages: list[StageResult] = Field(default_factory=list)
     checks: list[CheckResult] = Field(default_factory=list)

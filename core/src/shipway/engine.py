@@ -320,9 +320,18 @@ def release(project: Project, image: str | None = None, outputs: Outputs = Outpu
             current = project.orchestrator.status(project.app, project.environment)
             record.previous = current.image
             detail.append(f"{ref} ({_describe_labels(image_labels)})")
+        failed = project.orchestrator.failed_digests(project.app, project.environment)
         if current.digest == ref.digest and current.state == "healthy":
             record.action = "noop"
-            project.reporter.info(f"{ref.digest} is already live and healthy: nothing to do")
+            record.message = f"{ref.digest} is already live and healthy: nothing to do"
+            project.reporter.info(record.message)
+        elif image is None and ref.digest in failed:
+            record.action = "skipped"
+            record.message = (
+                f"the newest build {ref} already failed its release to {project.environment} "
+                f"({failed[ref.digest]}); not retrying it. `shipway release --image {ref.pinned}` forces a retry"
+            )
+            project.reporter.info(record.message)
         else:
             with project.orchestrator.lock(project.app, project.environment):
                 _deploy_and_check(project, st, record, ref, image_labels)
@@ -366,6 +375,7 @@ def _deploy_and_check(
         _check_live(project, st, record, "the live release")
         record.action = "deployed"
     except (BackendError, VerifyFailed) as exc:
+        orch.mark_failed(project.app, project.environment, ref.digest or "", str(exc).splitlines()[0])
         if record.previous is None:
             raise
         with st.stage("rollback") as detail:

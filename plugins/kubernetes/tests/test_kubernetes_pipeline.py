@@ -82,5 +82,12 @@ def test_release_to_kubernetes_then_a_failing_release_rolls_back(
         status = json.loads(app.shipway(*cfg, "status", "--json").stdout)
         assert status["state"] == "healthy" and status["image"]["digest"] == good
         assert score(fake_k8s, app, service, "seven.json")["label"] == 7
+        # The failed digest is remembered in the cluster (any runner sees it) and not retried.
+        again = app.shipway(*cfg, "release", "-o", str(tmp_path / "rel3.json"))
+        assert again.returncode == 0 and app.record(tmp_path / "rel3.json")["action"] == "skipped"
+        annotations = fake_k8s.objects[("deployments", "default", service)]["metadata"]["annotations"]
+        bad = app.record(tmp_path / "rel2.json")["image"]["digest"]
+        assert bad in json.loads(annotations["shipway.io/failed-digests"])
+        assert "shipway.io/commit" in annotations  # shipway's own annotations survive the state patch
     finally:
         app.shipway(*cfg, "down")

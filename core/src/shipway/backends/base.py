@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 from abc import ABC, abstractmethod
@@ -300,6 +301,28 @@ class Orchestrator(Backend):
     @abstractmethod
     def remove(self, app: str, environment: str = "default") -> None:
         """Remove every trace of the app (containers, services). Used by tests and `shipway down`."""
+
+    def failed_digests(self, app: str, environment: str = "default") -> dict[str, str]:
+        """Digests whose release failed here and was rolled back → the reason.
+
+        ``shipway release`` does not retry them unless asked to by ``--image``.
+        The default keeps them in a file on this host; orchestrators that span
+        hosts keep them where every runner sees them (Kubernetes: an annotation).
+        """
+        path = self._state_file(app, environment)
+        return dict(json.loads(path.read_text())) if path.is_file() else {}
+
+    def mark_failed(self, app: str, environment: str, digest: str, reason: str) -> None:
+        """Remember that ``digest`` failed its release (the newest 20 are kept)."""
+        found = self.failed_digests(app, environment)
+        found.pop(digest, None)
+        found[digest] = reason[:300]
+        path = self._state_file(app, environment)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dict(list(found.items())[-20:]), indent=2))
+
+    def _state_file(self, app: str, environment: str) -> Path:
+        return self.context.cache_dir / "orchestrator-state" / self.kind / f"{app}-{environment}-failed.json"
 
     @contextmanager
     def lock(self, app: str, environment: str = "default") -> Iterator[None]:

@@ -188,6 +188,7 @@ class DockerOrchestrator(Orchestrator):
     def remove(self, app: str, environment: str = "default") -> None:
         for rev in self._revisions(app, environment):
             rev.container.remove(force=True)
+        self._state_file(app, environment).unlink(missing_ok=True)  # forget failed digests too
 
     # -- helpers -----------------------------------------------------------------
     def _ensure_image(self, ref: ImageRef, auth: dict[str, str] | None) -> str:

@@ -334,6 +334,18 @@ class OrchestratorContract:
         with pytest.raises(NotFound):
             orchestrator.rollback(app)
 
+    def test_failed_digests_are_remembered(
+        self, orchestrator: Orchestrator, app: str, images: dict[str, ImageRef], pull_auth: Any
+    ) -> None:
+        orchestrator.deploy(self.release(app, images["good"]), auth=pull_auth)
+        assert orchestrator.failed_digests(app) == {}
+        bad = images["bad"].digest or ""
+        orchestrator.mark_failed(app, "default", bad, "3 of 5 verify checks failed")
+        orchestrator.mark_failed(app, "default", "sha256:" + "0" * 64, "ProgressDeadlineExceeded")
+        found = orchestrator.failed_digests(app)
+        assert found[bad] == "3 of 5 verify checks failed" and len(found) == 2
+        assert orchestrator.status(app).digest == images["good"].digest  # remembering changes nothing live
+
     def test_remove(self, orchestrator: Orchestrator, app: str, images: dict[str, ImageRef], pull_auth: Any) -> None:
         orchestrator.deploy(self.release(app, images["good"]), auth=pull_auth)
         orchestrator.remove(app)

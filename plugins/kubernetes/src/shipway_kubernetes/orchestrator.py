@@ -31,6 +31,8 @@ from shipway_kubernetes import rawapi, render
 from shipway_kubernetes.proxy import ServiceProxy
 
 FIELD_MANAGER = "shipway"
+STATE_MANAGER = "shipway-release-state"
+FAILED_ANNOTATION = "shipway.io/failed-digests"
 _PLURALS = {
     "Deployment": ("apis/apps/v1", "deployments"),
     "Service": ("api/v1", "services"),
@@ -309,6 +311,26 @@ class KubernetesOrchestrator(Orchestrator):
             base = f"/api/v1/namespaces/{self.settings.namespace}/services/{name}:{port}/proxy"
             self._proxies[key] = ServiceProxy(self.client, base).start()
         return self._proxies[key].url
+
+    def failed_digests(self, app: str, environment: str = "default") -> dict[str, str]:
+        """Kept in the Deployment's ``shipway.io/failed-digests`` annotation, which every runner sees."""
+        dep = self._get(self._deployment_path(app, environment))
+        raw = ((dep or {}).get("metadata", {}).get("annotations") or {}).get(FAILED_ANNOTATION)
+        try:
+            return dict(json.loads(raw)) if raw else {}
+        except ValueError:
+            return {}
+
+    def mark_failed(self, app: str, environment: str, digest: str, reason: str) -> None:
+        found = self.failed_digests(app, environment)
+        found.pop(digest, None)
+        found[digest] = reason[:300]
+        body = {"metadata": {"annotations": {FAILED_ANNOTATION: json.dumps(dict(list(found.items())[-20:]))}}}
+        try:  # its own field manager, so shipway's next apply does not drop it
+            self.request("PATCH", self._deployment_path(app, environment), body=body,
+                         content_type="application/merge-patch+json", query={"fieldManager": STATE_MANAGER})  # fmt: skip
+        except NotFound:
+            pass
 
     @contextmanager
     def lock(self, app: str, environment: str = "default") -> Iterator[None]:
