@@ -18,22 +18,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-)
-from azure.storage.blob import BlobServiceClient, ContainerClient
 from pydantic import Field, SecretStr, model_validator
 from shipway.backends.base import BackendSettings, ModelStore, model_sources, sha256_file
 from shipway.domain import ModelFile, ModelVersion, utcnow, valid_model_name, valid_version
 from shipway.errors import AuthError, BackendError, ModelError
 
 MiB = 1024 * 1024
+
+
+def _azx() -> Any:
+    """azure.core.exceptions, imported on first use: the Azure SDK would add half a second to every command."""
+    import azure.core.exceptions
+
+    return azure.core.exceptions
 
 
 class AzureBlobSettings(BackendSettings):
@@ -75,7 +72,7 @@ class AzureBlobStore(ModelStore):
 
     def __init__(self, settings: BackendSettings, context: Any = None) -> None:
         super().__init__(settings, context)
-        self._container: ContainerClient | None = None
+        self._container: Any = None
         self._credential_source = ""
 
     # -- connection ----------------------------------------------------------------
@@ -84,8 +81,11 @@ class AzureBlobStore(ModelStore):
         return f"azure_blob store {where}/{self.settings.container}/{self.settings.prefix}"
 
     @property
-    def container(self) -> ContainerClient:
+    def container(self) -> Any:
+        """The azure.storage.blob ContainerClient, built on first use."""
         if self._container is None:
+            from azure.storage.blob import BlobServiceClient
+
             s = self.settings
             options: dict[str, Any] = {"max_single_put_size": s.single_put_size, "max_block_size": s.block_size}
             if s.connection_string is not None:
@@ -110,14 +110,14 @@ class AzureBlobStore(ModelStore):
         """Run one SDK call, turning Azure errors into shipway's (never with a secret in them)."""
         try:
             return func(*args, **kwargs)
-        except ClientAuthenticationError:
+        except _azx().ClientAuthenticationError:
             raise AuthError(
                 f"{self.describe()}: {what}: the storage account rejected {self._credential_source or 'the credential'}"
                 " (check the key or SAS, or the identity's role: Storage Blob Data Reader/Contributor)"
             ) from None
-        except ServiceRequestError as exc:
+        except _azx().ServiceRequestError as exc:
             raise BackendError(f"cannot reach {self.describe()}: {what}: {type(exc).__name__}") from None
-        except HttpResponseError as exc:
+        except _azx().HttpResponseError as exc:
             if exc.status_code == 403:
                 raise AuthError(
                     f"{self.describe()}: {what}: access denied for {self._credential_source or 'the credential'}"
@@ -139,7 +139,7 @@ class AzureBlobStore(ModelStore):
         client = self.container.get_blob_client(blob)
         try:
             download = self._call(f"read {blob}", client.download_blob)
-        except ResourceNotFoundError:
+        except _azx().ResourceNotFoundError:
             return None
         return json.loads(download.readall()), download.properties.etag
 
@@ -150,7 +150,7 @@ class AzureBlobStore(ModelStore):
         try:
             # The pager is lazy: list it inside _call so errors are translated.
             blobs = self._call(f"list {prefix}", lambda: list(self.container.list_blobs(name_starts_with=prefix)))
-        except ResourceNotFoundError:
+        except _azx().ResourceNotFoundError:
             return []
         for blob in blobs:
             if blob.name.endswith("/manifest.json"):
@@ -176,7 +176,7 @@ class AzureBlobStore(ModelStore):
                 offset=have or None,
                 max_concurrency=self.settings.max_concurrency,
             )
-        except ResourceNotFoundError:
+        except _azx().ResourceNotFoundError:
             raise ModelError(f"{version.name}:{version.version}: file {file.path} is missing from {self.describe()}") from None
         with dest.open("r+b" if have else "wb") as out:
             out.seek(have)
@@ -218,9 +218,9 @@ class AzureBlobStore(ModelStore):
             props = client.get_blob_properties()
             if props.size == f.size:
                 return  # content-addressed: already there, never sent twice
-        except ResourceNotFoundError:
+        except _azx().ResourceNotFoundError:
             pass
-        except HttpResponseError:
+        except _azx().HttpResponseError:
             self._call(f"read {blob}", client.get_blob_properties)
         with src.open("rb") as data:
             try:
@@ -233,7 +233,7 @@ class AzureBlobStore(ModelStore):
                     max_concurrency=self.settings.max_concurrency,
                     metadata={"sha256": f.sha256},
                 )
-            except ResourceExistsError:
+            except _azx().ResourceExistsError:
                 pass  # a concurrent publish uploaded the same content
 
     def _commit(self, name: str, version: str | None, files: tuple[ModelFile, ...], metadata: dict[str, Any]) -> ModelVersion:
@@ -251,7 +251,7 @@ class AzureBlobStore(ModelStore):
                     content_settings=_json_settings(),
                 )
                 return mv
-            except ResourceExistsError:
+            except _azx().ResourceExistsError:
                 if version is not None:
                     raise ModelError(f"model {name!r} version {version!r} already exists; versions are immutable") from None
         raise ModelError(f"model {name!r}: could not claim a version number (too many concurrent publishes)")
@@ -278,13 +278,19 @@ class AzureBlobStore(ModelStore):
                         body,
                         overwrite=True,
                         etag=etag,
-                        match_condition=MatchConditions.IfNotModified,
+                        match_condition=_if_not_modified(),
                         content_settings=_json_settings(),
                     )
                 return
-            except (ResourceExistsError, ResourceModifiedError):
+            except (_azx().ResourceExistsError, _azx().ResourceModifiedError):
                 continue  # someone else changed the aliases: read again
         raise ModelError(f"model {name!r}: aliases kept changing under us; try again")
+
+
+def _if_not_modified() -> Any:
+    from azure.core import MatchConditions
+
+    return MatchConditions.IfNotModified
 
 
 def _json_settings() -> Any:
