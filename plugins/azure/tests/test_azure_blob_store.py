@@ -188,3 +188,14 @@ def test_missing_container_is_a_clear_error(azurite: AzuriteService, tmp_path: P
 def test_settings_need_a_location() -> None:
     with pytest.raises(ValueError, match="give account_url, or connection_string"):
         AzureBlobSettings(kind="azure_blob", container="models")
+
+
+def test_a_truncated_content_blob_is_replaced_on_publish(store: AzureBlobStore, tmp_path: Path) -> None:
+    data = os.urandom(300_000)
+    src = write_model(tmp_path / "src", {"w.bin": data})
+    first = store.publish(src, "heal")
+    blob = store.container.get_blob_client(f"heal/blobs/sha256/{first.files[0].sha256}")
+    blob.upload_blob(data[:1000], overwrite=True)  # an interrupted upload left a short blob
+    store.publish(src, "heal")  # the same content again: the short blob is replaced, not trusted
+    assert blob.get_blob_properties().size == len(data)
+    assert (store.fetch(first, tmp_path / "out") / "w.bin").read_bytes() == data

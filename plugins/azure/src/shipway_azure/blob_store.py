@@ -214,14 +214,14 @@ class AzureBlobStore(ModelStore):
     def _upload_blob(self, name: str, src: Path, f: ModelFile) -> None:
         blob = self._name(name, "blobs", "sha256", f.sha256)
         client = self.container.get_blob_client(blob)
+        damaged = False
         try:
-            props = client.get_blob_properties()
+            props = self._call(f"read {blob}", client.get_blob_properties)
             if props.size == f.size:
                 return  # content-addressed: already there, never sent twice
+            damaged = True  # a blob of the wrong size under a content address: replace it
         except _azx().ResourceNotFoundError:
             pass
-        except _azx().HttpResponseError:
-            self._call(f"read {blob}", client.get_blob_properties)
         with src.open("rb") as data:
             try:
                 self._call(
@@ -229,7 +229,7 @@ class AzureBlobStore(ModelStore):
                     client.upload_blob,
                     data,
                     length=f.size,
-                    overwrite=False,
+                    overwrite=damaged,
                     max_concurrency=self.settings.max_concurrency,
                     metadata={"sha256": f.sha256},
                 )
