@@ -26,7 +26,8 @@ want=$(cat core/pyproject.toml examples/flask_app/requirements*.txt scripts/boot
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[bootstrap] installing Python packages into .venv"
   .venv/bin/pip install -q --disable-pip-version-check -e 'core[test]' \
-    -r examples/flask_app/requirements-dev.txt 'tox>=4'
+    -r examples/flask_app/requirements-dev.txt 'tox>=4' \
+    'ruff==0.17.6' 'mypy==2.4.1' types-PyYAML types-requests
   echo "$want" > "$stamp"
 fi
 

@@ -13,7 +13,9 @@ from shipway.testing.contracts import unique
 from shipway.testing.services import RegistryService
 
 
-def make_registry(reg: RegistryService, cache: Path, password: str | None = None, repository: str | None = None) -> OciRegistry:
+def make_registry(
+    reg: RegistryService, cache: Path, password: str | None = None, repository: str | None = None
+) -> OciRegistry:
     settings = OciRegistrySettings(
         kind="oci",
         address=reg.address,

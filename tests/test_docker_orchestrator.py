@@ -46,7 +46,8 @@ def test_deploy_pulls_a_missing_image_with_registry_auth(
         dep = orch.deploy(
             Release(app="pull-test", image=pushed, port=8000, health="/healthz"), auth=oci_registry.credentials()
         )
-        assert dep.state == "healthy" and dep.digest == pushed.digest
+        assert dep.state == "healthy"
+        assert dep.digest == pushed.digest
     finally:
         orch.remove("pull-test")
 
@@ -58,9 +59,11 @@ def test_one_release_at_a_time_on_this_host(shipway_docker: None, tmp_path) -> N
         return DockerOrchestrator(DockerOrchestratorSettings(kind="docker"), BackendContext(cache_dir=tmp_path))
 
     with orch().lock("app", "prod"):
-        with pytest.raises(LockedError, match="another release of app \\(prod\\) is in progress"):
-            with orch().lock("app", "prod"):
-                pass
+        with (
+            pytest.raises(LockedError, match=r"another release of app \(prod\) is in progress"),
+            orch().lock("app", "prod"),
+        ):
+            pass
         with orch().lock("app", "staging"):  # another environment is another lock
             pass
     with orch().lock("app", "prod"):

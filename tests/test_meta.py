@@ -16,9 +16,7 @@ from shipway import hookspecs
 REPO = Path(__file__).resolve().parents[1]
 HOOKS = sorted(n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("shipway_"))
 TEST_DIRS = [REPO / "tests", *REPO.glob("plugins/*/tests"), *REPO.glob("examples/*/tests")]
-TEST_SOURCES = {
-    p: p.read_text() for d in TEST_DIRS for p in d.rglob("test_*.py") if p.name != Path(__file__).name
-}
+TEST_SOURCES = {p: p.read_text() for d in TEST_DIRS for p in d.rglob("test_*.py") if p.name != Path(__file__).name}
 
 
 def test_hooks_are_found() -> None:

@@ -75,17 +75,21 @@ def example(
 def test_01_publish_run_release_serves_the_model(example: Example, tmp_path: Path) -> None:
     model = example.train(tmp_path / "model")
     pub = example.shipway("model", "publish", str(model), "--name", "digits", "--alias", "production")
-    assert pub.returncode == 0 and "published digits:1" in pub.stdout
+    assert pub.returncode == 0
+    assert "published digits:1" in pub.stdout
 
     run = example.shipway("run", "-o", str(tmp_path / "build.json"))
     assert run.returncode == EXIT["ok"], run.stderr
     record = example.record(tmp_path / "build.json")
     head = example.git("rev-parse", "HEAD")
     assert record["status"] == "ok"
-    assert record["source"]["commit"] == head and record["source"]["dirty"] is False
-    assert record["model"]["version"] == "1" and record["model_digest"].startswith("sha256:")
+    assert record["source"]["commit"] == head
+    assert record["source"]["dirty"] is False
+    assert record["model"]["version"] == "1"
+    assert record["model_digest"].startswith("sha256:")
     assert [s["name"] for s in record["stages"]] == ["test", "model", "build", "verify", "push"]
-    assert all(c["ok"] for c in record["checks"]) and len(record["checks"]) == 5
+    assert all(c["ok"] for c in record["checks"])
+    assert len(record["checks"]) == 5
     digest = record["image"]["digest"]
     assert record["image"]["tag"] == f"{head[:12]}-m1"
 
@@ -100,21 +104,25 @@ def test_01_publish_run_release_serves_the_model(example: Example, tmp_path: Pat
     assert example.score("seven.json")["label"] == 7
     assert example.score("heldout.json")["labels"] == list(range(10))
     version = requests.get(example.url("/version"), timeout=5).json()
-    assert version["commit"] == head and version["model"]["version"] == "1"
+    assert version["commit"] == head
+    assert version["model"]["version"] == "1"
 
     again = example.shipway("release", "-o", str(tmp_path / "again.json"))
     assert again.returncode == EXIT["ok"]
     assert example.record(tmp_path / "again.json")["action"] == "noop"
     status = example.shipway("status", "--json")
     live = json.loads(status.stdout)
-    assert live["state"] == "healthy" and live["image"]["digest"] == digest
+    assert live["state"] == "healthy"
+    assert live["image"]["digest"] == digest
     assert live["labels"]["org.opencontainers.image.revision"] == head
 
     plan = json.loads(example.shipway("plan", "--json").stdout)
-    assert plan["model"]["version"] == "1" and plan["release"] == "no-op (already live)"
+    assert plan["model"]["version"] == "1"
+    assert plan["release"] == "no-op (already live)"
     assert plan["image"].endswith(f"/digits-api:{head[:12]}-m1")
     listed = json.loads(example.shipway("model", "list", "digits", "--json").stdout)
-    assert listed["aliases"] == {"production": "1"} and [v["version"] for v in listed["versions"]] == ["1"]
+    assert listed["aliases"] == {"production": "1"}
+    assert [v["version"] for v in listed["versions"]] == ["1"]
 
 
 def test_02_code_only_change_reuses_the_model_layer(example: Example, tmp_path: Path) -> None:
@@ -155,7 +163,8 @@ def test_03_failing_verify_blocks_the_push(example: Example, tmp_path: Path, shi
     assert "verify checks failed against the built image" in run.stderr
     assert "$.label: expected 7, got 8" in run.stderr
     record = example.record(tmp_path / "bad.json")
-    assert record["status"] == "failed" and record["image"] is None
+    assert record["status"] == "failed"
+    assert record["image"] is None
     assert [s["name"] for s in record["stages"]][-1] == "verify"
     assert _tags(shipway_registry) == tags_before
     assert example.score("seven.json")["label"] == 7  # the live release is untouched
@@ -173,18 +182,22 @@ def test_04_release_failing_live_checks_rolls_back(example: Example, tmp_path: P
     # ...is released with the real checks: they fail live, and the release rolls back.
     rel = example.shipway("release", "-o", str(tmp_path / "rel.json"))
     assert rel.returncode == EXIT["rolled_back"], rel.stderr
-    assert "was rolled back" in rel.stderr and "$.label: expected 7, got 8" in rel.stderr
+    assert "was rolled back" in rel.stderr
+    assert "$.label: expected 7, got 8" in rel.stderr
     record = example.record(tmp_path / "rel.json")
-    assert record["action"] == "rolled_back" and record["image"]["digest"] == bad_digest
+    assert record["action"] == "rolled_back"
+    assert record["image"]["digest"] == bad_digest
     assert [s["name"] for s in record["stages"]] == ["pick", "deploy", "check", "rollback"]
     live = json.loads(example.shipway("status", "--json").stdout)
-    assert live["state"] == "healthy" and live["image"]["digest"] == live_before
+    assert live["state"] == "healthy"
+    assert live["image"]["digest"] == live_before
     assert example.score("seven.json")["label"] == 7
     # The nightly release that follows does not retry the build that failed: exit 0, nothing changes.
     again = example.shipway("release", "-o", str(tmp_path / "again.json"))
     assert again.returncode == EXIT["ok"], again.stderr
     skipped = example.record(tmp_path / "again.json")
-    assert skipped["action"] == "skipped" and "already failed its release" in skipped["message"]
+    assert skipped["action"] == "skipped"
+    assert "already failed its release" in skipped["message"]
     assert [s["name"] for s in skipped["stages"]] == ["pick"]
     assert json.loads(example.shipway("status", "--json").stdout)["image"]["digest"] == live_before
 
@@ -230,7 +243,8 @@ def test_07_corrupted_model_file_stops_the_run_before_the_build(example: Example
     finally:
         store.write_bytes(original)
     assert run.returncode == EXIT["model"], run.stderr
-    assert "weights.npz: sha256" in run.stderr and "!= manifest" in run.stderr
+    assert "weights.npz: sha256" in run.stderr
+    assert "!= manifest" in run.stderr
     record = example.record(tmp_path / "corrupt.json")
     assert record["status"] == "failed"
     assert [(s["name"], s["status"]) for s in record["stages"]] == [("test", "skipped"), ("model", "failed")]
@@ -252,21 +266,29 @@ def test_09_failing_tests_stop_the_run_and_are_reported(example: Example, tmp_pa
     test_file.write_text(original + "\n\ndef test_broken():\n    assert 1 == 2\n")
     try:
         run = example.shipway(
-            "run", "-o", str(tmp_path / "r.json"), "--junit", str(tmp_path / "r.xml"), env={"MODEL_SELECT": "@production"}
+            "run",
+            "-o",
+            str(tmp_path / "r.json"),
+            "--junit",
+            str(tmp_path / "r.xml"),
+            env={"MODEL_SELECT": "@production"},
         )
     finally:
         test_file.write_text(original)
     assert run.returncode == EXIT["tests"]
     assert "tests failed (exit 1)" in run.stderr
     record = example.record(tmp_path / "r.json")
-    assert record["status"] == "failed" and record["model"] is None
+    assert record["status"] == "failed"
+    assert record["model"] is None
     assert [(s["name"], s["status"]) for s in record["stages"]] == [("test", "failed")]
     import xml.etree.ElementTree as ET
 
     suite = ET.parse(tmp_path / "r.xml").getroot().find("testsuite")
-    assert suite is not None and suite.get("failures") == "1"
+    assert suite is not None
+    assert suite.get("failures") == "1"
     case = suite.find("testcase[@name='test']")
-    assert case is not None and case.find("failure") is not None
+    assert case is not None
+    assert case.find("failure") is not None
 
 
 OBSERVER = """
@@ -301,7 +323,9 @@ def test_10_lifecycle_hooks_observe_run_and_release(example: Example, tmp_path: 
     site = tmp_path / "site"
     (site / "observer_plugin-1.0.dist-info").mkdir(parents=True)
     (site / "observer_plugin.py").write_text(OBSERVER)
-    (site / "observer_plugin-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: observer-plugin\nVersion: 1.0\n")
+    (site / "observer_plugin-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: observer-plugin\nVersion: 1.0\n"
+    )
     (site / "observer_plugin-1.0.dist-info" / "entry_points.txt").write_text("[shipway]\nobserver = observer_plugin\n")
     log = tmp_path / "events.jsonl"
     env = {"PYTHONPATH": str(site), "OBSERVER_LOG": str(log), "MODEL_SELECT": "@production"}
@@ -312,7 +336,11 @@ def test_10_lifecycle_hooks_observe_run_and_release(example: Example, tmp_path: 
     assert rel.returncode == EXIT["ok"], rel.stderr
     events = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(e["name"], e["status"]) for e in events if e.get("command") == "run"] == [
-        ("test", "skipped"), ("model", "ok"), ("build", "ok"), ("verify", "ok"), ("push", "skipped"),
+        ("test", "skipped"),
+        ("model", "ok"),
+        ("build", "ok"),
+        ("verify", "ok"),
+        ("push", "skipped"),
     ]
     assert {"hook": "run", "status": "ok", "model": "1"} in events
     assert [e["name"] for e in events if e.get("command") == "release"] == ["pick"]

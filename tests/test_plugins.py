@@ -6,6 +6,7 @@ import importlib
 import json
 import sys
 import textwrap
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -115,7 +116,8 @@ def test_unknown_kind_lists_available_and_names_the_package(plugin_host) -> None
         plugin_host.backend_class("model_store", "azure_blob")
     text = str(err.value)
     assert "model_store 'azure_blob' is not available (plugin may not be installed)" in text
-    assert "pip install shipway-azure" in text and "Available: local" in text
+    assert "pip install shipway-azure" in text
+    assert "Available: local" in text
     with pytest.raises(PluginError, match="Available: oci"):
         plugin_host.backend_class("registry", "quay")
 
@@ -135,7 +137,7 @@ def test_registering_a_non_backend_is_refused(register_plugin) -> None:
         def shipway_register_registries(self, register):
             register(dict)
 
-    with pytest.raises(PluginError, match="not a subclass of shipway.backends.base.Registry"):
+    with pytest.raises(PluginError, match=r"not a subclass of shipway\.backends\.base\.Registry"):
         register_plugin(Bad(), name="bad")
 
 
@@ -163,15 +165,17 @@ def test_plugin_settings_are_validated_with_positions(site: Path, tmp_path: Path
 
 
 def test_build_labels_hook_cannot_override_shipway_labels(site: Path) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from shipway import labels
     from shipway.domain import BuildRecord, ModelVersion, SourceInfo
 
     install_fake_dist(site, "shipway-mirror", "fake_mirror", GOOD_PLUGIN)
     host = plugins.load(environ={})
-    model = ModelVersion(name="m", version="1", created=datetime.now(timezone.utc), files=())
-    record = BuildRecord(app="a", source=SourceInfo(commit="c" * 40, dirty=False), model=model, model_digest=model.digest)
+    model = ModelVersion(name="m", version="1", created=datetime.now(UTC), files=())
+    record = BuildRecord(
+        app="a", source=SourceInfo(commit="c" * 40, dirty=False), model=model, model_digest=model.digest
+    )
     merged = labels.for_build(record)
     for extra in host.hook.shipway_build_labels(build=record):
         merged = labels.merge_extra(merged, extra or {})
@@ -179,7 +183,7 @@ def test_build_labels_hook_cannot_override_shipway_labels(site: Path) -> None:
     assert merged[labels.APP] == "a"
 
 
-ORCHESTRATOR_PLUGIN = '''
+ORCHESTRATOR_PLUGIN = """
 from shipway.hookspecs import hookimpl
 from shipway.backends.docker_orchestrator import DockerOrchestrator, DockerOrchestratorSettings
 
@@ -197,7 +201,7 @@ class BlueOrchestrator(DockerOrchestrator):
 @hookimpl
 def shipway_register_orchestrators(register):
     register(BlueOrchestrator)
-'''
+"""
 
 
 def test_orchestrator_plugin_is_selected_by_kind(site: Path, tmp_path: Path, capsys, monkeypatch) -> None:

@@ -75,9 +75,9 @@ def cli(ctx: click.Context, config: Path, debug: bool, quiet: bool) -> None:
 
 
 def _output_options(f: Any) -> Any:
-    f = click.option(
-        "--junit", type=click.Path(path_type=Path, dir_okay=False), help="Write a JUnit XML report here."
-    )(f)
+    f = click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), help="Write a JUnit XML report here.")(
+        f
+    )
     return click.option(
         "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Also write the JSON record here."
     )(f)
@@ -261,7 +261,9 @@ def model_list(state: State, name: str, as_json: bool) -> None:
     versions = store.versions(name)
     aliases = store.aliases(name)
     if as_json:
-        click.echo(json.dumps({"versions": [v.manifest() for v in versions], "aliases": aliases}, indent=2, default=str))
+        click.echo(
+            json.dumps({"versions": [v.manifest() for v in versions], "aliases": aliases}, indent=2, default=str)
+        )
         return
     by_version: dict[str, list[str]] = {}
     for alias, version in aliases.items():
@@ -307,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)", err=True)
         return int(ExitCode.INTERNAL)
     return 0
+
 
 def entry() -> None:
     """``shipway`` console script."""

@@ -247,9 +247,9 @@ def _looks_secret(loc: Any) -> bool:
 def _check_secrets(settings: BaseModel, doc: Document, prefix: Path_) -> None:
     """Secret fields must come from the environment (``${VAR}``), never be literal in YAML."""
     for name, value in settings:
-        if isinstance(value, SecretStr) and prefix + (name,) not in doc.interpolated:
+        if isinstance(value, SecretStr) and (*prefix, name) not in doc.interpolated:
             raise doc.error(
-                prefix + (name,),
+                (*prefix, name),
                 "secrets must not be written in the file: use ${VARIABLE} and set it in the environment",
             )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,7 +15,7 @@ _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Frozen(BaseModel):
@@ -137,11 +137,14 @@ class SourceInfo(Frozen):
     url: str | None = None
 
 
+StageStatus = Literal["ok", "failed", "skipped"]
+
+
 class StageResult(BaseModel):
     """One stage of a run or release: its outcome, duration and a short detail."""
 
     name: str
-    status: Literal["ok", "failed", "skipped"]
+    status: StageStatus
     seconds: float
     detail: str = ""
 

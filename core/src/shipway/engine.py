@@ -28,6 +28,7 @@ from shipway.domain import (
     Release,
     ReleaseRecord,
     StageResult,
+    StageStatus,
     utcnow,
 )
 from shipway.errors import (
@@ -122,8 +123,8 @@ class Stages:
     def skip(self, name: str, why: str) -> None:
         self._finish(name, "skipped", time.monotonic(), why)
 
-    def _finish(self, name: str, status: str, start: float, detail: str) -> None:
-        result = StageResult(name=name, status=status, seconds=round(time.monotonic() - start, 3), detail=detail)  # type: ignore[arg-type]
+    def _finish(self, name: str, status: StageStatus, start: float, detail: str) -> None:
+        result = StageResult(name=name, status=status, seconds=round(time.monotonic() - start, 3), detail=detail)
         self.results.append(result)
         self.project.reporter.stage(name, status, result.seconds, detail)
         self.project.host.hook.shipway_stage_finished(stage=result, command=self.command)
@@ -241,7 +242,11 @@ def verify_image(project: Project, image_id: str) -> list[CheckResult]:
 
         def exited() -> str | None:
             container.reload()
-            return f"the container exited with code {container.attrs['State']['ExitCode']}" if container.status == "exited" else None
+            return (
+                f"the container exited with code {container.attrs['State']['ExitCode']}"
+                if container.status == "exited"
+                else None
+            )
 
         why = wait_ready(url, cfg.app.health, cfg.release.deadline, problem=exited)
         if why:
@@ -281,7 +286,9 @@ def write_record(data: dict[str, Any], path: Path, output: Path | None) -> None:
 def newest_build(project: Project) -> tuple[ImageRef, dict[str, str]]:
     builds = project.registry.builds(project.app)
     if not builds:
-        raise NotFound(f"no verified build of {project.app!r} in {project.registry.describe()}: run `shipway run` first")
+        raise NotFound(
+            f"no verified build of {project.app!r} in {project.registry.describe()}: run `shipway run` first"
+        )
     return builds[0]
 
 
@@ -431,7 +438,11 @@ def plan(project: Project) -> dict[str, Any]:
     try:
         newest, found = newest_build(project)
         out["newest_build"] = {"image": str(newest), "created": found.get(labels.CREATED)}
-        out["release"] = "no-op (already live)" if newest.digest == current.digest and current.state == "healthy" else f"deploy {newest.pinned}"
+        out["release"] = (
+            "no-op (already live)"
+            if newest.digest == current.digest and current.state == "healthy"
+            else f"deploy {newest.pinned}"
+        )
     except NotFound:
         out["newest_build"] = None
         out["release"] = "nothing to release yet"

@@ -29,7 +29,8 @@ def for_build(build: BuildRecord) -> dict[str, str]:
     its verify checks passed: every image carrying these labels in a registry
     is a verified build.
     """
-    assert build.model is not None and build.model_digest is not None
+    assert build.model is not None
+    assert build.model_digest is not None
     labels = {
         TITLE: build.app,
         APP: build.app,

@@ -87,9 +87,7 @@ class OciClient:
 
     def _auth_error(self) -> AuthError:
         who = f"user {self.username!r} ({self.credential_source})" if self.username else "anonymous access"
-        return AuthError(
-            f"registry {self.address} rejected {who}: check the username and password or token"
-        )
+        return AuthError(f"registry {self.address} rejected {who}: check the username and password or token")
 
     @retry(
         retry=retry_if_exception_type(requests.ConnectionError),

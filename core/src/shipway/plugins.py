@@ -121,10 +121,13 @@ class PluginHost:
             return table[kind]
         prefix = f"{where}: {section}.kind: " if where else ""
         available = ", ".join(sorted(table)) or "none"
-        hint = f"; it is provided by {KNOWN_PROVIDERS[kind]} (pip install {KNOWN_PROVIDERS[kind]})" if kind in KNOWN_PROVIDERS else ""
+        hint = (
+            f"; it is provided by {KNOWN_PROVIDERS[kind]} (pip install {KNOWN_PROVIDERS[kind]})"
+            if kind in KNOWN_PROVIDERS
+            else ""
+        )
         raise PluginError(
-            f"{prefix}{section} '{kind}' is not available (plugin may not be installed){hint}. "
-            f"Available: {available}"
+            f"{prefix}{section} '{kind}' is not available (plugin may not be installed){hint}. Available: {available}"
         )
 
 
@@ -141,7 +144,7 @@ def load(environ: Mapping[str, str] | None = None, entry_points: Iterable[md.Ent
             continue
         try:
             plugin = ep.load()
-        except Exception as exc:  # noqa: BLE001 - any import failure is reported the same way
+        except Exception as exc:
             raise PluginError(f'Error importing plugin "{ep.name}": {type(exc).__name__}: {exc}') from exc
         host.add(
             plugin,
@@ -157,7 +160,7 @@ def load(environ: Mapping[str, str] | None = None, entry_points: Iterable[md.Ent
 
 
 def _is_core(ep: md.EntryPoint) -> bool:
-    return bool(ep.dist) and ep.dist.name == CORE_DIST and ep.value.startswith("shipway.")
+    return ep.dist is not None and ep.dist.name == CORE_DIST and ep.value.startswith("shipway.")
 
 
 def _wanted(value: str | None) -> set[str] | None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -47,7 +48,7 @@ class Reporter:
             print(message, file=sys.stderr, flush=True)
 
     def stage(self, name: str, status: str, seconds: float, detail: str = "") -> None:
-        mark = {"ok": "✓", "failed": "✗", "skipped": "–"}.get(status, "·")
+        mark = {"ok": "✓", "failed": "✗", "skipped": "-"}.get(status, "·")
         line = f"{mark} {name:<8} {status:<7} {seconds:6.1f}s"
         if detail:
             line += f"  {detail}"

@@ -113,6 +113,6 @@ def json_mismatch(expected: Any, actual: Any, where: str = "$") -> str | None:
             if found:
                 return found
         return None
-    if expected != actual or type(expected) is bool and type(actual) is not bool:
+    if expected != actual or (type(expected) is bool and type(actual) is not bool):
         return f"{where}: expected {json.dumps(expected)}, got {json.dumps(actual)[:80]}"
     return None

@@ -92,13 +92,13 @@ def _build(node: yaml.Node, path: Path_, doc: Document, env: Mapping[str, str], 
                 raise _at(doc, key_node, path, "keys must be plain strings")
             key = str(ctor.construct_object(key_node))
             if key in out:
-                first = doc.positions[path + (key,)]
-                raise _at(doc, key_node, path + (key,), f"duplicate key (first defined at line {first[0]})")
-            doc.positions[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            out[key] = _build(value_node, path + (key,), doc, env, ctor)
+                first = doc.positions[(*path, key)]
+                raise _at(doc, key_node, (*path, key), f"duplicate key (first defined at line {first[0]})")
+            doc.positions[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            out[key] = _build(value_node, (*path, key), doc, env, ctor)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_build(item, path + (i,), doc, env, ctor) for i, item in enumerate(node.value)]
+        return [_build(item, (*path, i), doc, env, ctor) for i, item in enumerate(node.value)]
     try:
         value = ctor.construct_object(node, deep=True)
     except yaml.constructor.ConstructorError as exc:

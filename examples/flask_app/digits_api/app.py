@@ -77,6 +77,11 @@ def _rows(payload: Any, n_features: int, max_value: float) -> tuple[bool, np.nda
         if not isinstance(row, list) or len(row) != n_features:
             raise BadInput(f"row {i}: expected a list of {n_features} numbers")
         for v in row:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= max_value:
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float))
+                or not math.isfinite(v)
+                or not 0 <= v <= max_value
+            ):
                 raise BadInput(f"row {i}: pixel values must be numbers from 0 to {max_value:g}")
     return single, np.asarray(rows, dtype=np.float32)

@@ -29,7 +29,7 @@ class DigitsModel:
     info: dict
 
     @classmethod
-    def load(cls, folder: Path) -> "DigitsModel":
+    def load(cls, folder: Path) -> DigitsModel:
         try:
             info = json.loads((folder / "model.json").read_text())
         except FileNotFoundError:

@@ -4,8 +4,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from shipway.testing.services import ServiceError
 
+from shipway.testing.services import ServiceError
 from shipway_azure.testing import AzureAuthServer, AzuriteService, start_azurite
 
 

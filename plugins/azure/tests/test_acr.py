@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from shipway.backends.base import BackendContext
 from shipway.errors import AuthError, BackendError
 from shipway.testing.contracts import RegistryContract
 from shipway.testing.services import RegistryService, free_port, start_registry
-
 from shipway_azure import AcrRegistry, AcrSettings
 from shipway_azure.acr import NULL_GUID
 from shipway_azure.testing import AzureAuthServer
@@ -26,7 +26,12 @@ def acr(address: str, cache: Path, **options) -> AcrRegistry:
 class TestAcrBasicAuth(RegistryContract):
     @pytest.fixture
     def registry(self, shipway_registry: RegistryService, shipway_cache: Path) -> AcrRegistry:
-        return acr(shipway_registry.address, shipway_cache, username=shipway_registry.username, password=shipway_registry.password)
+        return acr(
+            shipway_registry.address,
+            shipway_cache,
+            username=shipway_registry.username,
+            password=shipway_registry.password,
+        )
 
     @pytest.fixture
     def bad_registry(self, shipway_registry: RegistryService, shipway_cache: Path) -> AcrRegistry:
@@ -53,18 +58,26 @@ def test_aad_token_is_exchanged_and_used_for_a_real_push(
     registry = acr(aad_registry.address, tmp_path, exchange_url=f"{auth_server.url}/oauth2/exchange", tenant_id="t-1")
     registry.login()
     pushed = registry.push(tiny_image(), "aad")
-    assert pushed.digest and registry.resolve("aad") == pushed
+    assert pushed.digest
+    assert registry.resolve("aad") == pushed
     assert auth_server.exchanges == [
-        {"grant_type": "access_token", "service": aad_registry.address, "access_token": auth_server.aad_token, "tenant": "t-1"}
+        {
+            "grant_type": "access_token",
+            "service": aad_registry.address,
+            "access_token": auth_server.aad_token,
+            "tenant": "t-1",
+        }
     ]
     creds = registry.credentials()
     assert creds == {"username": NULL_GUID, "password": aad_registry.password, "serveraddress": aad_registry.address}
 
 
-def test_a_refused_aad_token_names_the_role_needed(aad_registry: RegistryService, auth_server: AzureAuthServer, tmp_path: Path) -> None:
+def test_a_refused_aad_token_names_the_role_needed(
+    aad_registry: RegistryService, auth_server: AzureAuthServer, tmp_path: Path
+) -> None:
     auth_server.accept = "some-other-token"
     registry = acr(aad_registry.address, tmp_path, exchange_url=f"{auth_server.url}/oauth2/exchange")
-    with pytest.raises(AuthError, match="refused the Azure AD token .* AcrPush"):
+    with pytest.raises(AuthError, match=r"refused the Azure AD token .* AcrPush"):
         registry.login()
 
 
@@ -79,7 +92,9 @@ def test_a_failing_identity_is_a_clear_auth_error(
     assert auth_server.exchanges == []
 
 
-def test_unreachable_exchange_names_the_registry(aad_registry: RegistryService, auth_server: AzureAuthServer, tmp_path: Path) -> None:
+def test_unreachable_exchange_names_the_registry(
+    aad_registry: RegistryService, auth_server: AzureAuthServer, tmp_path: Path
+) -> None:
     registry = acr(aad_registry.address, tmp_path, exchange_url=f"http://127.0.0.1:{free_port()}/oauth2/exchange")
     with pytest.raises(BackendError, match=f"cannot reach registry {aad_registry.address} token exchange"):
         registry.login()

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
 from shipway.backends.base import BackendContext
 from shipway.domain import ImageRef
 from shipway.errors import AuthError, ConfigError
 from shipway.testing.contracts import OrchestratorContract
-from shipway_kubernetes.testing import FakeApiServer
-
 from shipway_azure import AksOrchestrator, AksSettings
 from shipway_azure.aks import AKS_AAD_SERVER
 from shipway_azure.testing import AzureAuthServer
+from shipway_kubernetes.testing import FakeApiServer
 
 
 def aad_kubeconfig(server: FakeApiServer) -> str:
@@ -39,7 +40,12 @@ def cluster(azure_auth: AzureAuthServer, fake_k8s: FakeApiServer) -> AzureAuthSe
 
 def aks(auth: AzureAuthServer, tmp_path: Path, cluster_name: str = "ml-aks") -> AksOrchestrator:
     settings = AksSettings(
-        kind="aks", subscription_id="sub-1", resource_group="ml", cluster=cluster_name, arm_endpoint=auth.url, deadline=8
+        kind="aks",
+        subscription_id="sub-1",
+        resource_group="ml",
+        cluster=cluster_name,
+        arm_endpoint=auth.url,
+        deadline=8,
     )
     return AksOrchestrator(settings, BackendContext(root=tmp_path, cache_dir=tmp_path / "cache"))
 
@@ -64,11 +70,15 @@ def test_tokens_requested_for_arm_and_the_aks_server_app(cluster: AzureAuthServe
 
 
 def test_unknown_cluster_is_a_config_error(cluster: AzureAuthServer, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="orchestrator.cluster: AKS cluster ml/other not found in subscription sub-1"):
+    with pytest.raises(
+        ConfigError, match=re.escape("orchestrator.cluster: AKS cluster ml/other not found in subscription sub-1")
+    ):
         aks(cluster, tmp_path, cluster_name="other").status("x")
 
 
-def test_failing_identity_is_a_clear_auth_error(cluster: AzureAuthServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_identity_is_a_clear_auth_error(
+    cluster: AzureAuthServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("IDENTITY_HEADER", "wrong")
     with pytest.raises(AuthError, match="no usable Azure credential"):
         aks(cluster, tmp_path).status("x")

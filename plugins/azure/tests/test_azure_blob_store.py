@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from azure.storage.blob import BlobServiceClient
+
 from shipway.backends.base import BackendContext
 from shipway.domain import ModelFile, ModelRef, ModelVersion
 from shipway.errors import AuthError, IntegrityError, ModelError
 from shipway.testing.contracts import WritableModelStoreContract, unique, write_model
-
 from shipway_azure import AzureBlobSettings, AzureBlobStore
 from shipway_azure.testing import DEV_KEY, AzuriteService
 
@@ -85,7 +85,8 @@ def test_concurrent_publishes_of_one_version_cannot_both_win(store: AzureBlobSto
     for t in threads:
         t.join()
     winners = [r for r in results if isinstance(r, ModelVersion)]
-    assert len(winners) == 1 and len(results) == 4
+    assert len(winners) == 1
+    assert len(results) == 4
     assert all("already exists" in str(r) for r in results if not isinstance(r, ModelVersion))
     stored = store.resolve(ModelRef(name="race", select="1"))
     assert stored == winners[0]
@@ -168,18 +169,25 @@ def test_a_corrupted_partial_file_is_not_trusted(store: AzureBlobStore, tmp_path
 def test_account_key_credential(azurite: AzuriteService, tmp_path: Path) -> None:
     container = f"models-{uuid.uuid4().hex[:10]}"
     BlobServiceClient.from_connection_string(azurite.connection_string).create_container(container)
-    good = AzureBlobSettings(kind="azure_blob", account_url=azurite.blob_endpoint, account_key=DEV_KEY, container=container)
+    good = AzureBlobSettings(
+        kind="azure_blob", account_url=azurite.blob_endpoint, account_key=DEV_KEY, container=container
+    )
     store = AzureBlobStore(good, BackendContext(cache_dir=tmp_path))
     assert store.publish(write_model(tmp_path / "src", {"w.bin": b"k"}), "keyed").version == "1"
     wrong_key = "A" * 86 + "=="
-    bad = AzureBlobSettings(kind="azure_blob", account_url=azurite.blob_endpoint, account_key=wrong_key, container=container)
+    bad = AzureBlobSettings(
+        kind="azure_blob", account_url=azurite.blob_endpoint, account_key=wrong_key, container=container
+    )
     with pytest.raises(AuthError) as err:
         AzureBlobStore(bad, BackendContext(cache_dir=tmp_path)).versions("keyed")
-    assert "model_store.account_key" in str(err.value) and wrong_key not in str(err.value)
+    assert "model_store.account_key" in str(err.value)
+    assert wrong_key not in str(err.value)
 
 
 def test_missing_container_is_a_clear_error(azurite: AzuriteService, tmp_path: Path) -> None:
-    settings = AzureBlobSettings(kind="azure_blob", connection_string=azurite.connection_string, container="nope-missing")
+    settings = AzureBlobSettings(
+        kind="azure_blob", connection_string=azurite.connection_string, container="nope-missing"
+    )
     store = AzureBlobStore(settings, BackendContext(cache_dir=tmp_path))
     with pytest.raises(ModelError, match="container 'nope-missing' does not exist"):
         store.publish(write_model(tmp_path / "src", {"w.bin": b"x"}), unique("m"))

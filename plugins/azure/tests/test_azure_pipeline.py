@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
+
 from shipway import dockerutil
 from shipway.testing.project import AppProject
 from shipway.testing.services import RegistryService, free_port
-from shipway_kubernetes.testing import FakeApiServer
-
 from shipway_azure.testing import AzureAuthServer, AzuriteService
+from shipway_kubernetes.testing import FakeApiServer
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "flask_app"
@@ -48,7 +48,11 @@ def test_blob_acr_aks_end_to_end(
     container = f"models-{uuid.uuid4().hex[:8]}"
     BlobServiceClient.from_connection_string(azurite.connection_string).create_container(container)
     environment = f"azure-{uuid.uuid4().hex[:6]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPWAY_", "AZURE_", "ACR_", "AKS_", "K8S_", "KUBECONFIG"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SHIPWAY_", "AZURE_", "ACR_", "AKS_", "K8S_", "KUBECONFIG"))
+    }
     env.update(
         AZURE_STORAGE_CONNECTION_STRING=azurite.connection_string,
         AZURE_STORAGE_CONTAINER=container,
@@ -70,7 +74,9 @@ def test_blob_acr_aks_end_to_end(
     try:
         subprocess.run([sys.executable, "train.py", "--out", str(tmp_path / "model")], cwd=app.root, check=True)
         assert app.shipway(*cfg, "validate").returncode == 0
-        pub = app.shipway(*cfg, "model", "publish", str(tmp_path / "model"), "--name", "digits", "--alias", "production")
+        pub = app.shipway(
+            *cfg, "model", "publish", str(tmp_path / "model"), "--name", "digits", "--alias", "production"
+        )
         assert pub.returncode == 0, pub.stderr
         run = app.shipway(*cfg, "run", "-o", str(tmp_path / "build.json"))
         assert run.returncode == 0, run.stderr
@@ -81,7 +87,8 @@ def test_blob_acr_aks_end_to_end(
         assert rel.returncode == 0, rel.stderr
         assert app.record(tmp_path / "release.json")["action"] == "deployed"
         status = json.loads(app.shipway(*cfg, "status", "--json").stdout)
-        assert status["state"] == "healthy" and status["image"]["digest"] == record["image"]["digest"]
+        assert status["state"] == "healthy"
+        assert status["image"]["digest"] == record["image"]["digest"]
         url = f"{fake_k8s.url}/api/v1/namespaces/default/services/digits-api-{environment}:80/proxy/score"
         seven = json.loads((app.root / "tests/data/seven.json").read_text())
         resp = requests.post(url, json=seven, headers={"Authorization": f"Bearer {fake_k8s.token}"}, timeout=10)
@@ -89,6 +96,8 @@ def test_blob_acr_aks_end_to_end(
         secret = azurite.connection_string.split("AccountKey=")[1].split(";")[0]
         for path in (app.root / ".shipway").rglob("*.json"):
             text = path.read_text()
-            assert secret not in text and shipway_registry.password not in text and azure_auth.aad_token not in text
+            assert secret not in text
+            assert shipway_registry.password not in text
+            assert azure_auth.aad_token not in text
     finally:
         app.shipway(*cfg, "down")

@@ -4,8 +4,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from shipway.backends.base import BackendContext
 
+from shipway.backends.base import BackendContext
 from shipway_kubernetes import KubernetesOrchestrator, KubernetesSettings
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from shipway import dockerutil
 from shipway.testing.project import AppProject
 from shipway.testing.services import RegistryService, free_port
-
 from shipway_kubernetes.testing import FakeApiServer
 
 REPO = Path(__file__).resolve().parents[3]
@@ -65,26 +65,32 @@ def test_release_to_kubernetes_then_a_failing_release_rolls_back(
         assert "successfully rolled out" in rel.stderr
         assert score(fake_k8s, app, service, "seven.json")["label"] == 7
         status = json.loads(app.shipway(*cfg, "status", "--json").stdout)
-        assert status["state"] == "healthy" and status["image"]["digest"] == good
+        assert status["state"] == "healthy"
+        assert status["image"]["digest"] == good
         assert status["labels"]["io.shipway.model.version"] == "1"
         assert app.shipway(*cfg, "release", "-o", str(tmp_path / "noop.json")).returncode == 0
         assert app.record(tmp_path / "noop.json")["action"] == "noop"
 
         # A bad model version that a weaker smoke test let through: live checks fail, rollback.
         assert app.shipway(*cfg, "model", "publish", str(tmp_path / "bad"), "--name", "digits").returncode == 0
-        weak = (app.root / "shipway.k8s.yaml").read_text().split("verify:")[0] + "verify:\n  - {request: GET /healthz}\n"
+        weak = (app.root / "shipway.k8s.yaml").read_text().split("verify:")[
+            0
+        ] + "verify:\n  - {request: GET /healthz}\n"
         (app.root / "shipway.weak.yaml").write_text(weak)
         assert app.shipway("-c", "shipway.weak.yaml", "run", "--skip-tests").returncode == 0
         bad_release = app.shipway(*cfg, "release", "-o", str(tmp_path / "rel2.json"))
         assert bad_release.returncode == 6, bad_release.stderr
-        assert "was rolled back" in bad_release.stderr and "$.label: expected 7, got 8" in bad_release.stderr
+        assert "was rolled back" in bad_release.stderr
+        assert "$.label: expected 7, got 8" in bad_release.stderr
         assert app.record(tmp_path / "rel2.json")["action"] == "rolled_back"
         status = json.loads(app.shipway(*cfg, "status", "--json").stdout)
-        assert status["state"] == "healthy" and status["image"]["digest"] == good
+        assert status["state"] == "healthy"
+        assert status["image"]["digest"] == good
         assert score(fake_k8s, app, service, "seven.json")["label"] == 7
         # The failed digest is remembered in the cluster (any runner sees it) and not retried.
         again = app.shipway(*cfg, "release", "-o", str(tmp_path / "rel3.json"))
-        assert again.returncode == 0 and app.record(tmp_path / "rel3.json")["action"] == "skipped"
+        assert again.returncode == 0
+        assert app.record(tmp_path / "rel3.json")["action"] == "skipped"
         annotations = fake_k8s.objects[("deployments", "default", service)]["metadata"]["annotations"]
         bad = app.record(tmp_path / "rel2.json")["image"]["digest"]
         assert bad in json.loads(annotations["shipway.io/failed-digests"])

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from shipway.backends.base import BackendContext
 from shipway.domain import ImageRef
 from shipway.testing.contracts import OrchestratorContract
-
 from shipway_kubernetes import KubernetesOrchestrator, KubernetesSettings
 
 pytestmark = pytest.mark.live_k8s

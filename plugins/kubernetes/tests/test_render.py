@@ -7,11 +7,11 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+
 from shipway.backends.base import BackendContext
 from shipway.domain import ImageRef, Release
 from shipway.errors import ConfigError
 from shipway.hookspecs import hookimpl
-
 from shipway_kubernetes import KubernetesOrchestrator, KubernetesSettings
 
 DIGEST = "sha256:" + "ab" * 32
@@ -40,14 +40,16 @@ def test_rendered_manifests_validate_strictly(tmp_path: Path, version: str) -> N
         kubernetes_validate.validate(m, version, strict=True)  # raises on any error
     dep = manifests[0]
     container = dep["spec"]["template"]["spec"]["containers"][0]
-    assert dep["metadata"]["name"] == "digits-api-staging" and dep["metadata"]["namespace"] == "ml"
+    assert dep["metadata"]["name"] == "digits-api-staging"
+    assert dep["metadata"]["namespace"] == "ml"
     assert container["image"] == f"contoso.azurecr.io/digits-api@{DIGEST}"  # by digest, never a tag
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert dep["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     annotations = dep["metadata"]["annotations"]
-    assert annotations["shipway.io/commit"] == "c0ffee" and annotations["shipway.io/model-version"] == "7"
+    assert annotations["shipway.io/commit"] == "c0ffee"
+    assert annotations["shipway.io/model-version"] == "7"
 
 
 def test_autoscaling_resources_and_env_sources(tmp_path: Path) -> None:
@@ -65,7 +67,10 @@ def test_autoscaling_resources_and_env_sources(tmp_path: Path) -> None:
     dep = manifests[0]
     assert "replicas" not in dep["spec"]  # the HPA owns it
     container = dep["spec"]["template"]["spec"]["containers"][0]
-    assert container["envFrom"] == [{"secretRef": {"name": "digits-secrets"}}, {"configMapRef": {"name": "digits-config"}}]
+    assert container["envFrom"] == [
+        {"secretRef": {"name": "digits-secrets"}},
+        {"configMapRef": {"name": "digits-config"}},
+    ]
     assert manifests[2]["spec"]["minReplicas"] == 2
 
 
@@ -101,7 +106,9 @@ def test_an_invalid_manifest_is_refused_naming_the_field(tmp_path: Path) -> None
     (tmp_path / "patch.yaml").write_text(
         "kind: Deployment\nmetadata: {name: digits-api-staging}\nspec: {replicas: three}\n"
     )
-    with pytest.raises(ConfigError, match=r"Deployment/digits-api-staging is invalid for Kubernetes 1.30: spec.replicas: 'three'"):
+    with pytest.raises(
+        ConfigError, match=r"Deployment/digits-api-staging is invalid for Kubernetes 1.30: spec.replicas: 'three'"
+    ):
         orchestrator(tmp_path, patches=["patch.yaml"]).manifests(RELEASE)
 
 

@@ -221,9 +221,7 @@ def _cached(path: Path, f: ModelFile) -> bool:
 def _verify(path: Path, f: ModelFile, version: ModelVersion) -> None:
     size = path.stat().st_size
     if size != f.size:
-        raise IntegrityError(
-            f"{version.name}:{version.version} file {f.path}: size {size} != manifest {f.size}"
-        )
+        raise IntegrityError(f"{version.name}:{version.version} file {f.path}: size {size} != manifest {f.size}")
     actual = sha256_file(path)
     if actual != f.sha256:
         raise IntegrityError(

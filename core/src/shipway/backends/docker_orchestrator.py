@@ -53,7 +53,7 @@ class _Revision:
 
     @property
     def running(self) -> bool:
-        return self.container.status == "running"
+        return bool(self.container.status == "running")
 
     @property
     def image(self) -> ImageRef:

@@ -18,9 +18,10 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pydantic import Field
 
@@ -42,6 +43,7 @@ class LocalModelStore(ModelStore):
 
     kind = "local"
     Settings = LocalStoreSettings
+    settings: LocalStoreSettings
 
     @property
     def root(self) -> Path:
@@ -113,7 +115,13 @@ class LocalModelStore(ModelStore):
         return published
 
     def _commit(
-        self, staging: Path, model_dir: Path, name: str, version: str | None, files: tuple[ModelFile, ...], metadata: dict[str, Any]
+        self,
+        staging: Path,
+        model_dir: Path,
+        name: str,
+        version: str | None,
+        files: tuple[ModelFile, ...],
+        metadata: dict[str, Any],
     ) -> ModelVersion:
         (model_dir / "versions").mkdir(exist_ok=True)
         with self._lock(name):

@@ -107,7 +107,9 @@ class OciRegistry(Registry):
             events = dockerutil.follow(stream, f"push of {repo}:{tag}")
         except docker.errors.APIError as exc:
             raise BackendError(f"push of {repo}:{tag} failed: {exc.explanation or exc}") from None
-        pushed = next((e["aux"]["Digest"] for e in events if isinstance(e.get("aux"), dict) and "Digest" in e["aux"]), None)
+        pushed = next(
+            (e["aux"]["Digest"] for e in events if isinstance(e.get("aux"), dict) and "Digest" in e["aux"]), None
+        )
         confirmed = self.api.head_manifest(self.settings.repository, tag)
         if not confirmed or (pushed and confirmed != pushed):
             raise BackendError(f"push of {repo}:{tag}: registry holds {confirmed}, engine reported {pushed}")
@@ -125,7 +127,7 @@ class OciRegistry(Registry):
 
     def labels(self, ref: ImageRef) -> dict[str, str]:
         repo = self.settings.repository
-        digest, manifest = self.api.manifest(repo, ref.digest or ref.tag or "latest")
+        _, manifest = self.api.manifest(repo, ref.digest or ref.tag or "latest")
         return self._config_labels(repo, manifest)
 
     def _config_labels(self, repo: str, manifest: dict[str, Any]) -> dict[str, str]:
@@ -135,7 +137,7 @@ class OciRegistry(Registry):
             return {}
         cache = self.context.cache_dir / "oci-configs" / config_digest.replace(":", "-")
         if cache.is_file():
-            return json.loads(cache.read_text())
+            return dict(json.loads(cache.read_text()))
         found = config_labels(self.api.blob(repo, config_digest))
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(found))

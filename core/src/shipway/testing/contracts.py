@@ -76,18 +76,22 @@ class ModelStoreContract:
             {"weights.bin": bytes(range(256)) * 4096, "model.json": b'{"format": "test"}', "sub/vocab.txt": b"a\nb\n"},
         )
 
-    def test_resolve_latest_and_fetch_verified_files(self, store: ModelStore, model_files: Path, tmp_path: Path) -> None:
+    def test_resolve_latest_and_fetch_verified_files(
+        self, store: ModelStore, model_files: Path, tmp_path: Path
+    ) -> None:
         name = unique("m")
         seeded = self.seed(store, model_files, name)
         assert {f.path for f in seeded.files} == {"weights.bin", "model.json", "sub/vocab.txt"}
         resolved = store.resolve(ModelRef(name=name))
-        assert resolved == seeded and resolved.digest == seeded.digest
+        assert resolved == seeded
+        assert resolved.digest == seeded.digest
         assert resolved.metadata == seeded.metadata
         dest = store.fetch(resolved, tmp_path / "out")
         for f in resolved.files:
             data = (dest / f.path).read_bytes()
             assert data == (model_files / f.path).read_bytes()
-            assert hashlib.sha256(data).hexdigest() == f.sha256 and len(data) == f.size
+            assert hashlib.sha256(data).hexdigest() == f.sha256
+            assert len(data) == f.size
 
     def test_latest_is_the_newest_version(self, store: ModelStore, model_files: Path) -> None:
         name = unique("m")
@@ -124,7 +128,7 @@ class ModelStoreContract:
         version = self.seed(store, model_files, name)
         target = next(f for f in version.files if f.path == "weights.bin")
         self.corrupt(store, version, target)
-        with pytest.raises(IntegrityError, match="weights.bin"):
+        with pytest.raises(IntegrityError, match=r"weights\.bin"):
             store.fetch(store.resolve(ModelRef(name=name)), tmp_path / "out")
         assert not (tmp_path / "out" / "weights.bin").exists()
 
@@ -234,7 +238,8 @@ class RegistryContract:
         image_id = tiny_image(labels={"org.example.k": "v"})
         tag = unique("t")
         pushed = registry.push(image_id, tag)
-        assert pushed.digest and pushed.digest.startswith("sha256:")
+        assert pushed.digest
+        assert pushed.digest.startswith("sha256:")
         assert pushed.repository == registry.repository()
         assert registry.resolve(tag) == pushed
         assert registry.exists(pushed)
@@ -290,13 +295,15 @@ class OrchestratorContract:
 
     def test_status_of_unknown_app_is_absent(self, orchestrator: Orchestrator, app: str) -> None:
         dep = orchestrator.status(app)
-        assert dep.state == "absent" and dep.image is None
+        assert dep.state == "absent"
+        assert dep.image is None
 
     def test_deploy_waits_until_healthy(
         self, orchestrator: Orchestrator, app: str, images: dict[str, ImageRef], pull_auth: Any
     ) -> None:
         dep = orchestrator.deploy(self.release(app, images["good"]), auth=pull_auth)
-        assert dep.state == "healthy" and dep.digest == images["good"].digest
+        assert dep.state == "healthy"
+        assert dep.digest == images["good"].digest
         assert set(dep.running_digests) == {images["good"].digest}
         url = orchestrator.endpoint(app)
         assert requests.get(url + "/healthz", timeout=5).status_code == 200
@@ -308,10 +315,12 @@ class OrchestratorContract:
         orchestrator.deploy(self.release(app, images["good"]), auth=pull_auth)
         dep = orchestrator.deploy(self.release(app, images["good2"]), auth=pull_auth)
         assert dep.digest == images["good2"].digest
-        assert dep.previous_image is not None and dep.previous_image.digest == images["good"].digest
+        assert dep.previous_image is not None
+        assert dep.previous_image.digest == images["good"].digest
         assert requests.get(orchestrator.endpoint(app) + "/version", timeout=5).text.strip() == "v2"
         back = orchestrator.rollback(app)
-        assert back.state == "healthy" and back.digest == images["good"].digest
+        assert back.state == "healthy"
+        assert back.digest == images["good"].digest
         assert requests.get(orchestrator.endpoint(app) + "/version", timeout=5).text.strip() == "v1"
 
     def test_failed_deploy_raises_and_rollback_restores_previous(
@@ -321,7 +330,8 @@ class OrchestratorContract:
         with pytest.raises(BackendError):
             orchestrator.deploy(self.release(app, images["bad"]), auth=pull_auth)
         restored = orchestrator.rollback(app)
-        assert restored.state == "healthy" and restored.digest == images["good"].digest
+        assert restored.state == "healthy"
+        assert restored.digest == images["good"].digest
         assert set(restored.running_digests) == {images["good"].digest}
         assert requests.get(orchestrator.endpoint(app) + "/healthz", timeout=5).status_code == 200
 
@@ -343,7 +353,8 @@ class OrchestratorContract:
         orchestrator.mark_failed(app, "default", bad, "3 of 5 verify checks failed")
         orchestrator.mark_failed(app, "default", "sha256:" + "0" * 64, "ProgressDeadlineExceeded")
         found = orchestrator.failed_digests(app)
-        assert found[bad] == "3 of 5 verify checks failed" and len(found) == 2
+        assert found[bad] == "3 of 5 verify checks failed"
+        assert len(found) == 2
         assert orchestrator.status(app).digest == images["good"].digest  # remembering changes nothing live
 
     def test_remove(self, orchestrator: Orchestrator, app: str, images: dict[str, ImageRef], pull_auth: Any) -> None:
@@ -355,10 +366,10 @@ class OrchestratorContract:
 __all__ = [
     "BackendContext",
     "ModelStoreContract",
-    "ReadOnlyModelStoreContract",
-    "WritableModelStoreContract",
     "OrchestratorContract",
+    "ReadOnlyModelStoreContract",
     "RegistryContract",
+    "WritableModelStoreContract",
     "unique",
     "write_model",
 ]

@@ -6,8 +6,9 @@ import pytest
 HERE = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(HERE))
 
-from digits_api import create_app  # noqa: E402
 from train import train  # noqa: E402
+
+from digits_api import create_app  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +18,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(model_dir: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("APP_COMMIT", "abc123")
     monkeypatch.setenv("MODEL_VERSION", "7")

@@ -6,7 +6,6 @@ import pytest
 from digits_api import create_app
 from digits_api.model import ModelFormatError
 
-
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 

@@ -1,13 +1,12 @@
 """shipway-http-store: a read-only model store over plain HTTP(S)."""
 
 from shipway.hookspecs import hookimpl
-
 from shipway_http_store.store import HttpModelStore, HttpStoreSettings
 
 # The version of shipway.testing's contracts these tests pass; `shipway plugins` shows it.
 SHIPWAY_CONTRACT_VERSION = 1
 
-__all__ = ["HttpModelStore", "HttpStoreSettings", "SHIPWAY_CONTRACT_VERSION"]
+__all__ = ["SHIPWAY_CONTRACT_VERSION", "HttpModelStore", "HttpStoreSettings"]
 
 
 @hookimpl

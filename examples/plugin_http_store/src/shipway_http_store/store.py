@@ -8,6 +8,7 @@ from typing import Any
 
 import requests
 from pydantic import Field, SecretStr, field_validator
+
 from shipway.backends.base import BackendSettings, ModelStore
 from shipway.domain import ModelFile, ModelVersion, valid_model_name
 from shipway.errors import BackendError, ModelError, ReadOnlyStore
@@ -97,7 +98,14 @@ class HttpModelStore(ModelStore):
                 out.write(chunk)
 
     # -- writing is refused ----------------------------------------------------------
-    def publish(self, path: Path, name: str, version: str | None = None, aliases: tuple[str, ...] = (), metadata: dict[str, Any] | None = None) -> ModelVersion:  # noqa: E501
+    def publish(
+        self,
+        path: Path,
+        name: str,
+        version: str | None = None,
+        aliases: tuple[str, ...] = (),
+        metadata: dict[str, Any] | None = None,
+    ) -> ModelVersion:
         raise ReadOnlyStore(
             f"{self.describe()} is a read-only store: publish with a writable store "
             "(e.g. kind: local), run `python -m shipway_http_store.index DIR`, and upload the folder"
@@ -113,7 +121,9 @@ def write_index(store_dir: Path) -> list[Path]:
     for model_dir in sorted(p for p in store_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         versions_dir = model_dir / "versions"
         versions = sorted(
-            (v.name for v in versions_dir.iterdir() if (v / "manifest.json").is_file()) if versions_dir.is_dir() else [],
+            (v.name for v in versions_dir.iterdir() if (v / "manifest.json").is_file())
+            if versions_dir.is_dir()
+            else [],
             key=lambda v: (0, int(v)) if v.isdigit() else (1, v),
         )
         aliases_file = model_dir / "aliases.json"

@@ -1,7 +1,6 @@
 """shipway-azure: Azure Blob Storage model store, Azure Container Registry, AKS."""
 
 from shipway.hookspecs import hookimpl
-
 from shipway_azure.acr import AcrRegistry, AcrSettings
 from shipway_azure.aks import AksOrchestrator, AksSettings
 from shipway_azure.blob_store import AzureBlobSettings, AzureBlobStore

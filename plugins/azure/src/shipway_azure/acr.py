@@ -18,6 +18,7 @@ from typing import Any
 
 import requests
 from pydantic import Field, SecretStr, model_validator
+
 from shipway.backends.oci_registry import OciRegistry, OciRegistrySettings
 from shipway.errors import AuthError, BackendError
 
@@ -85,7 +86,9 @@ class AcrRegistry(OciRegistry):
         try:
             resp = requests.post(url, data=form, timeout=30)
         except requests.RequestException as exc:
-            raise BackendError(f"cannot reach registry {self.address} token exchange ({url}): {type(exc).__name__}") from None
+            raise BackendError(
+                f"cannot reach registry {self.address} token exchange ({url}): {type(exc).__name__}"
+            ) from None
         if resp.status_code in (400, 401, 403):
             raise AuthError(
                 f"registry {self.address} refused the Azure AD token at /oauth2/exchange ({resp.status_code}): "

@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 from pydantic import Field, model_validator
+
 from shipway.errors import AuthError, BackendError, ConfigError
 from shipway.oci import is_loopback
-
 from shipway_kubernetes import KubernetesOrchestrator, KubernetesSettings
 
 ARM = "https://management.azure.com"
@@ -50,7 +50,8 @@ class AksOrchestrator(KubernetesOrchestrator):
     settings: AksSettings
 
     def describe(self) -> str:
-        return f"aks orchestrator {self.settings.resource_group}/{self.settings.cluster} (namespace {self.settings.namespace})"
+        s = self.settings
+        return f"aks orchestrator {s.resource_group}/{s.cluster} (namespace {s.namespace})"
 
     def _api_client(self) -> Any:
         from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
@@ -60,7 +61,9 @@ class AksOrchestrator(KubernetesOrchestrator):
 
         s = self.settings
         credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
-        arm = ContainerServiceClient(credential, s.subscription_id, base_url=s.arm_endpoint, credential_scopes=[f"{s.arm_endpoint}/.default"])
+        arm = ContainerServiceClient(
+            credential, s.subscription_id, base_url=s.arm_endpoint, credential_scopes=[f"{s.arm_endpoint}/.default"]
+        )
         host = s.arm_endpoint.split("://", 1)[-1]
         try:
             result = arm.managed_clusters.list_cluster_user_credentials(
@@ -76,7 +79,8 @@ class AksOrchestrator(KubernetesOrchestrator):
                     user["user"] = {"token": token}
         except ResourceNotFoundError:
             raise ConfigError(
-                f"orchestrator.cluster: AKS cluster {s.resource_group}/{s.cluster} not found in subscription {s.subscription_id}"
+                f"orchestrator.cluster: AKS cluster {s.resource_group}/{s.cluster} "
+                f"not found in subscription {s.subscription_id}"
             ) from None
         except (CredentialUnavailableError, ClientAuthenticationError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -92,7 +96,9 @@ class AksOrchestrator(KubernetesOrchestrator):
                 ) from None
             raise BackendError(f"{self.describe()}: {exc.status_code} {exc.reason}") from None
         except yaml.YAMLError as exc:
-            raise BackendError(f"AKS cluster {s.resource_group}/{s.cluster} returned an unreadable kubeconfig: {exc}") from None
+            raise BackendError(
+                f"AKS cluster {s.resource_group}/{s.cluster} returned an unreadable kubeconfig: {exc}"
+            ) from None
         try:
             return config.new_client_from_config_dict(kubeconfig, context=s.context)
         except config.ConfigException as exc:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, model_validator
+
 from shipway.backends.base import BackendSettings, ModelStore, model_sources, sha256_file
 from shipway.domain import ModelFile, ModelVersion, utcnow, valid_model_name, valid_version
 from shipway.errors import AuthError, BackendError, ModelError
@@ -102,7 +103,7 @@ class AzureBlobStore(ModelStore):
 
                     credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
                     self._credential_source = "DefaultAzureCredential"
-                service = BlobServiceClient(s.account_url, credential=credential, **options)  # type: ignore[arg-type]
+                service = BlobServiceClient(s.account_url, credential=credential, **options)
             self._container = service.get_container_client(s.container)
         return self._container
 
@@ -177,7 +178,9 @@ class AzureBlobStore(ModelStore):
                 max_concurrency=self.settings.max_concurrency,
             )
         except _azx().ResourceNotFoundError:
-            raise ModelError(f"{version.name}:{version.version}: file {file.path} is missing from {self.describe()}") from None
+            raise ModelError(
+                f"{version.name}:{version.version}: file {file.path} is missing from {self.describe()}"
+            ) from None
         with dest.open("r+b" if have else "wb") as out:
             out.seek(have)
             out.truncate()
@@ -236,9 +239,13 @@ class AzureBlobStore(ModelStore):
             except _azx().ResourceExistsError:
                 pass  # a concurrent publish uploaded the same content
 
-    def _commit(self, name: str, version: str | None, files: tuple[ModelFile, ...], metadata: dict[str, Any]) -> ModelVersion:
+    def _commit(
+        self, name: str, version: str | None, files: tuple[ModelFile, ...], metadata: dict[str, Any]
+    ) -> ModelVersion:
         for _ in range(20):
-            candidate = version or str(max((int(v.version) for v in self.versions(name) if v.version.isdigit()), default=0) + 1)
+            candidate = version or str(
+                max((int(v.version) for v in self.versions(name) if v.version.isdigit()), default=0) + 1
+            )
             mv = ModelVersion(name=name, version=candidate, created=utcnow(), files=files, metadata=metadata)
             blob = self._name(name, "versions", candidate, "manifest.json")
             body = json.dumps(mv.manifest(), indent=2, sort_keys=True).encode()
@@ -253,7 +260,9 @@ class AzureBlobStore(ModelStore):
                 return mv
             except _azx().ResourceExistsError:
                 if version is not None:
-                    raise ModelError(f"model {name!r} version {version!r} already exists; versions are immutable") from None
+                    raise ModelError(
+                        f"model {name!r} version {version!r} already exists; versions are immutable"
+                    ) from None
         raise ModelError(f"model {name!r}: could not claim a version number (too many concurrent publishes)")
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
@@ -270,7 +279,9 @@ class AzureBlobStore(ModelStore):
             body = json.dumps(table, indent=2, sort_keys=True).encode()
             try:
                 if etag is None:
-                    self._call(f"write {blob}", client.upload_blob, body, overwrite=False, content_settings=_json_settings())
+                    self._call(
+                        f"write {blob}", client.upload_blob, body, overwrite=False, content_settings=_json_settings()
+                    )
                 else:
                     self._call(
                         f"write {blob}",

@@ -19,11 +19,13 @@ import shutil
 import subprocess
 import time
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import requests
+
 from shipway.localhttp import LocalServer
 from shipway.testing.services import ServiceError, free_port, stop_process
 
@@ -111,7 +113,7 @@ class AzureAuthServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-            def _send(self, status: int, body: dict[str, object]) -> None:
+            def _send(self, status: int, body: Mapping[str, object]) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -127,7 +129,12 @@ class AzureAuthServer:
                 resource = urllib.parse.parse_qs(url.query).get("resource", [""])[0]
                 owner.scopes.append(resource)
                 expires = str(int(time.time()) + 3600)
-                body = {"access_token": owner.aad_token, "expires_on": expires, "resource": resource, "token_type": "Bearer"}
+                body = {
+                    "access_token": owner.aad_token,
+                    "expires_on": expires,
+                    "resource": resource,
+                    "token_type": "Bearer",
+                }
                 self._send(200, body)
 
             def do_POST(self) -> None:  # ACR's token exchange, or ARM's listClusterUserCredential

@@ -1,7 +1,6 @@
 """shipway-kubernetes: the generic Kubernetes orchestrator."""
 
 from shipway.hookspecs import hookimpl
-
 from shipway_kubernetes.orchestrator import KubernetesOrchestrator, KubernetesSettings
 
 # The shipway.testing contract version this orchestrator passes.

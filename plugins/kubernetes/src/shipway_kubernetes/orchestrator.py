@@ -10,23 +10,24 @@ port forwarded through the API server's service proxy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime, timezone
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from shipway import labels as L
 from shipway.backends.base import BackendSettings, Orchestrator
 from shipway.domain import Deployment, ImageRef, Release
 from shipway.errors import BackendError, ConfigError, LockedError, NotFound
-
 from shipway_kubernetes import rawapi, render
 from shipway_kubernetes.proxy import ServiceProxy
 
@@ -89,7 +90,7 @@ class KubernetesOrchestrator(Orchestrator):
     """Rolling, verified releases on any Kubernetes cluster."""
 
     kind = "kubernetes"
-    Settings = KubernetesSettings
+    Settings: ClassVar[type[BackendSettings]] = KubernetesSettings
     settings: KubernetesSettings
 
     def __init__(self, settings: BackendSettings, context: Any = None) -> None:
@@ -120,7 +121,14 @@ class KubernetesOrchestrator(Orchestrator):
             self._client = self._api_client()
         return self._client
 
-    def request(self, method: str, path: str, body: Any = None, content_type: str | None = None, query: dict[str, Any] | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str | None = None,
+        query: dict[str, Any] | None = None,
+    ) -> Any:
         """One API call through the official client (its auth, TLS and kubeconfig handling)."""
         from urllib3.exceptions import HTTPError
 
@@ -151,7 +159,9 @@ class KubernetesOrchestrator(Orchestrator):
 
     def _base(self, kind: str, namespace: str) -> str:
         if kind not in _PLURALS:
-            raise ConfigError(f"orchestrator.manifests: kind {kind} is not supported (supported: {', '.join(_PLURALS)})")
+            raise ConfigError(
+                f"orchestrator.manifests: kind {kind} is not supported (supported: {', '.join(_PLURALS)})"
+            )
         group, plural = _PLURALS[kind]
         return f"/{group}/namespaces/{namespace}/{plural}"
 
@@ -189,7 +199,11 @@ class KubernetesOrchestrator(Orchestrator):
         for manifest in sorted(manifests, key=lambda m: m["kind"] == "Deployment"):  # Deployment last
             self.apply(manifest)
         self.context.reporter.info(f"  applied {', '.join(m['kind'] + '/' + m['metadata']['name'] for m in manifests)}")
-        self.wait(release.app, release.environment, int(deployment["spec"].get("progressDeadlineSeconds", self.settings.deadline)))
+        self.wait(
+            release.app,
+            release.environment,
+            int(deployment["spec"].get("progressDeadlineSeconds", self.settings.deadline)),
+        )
         return self.status(release.app, release.environment)
 
     def wait(self, app: str, environment: str, deadline: float) -> None:
@@ -206,24 +220,34 @@ class KubernetesOrchestrator(Orchestrator):
             if done:
                 return
             if "ProgressDeadlineExceeded" in message or time.monotonic() > end:
-                raise RolloutFailed(f"rollout of {path.rsplit('/', 1)[1]} failed: {message}{self._pod_problems(app, environment)}")
+                raise RolloutFailed(
+                    f"rollout of {path.rsplit('/', 1)[1]} failed: {message}{self._pod_problems(app, environment)}"
+                )
             time.sleep(1.0)
 
     def _pod_problems(self, app: str, environment: str) -> str:
         selector = ",".join(f"{k}={v}" for k, v in render.selector_for(app, environment).items())
-        pods = self.request("GET", f"/api/v1/namespaces/{self.settings.namespace}/pods", query={"labelSelector": selector})
+        pods = self.request(
+            "GET", f"/api/v1/namespaces/{self.settings.namespace}/pods", query={"labelSelector": selector}
+        )
         problems = []
         for pod in pods.get("items", []):
             for cs in pod.get("status", {}).get("containerStatuses", []):
                 waiting = (cs.get("state") or {}).get("waiting")
                 if waiting:
-                    problems.append(f"{pod['metadata']['name']}: {waiting.get('reason')} {waiting.get('message', '')[:120]}".strip())
+                    problems.append(
+                        f"{pod['metadata']['name']}: {waiting.get('reason')} {waiting.get('message', '')[:120]}".strip()
+                    )
         return ("\n  " + "\n  ".join(problems[:5])) if problems else ""
 
     def _revisions(self, app: str, environment: str, dep: dict[str, Any]) -> list[dict[str, Any]]:
         selector = ",".join(f"{k}={v}" for k, v in render.selector_for(app, environment).items())
         found = self.request("GET", self._base_rs(), query={"labelSelector": selector})
-        mine = [rs for rs in found.get("items", []) if any(r.get("uid") == dep["metadata"]["uid"] for r in rs["metadata"].get("ownerReferences", []))]
+        mine = [
+            rs
+            for rs in found.get("items", [])
+            if any(r.get("uid") == dep["metadata"]["uid"] for r in rs["metadata"].get("ownerReferences", []))
+        ]
         return sorted(mine, key=lambda rs: int(rs["metadata"].get("annotations", {}).get(render.REVISION, "0")))
 
     def _base_rs(self) -> str:
@@ -237,7 +261,11 @@ class KubernetesOrchestrator(Orchestrator):
         image = _image(dep["spec"]["template"])
         current_rev = next((rs for rs in reversed(revisions) if _image(rs["spec"]["template"]) == image), None)
         previous = next(
-            (rs for rs in reversed(revisions) if current_rev is not None and _rev(rs) < _rev(current_rev) and _image(rs["spec"]["template"]) != image),
+            (
+                rs
+                for rs in reversed(revisions)
+                if current_rev is not None and _rev(rs) < _rev(current_rev) and _image(rs["spec"]["template"]) != image
+            ),
             None,
         )
         done, message = rollout_state(dep)
@@ -251,7 +279,9 @@ class KubernetesOrchestrator(Orchestrator):
         }
         st = dep.get("status", {})
         selector = ",".join(f"{k}={v}" for k, v in render.selector_for(app, environment).items())
-        pods = self.request("GET", f"/api/v1/namespaces/{self.settings.namespace}/pods", query={"labelSelector": selector})
+        pods = self.request(
+            "GET", f"/api/v1/namespaces/{self.settings.namespace}/pods", query={"labelSelector": selector}
+        )
         running = [
             cs.get("imageID", "").rsplit("@", 1)[-1]
             for pod in pods.get("items", [])
@@ -326,18 +356,22 @@ class KubernetesOrchestrator(Orchestrator):
         found.pop(digest, None)
         found[digest] = reason[:300]
         body = {"metadata": {"annotations": {FAILED_ANNOTATION: json.dumps(dict(list(found.items())[-20:]))}}}
-        try:  # its own field manager, so shipway's next apply does not drop it
-            self.request("PATCH", self._deployment_path(app, environment), body=body,
-                         content_type="application/merge-patch+json", query={"fieldManager": STATE_MANAGER})  # fmt: skip
-        except NotFound:
-            pass
+        # Its own field manager, so shipway's next apply does not drop it.
+        with contextlib.suppress(NotFound):
+            self.request(
+                "PATCH",
+                self._deployment_path(app, environment),
+                body=body,
+                content_type="application/merge-patch+json",
+                query={"fieldManager": STATE_MANAGER},
+            )
 
     @contextmanager
     def lock(self, app: str, environment: str = "default") -> Iterator[None]:
         """A coordination.k8s.io Lease per app and environment: one release at a time across runners."""
         name = f"shipway-{render.object_name(app, environment)}"
         leases = f"/apis/coordination.k8s.io/v1/namespaces/{self.settings.namespace}/leases"
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         body: dict[str, Any] = {
@@ -350,7 +384,7 @@ class KubernetesOrchestrator(Orchestrator):
         except Conflict:
             held = self.request("GET", f"{leases}/{name}")
             spec = held.get("spec", {})
-            renewed = datetime.strptime(spec.get("renewTime", stamp), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+            renewed = datetime.strptime(spec.get("renewTime", stamp), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
             if (now - renewed).total_seconds() < float(spec.get("leaseDurationSeconds", 0)):
                 raise LockedError(
                     f"another release of {app} ({environment}) holds Lease {self.settings.namespace}/{name} "
@@ -361,18 +395,14 @@ class KubernetesOrchestrator(Orchestrator):
         try:
             yield
         finally:
-            try:
+            with suppress(NotFound):
                 self.request("DELETE", f"{leases}/{name}")
-            except NotFound:
-                pass
 
     def remove(self, app: str, environment: str = "default") -> None:
         name = render.object_name(app, environment)
         for kind in ("HorizontalPodAutoscaler", "Deployment", "Service"):
-            try:
+            with suppress(NotFound):
                 self.request("DELETE", f"{self._base(kind, self.settings.namespace)}/{name}")
-            except NotFound:
-                pass
         for proxy in self._proxies.values():
             proxy.stop()
         self._proxies.clear()

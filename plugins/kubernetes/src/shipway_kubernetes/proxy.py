@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from http.server import BaseHTTPRequestHandler
 from typing import Any
+from urllib.parse import parse_qsl
 
 from shipway.localhttp import LocalServer
-
 from shipway_kubernetes import rawapi
 
 
@@ -37,7 +37,7 @@ class ServiceProxy:
                 body = self.rfile.read(length) if length else None
                 headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "accept")}
                 path, _, query = self.path.partition("?")
-                params = [tuple(p.split("=", 1)) for p in query.split("&") if "=" in p]
+                params = parse_qsl(query, keep_blank_values=True)
                 try:
                     status, data, resp_headers = rawapi.send(
                         owner.api_client, self.command, owner.base + path, params, headers, body

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from shipway import labels as L
 from shipway.domain import Release
 from shipway.errors import ConfigError
@@ -177,6 +178,8 @@ def validate(manifests: list[Manifest], version: str) -> None:
             kubernetes_validate.validate(manifest, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             field = ".".join(str(p) for p in exc.path) or "(top level)"
-            raise ConfigError(f"rendered manifest {where} is invalid for Kubernetes {version}: {field}: {exc.message}") from None
+            raise ConfigError(
+                f"rendered manifest {where} is invalid for Kubernetes {version}: {field}: {exc.message}"
+            ) from None
         except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as exc:
             raise ConfigError(f"rendered manifest {where}: no schema for Kubernetes {version}: {exc}") from None

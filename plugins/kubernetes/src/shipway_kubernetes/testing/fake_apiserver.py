@@ -22,6 +22,7 @@ models what a rollout needs and nothing more:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -32,7 +33,7 @@ import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,9 @@ from typing import Any
 import docker.errors
 import requests
 import yaml
+
 from shipway import dockerutil
 from shipway.localhttp import LocalServer
-
 from shipway_kubernetes.render import merge_patch
 
 Obj = dict[str, Any]
@@ -51,12 +52,23 @@ POD_LABEL = "io.shipway.fakek8s.pod"
 SERVER_LABEL = "io.shipway.fakek8s.server"
 
 _ROUTES = [
-    ("deployments", re.compile(r"^/apis/apps/v1/namespaces/(?P<ns>[^/]+)/deployments(?:/(?P<name>[^/]+))?(?P<sub>/status)?$")),
+    (
+        "deployments",
+        re.compile(r"^/apis/apps/v1/namespaces/(?P<ns>[^/]+)/deployments(?:/(?P<name>[^/]+))?(?P<sub>/status)?$"),
+    ),
     ("replicasets", re.compile(r"^/apis/apps/v1/namespaces/(?P<ns>[^/]+)/replicasets(?:/(?P<name>[^/]+))?$")),
-    ("proxy", re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/services/(?P<name>[^/:]+)(?::(?P<port>[^/]+))?/proxy(?P<path>/.*)?$")),
+    (
+        "proxy",
+        re.compile(
+            r"^/api/v1/namespaces/(?P<ns>[^/]+)/services/(?P<name>[^/:]+)(?::(?P<port>[^/]+))?/proxy(?P<path>/.*)?$"
+        ),
+    ),
     ("services", re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/services(?:/(?P<name>[^/]+))?$")),
     ("pods", re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods(?:/(?P<name>[^/]+))?$")),
-    ("hpas", re.compile(r"^/apis/autoscaling/v2/namespaces/(?P<ns>[^/]+)/horizontalpodautoscalers(?:/(?P<name>[^/]+))?$")),
+    (
+        "hpas",
+        re.compile(r"^/apis/autoscaling/v2/namespaces/(?P<ns>[^/]+)/horizontalpodautoscalers(?:/(?P<name>[^/]+))?$"),
+    ),
     ("leases", re.compile(r"^/apis/coordination.k8s.io/v1/namespaces/(?P<ns>[^/]+)/leases(?:/(?P<name>[^/]+))?$")),
 ]
 _KINDS = {
@@ -83,7 +95,7 @@ class ApiError(Exception):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _leaves(obj: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
@@ -91,7 +103,7 @@ def _leaves(obj: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any
     if isinstance(obj, dict) and obj:
         out: dict[tuple[str, ...], Any] = {}
         for key, value in obj.items():
-            out.update(_leaves(value, prefix + (str(key),)))
+            out.update(_leaves(value, (*prefix, str(key))))
         return out
     return {prefix: obj}
 
@@ -187,7 +199,9 @@ class FakeApiServer:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                status, headers, payload = owner.handle(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                status, headers, payload = owner.handle(
+                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                )
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
@@ -210,10 +224,8 @@ class FakeApiServer:
             self._controller.join(timeout=30)  # no pod is started or removed behind our back from here
         client = dockerutil.client()
         for c in client.containers.list(all=True, filters={"label": f"{SERVER_LABEL}={self.id}"}):
-            try:
+            with contextlib.suppress(docker.errors.APIError):  # already being removed
                 c.remove(force=True)
-            except docker.errors.APIError:  # already being removed
-                pass
 
     @property
     def url(self) -> str:
@@ -233,7 +245,9 @@ class FakeApiServer:
         return path
 
     # -- HTTP --------------------------------------------------------------------------
-    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def handle(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         """Answer one request (``headers`` with lower-case names): (status, headers, body)."""
         url = urllib.parse.urlsplit(raw_path)
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
@@ -243,12 +257,18 @@ class FakeApiServer:
             if headers.get("authorization") != f"Bearer {self.token}":
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             if url.path == "/version":
-                return 200, json_headers, json.dumps({"major": "1", "minor": "30", "gitVersion": "v1.30.0-fake"}).encode()
+                return (
+                    200,
+                    json_headers,
+                    json.dumps({"major": "1", "minor": "30", "gitVersion": "v1.30.0-fake"}).encode(),
+                )
             for resource, pattern in _ROUTES:
                 m = pattern.match(url.path)
                 if m:
                     if resource == "proxy":
-                        return self._proxy(method, m.group("ns"), m.group("name"), m.group("path") or "/", url.query, headers, body)
+                        return self._proxy(
+                            method, m.group("ns"), m.group("name"), m.group("path") or "/", url.query, headers, body
+                        )
                     with self._lock:
                         result = self._dispatch(method, resource, m.group("ns"), m.group("name"), query, headers, body)
                     return 200 if method != "POST" else 201, json_headers, json.dumps(result).encode()
@@ -256,7 +276,16 @@ class FakeApiServer:
         except ApiError as exc:
             return exc.code, json_headers, json.dumps(exc.status()).encode()
 
-    def _dispatch(self, method: str, resource: str, ns: str, name: str | None, query: dict[str, str], headers: dict[str, str], body: bytes) -> Obj:
+    def _dispatch(
+        self,
+        method: str,
+        resource: str,
+        ns: str,
+        name: str | None,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: bytes,
+    ) -> Obj:
         api_version, kind = _KINDS[resource]
         if resource == "pods":
             self._refresh_pods()
@@ -285,7 +314,9 @@ class FakeApiServer:
             self._delete_object(key)
             return {"kind": "Status", "apiVersion": "v1", "status": "Success"}
         if method == "PUT":
-            return self._store(key, api_version, kind, self._parse(body), query.get("fieldManager", "unknown"), apply=False)
+            return self._store(
+                key, api_version, kind, self._parse(body), query.get("fieldManager", "unknown"), apply=False
+            )
         if method == "PATCH":
             content_type = headers.get("content-type", "").split(";")[0]
             patch = self._parse(body)
@@ -318,7 +349,9 @@ class FakeApiServer:
         return {"apiVersion": api_version, "kind": f"{kind}List", "metadata": {}, "items": copy.deepcopy(items)}
 
     # -- server-side apply and stores ------------------------------------------------
-    def _apply(self, key: tuple[str, str, str], api_version: str, kind: str, applied: Obj, manager: str, force: bool) -> Obj:
+    def _apply(
+        self, key: tuple[str, str, str], api_version: str, kind: str, applied: Obj, manager: str, force: bool
+    ) -> Obj:
         live = self.objects.get(key)
         owners = self.owners.setdefault(key, {})
         new_paths = _leaves(_owned_part(applied))
@@ -332,13 +365,21 @@ class FakeApiServer:
                 if _get(current, path) != new_paths[path]
             ]
             if conflicts and not force:
-                causes = [{"type": "FieldManagerConflict", "message": f'conflict with "{o}"', "field": "." + ".".join(p)} for o, p in conflicts]
+                causes = [
+                    {"type": "FieldManagerConflict", "message": f'conflict with "{o}"', "field": "." + ".".join(p)}
+                    for o, p in conflicts
+                ]
                 fields = ", ".join(c["field"] for c in causes)
-                raise ApiError(409, "Conflict", f"Apply failed with {len(conflicts)} conflict(s): conflict with \"{conflicts[0][0]}\": {fields}", causes)
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Apply failed with {len(conflicts)} conflict(s): conflict with "{conflicts[0][0]}": {fields}',
+                    causes,
+                )
             base = copy.deepcopy(live)
             for path in owners.get(manager, set()) - new_paths.keys():
                 if not any(path in paths for other, paths in owners.items() if other != manager):
-                    _delete(base, path if path[0] != "metadata" else path)
+                    _delete(base, path)
             for other, paths in owners.items():
                 if other != manager:
                     paths -= {p for p in new_paths if _get(current, p) != new_paths[p]}
@@ -348,7 +389,9 @@ class FakeApiServer:
         owners[manager] = set(new_paths)
         return self._store(key, api_version, kind, merged, manager, apply=True)
 
-    def _store(self, key: tuple[str, str, str], api_version: str, kind: str, obj: Obj, manager: str, apply: bool) -> Obj:
+    def _store(
+        self, key: tuple[str, str, str], api_version: str, kind: str, obj: Obj, manager: str, apply: bool
+    ) -> Obj:
         resource, ns, name = key
         live = self.objects.get(key)
         obj = copy.deepcopy(obj)
@@ -365,14 +408,21 @@ class FakeApiServer:
             obj["status"] = live.get("status", {})
         if not apply:
             owners = self.owners.setdefault(key, {})
-            changed = {p for p, v in _leaves(_owned_part(obj)).items() if live is None or _get(_owned_part(live), p) != v}
+            changed = {
+                p for p, v in _leaves(_owned_part(obj)).items() if live is None or _get(_owned_part(live), p) != v
+            }
             for paths in owners.values():
                 paths -= changed
             owners.setdefault(manager, set()).update(changed)
         meta["resourceVersion"] = str(next(self._rv))
         meta["managedFields"] = [
-            {"manager": m, "operation": "Apply" if m == manager and apply else "Update", "apiVersion": api_version,
-             "fieldsType": "FieldsV1", "fieldsV1": {}}  # fmt: skip
+            {
+                "manager": m,
+                "operation": "Apply" if m == manager and apply else "Update",
+                "apiVersion": api_version,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {},
+            }
             for m in sorted(self.owners.get(key, {}))
         ]
         if resource == "deployments":
@@ -390,7 +440,11 @@ class FakeApiServer:
         self.objects.pop(key, None)
         self.owners.pop(key, None)
         if key[0] == "deployments":
-            for rs_key in [k for k, o in self.objects.items() if k[0] == "replicasets" and self._owner_name(o) == key[2] and k[1] == key[1]]:
+            for rs_key in [
+                k
+                for k, o in self.objects.items()
+                if k[0] == "replicasets" and self._owner_name(o) == key[2] and k[1] == key[1]
+            ]:
                 self.objects.pop(rs_key, None)
             self.progress.pop((key[1], key[2]), None)
 
@@ -426,7 +480,11 @@ class FakeApiServer:
         spec = dep["spec"]
         template = spec["template"]
         tmpl_hash = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
-        owned = {k: o for k, o in self.objects.items() if k[0] == "replicasets" and k[1] == ns and self._owner_name(o) == name}
+        owned = {
+            k: o
+            for k, o in self.objects.items()
+            if k[0] == "replicasets" and k[1] == ns and self._owner_name(o) == name
+        }
         revisions = [int(o["metadata"]["annotations"].get(REVISION, "0")) for o in owned.values()]
         new_key = ("replicasets", ns, f"{name}-{tmpl_hash}")
         generation = dep["metadata"]["generation"]
@@ -438,12 +496,23 @@ class FakeApiServer:
                 "apiVersion": "apps/v1",
                 "kind": "ReplicaSet",
                 "metadata": {
-                    "name": new_key[2], "namespace": ns, "uid": str(uuid.uuid4()), "labels": labels,
-                    "creationTimestamp": _now(), "resourceVersion": str(next(self._rv)),
+                    "name": new_key[2],
+                    "namespace": ns,
+                    "uid": str(uuid.uuid4()),
+                    "labels": labels,
+                    "creationTimestamp": _now(),
+                    "resourceVersion": str(next(self._rv)),
                     "annotations": {REVISION: str(max(revisions, default=0) + 1)},
-                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
-                                         "uid": dep["metadata"]["uid"], "controller": True}],
-                },  # fmt: skip
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "Deployment",
+                            "name": name,
+                            "uid": dep["metadata"]["uid"],
+                            "controller": True,
+                        }
+                    ],
+                },
                 "spec": {"replicas": 0, "selector": {"matchLabels": labels}, "template": rs_template},
                 "status": {"replicas": 0, "readyReplicas": 0},
             }
@@ -477,7 +546,9 @@ class FakeApiServer:
         previous = {c["type"]: c for c in conditions}
         if complete:
             progressing = ("True", "NewReplicaSetAvailable", f'ReplicaSet "{new_key[2]}" has successfully progressed.')
-        elif previous.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded" and gen == dep["status"].get("observedGeneration"):
+        elif previous.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded" and gen == dep["status"].get(
+            "observedGeneration"
+        ):
             progressing = ("False", "ProgressDeadlineExceeded", previous["Progressing"]["message"])
         elif time.monotonic() - since > float(spec.get("progressDeadlineSeconds", 600)):
             progressing = ("False", "ProgressDeadlineExceeded", f'ReplicaSet "{new_key[2]}" has timed out progressing.')
@@ -493,18 +564,32 @@ class FakeApiServer:
             "availableReplicas": len(ready),
             "unavailableReplicas": max(0, len(mine) - len(ready)),
             "conditions": [
-                {"type": "Available", "status": available, "reason": "MinimumReplicasAvailable" if available == "True" else "MinimumReplicasUnavailable",
-                 "message": "Deployment availability", "lastUpdateTime": now, "lastTransitionTime": now},
-                {"type": "Progressing", "status": progressing[0], "reason": progressing[1], "message": progressing[2],
-                 "lastUpdateTime": now, "lastTransitionTime": now},
-            ],  # fmt: skip
+                {
+                    "type": "Available",
+                    "status": available,
+                    "reason": "MinimumReplicasAvailable" if available == "True" else "MinimumReplicasUnavailable",
+                    "message": "Deployment availability",
+                    "lastUpdateTime": now,
+                    "lastTransitionTime": now,
+                },
+                {
+                    "type": "Progressing",
+                    "status": progressing[0],
+                    "reason": progressing[1],
+                    "message": progressing[2],
+                    "lastUpdateTime": now,
+                    "lastTransitionTime": now,
+                },
+            ],
         }
         for rs in owned.values():
             rs_name = rs["metadata"]["name"]
             pods = [p for p in self.pods.values() if p.namespace == ns and p.rs == rs_name]
             rs["status"] = {"replicas": len(pods), "readyReplicas": sum(p.ready for p in pods), "observedGeneration": 1}
         limit = int(spec.get("revisionHistoryLimit", 10))
-        idle = sorted((o for o in olds if o["spec"]["replicas"] == 0), key=lambda o: int(o["metadata"]["annotations"][REVISION]))
+        idle = sorted(
+            (o for o in olds if o["spec"]["replicas"] == 0), key=lambda o: int(o["metadata"]["annotations"][REVISION])
+        )
         for old in idle[: max(0, len(idle) - limit)]:
             self.objects.pop(("replicasets", ns, old["metadata"]["name"]), None)
 
@@ -521,7 +606,14 @@ class FakeApiServer:
         spec = template["spec"]
         container = spec["containers"][0]
         name = f"{rs_name}-{uuid.uuid4().hex[:5]}"
-        pod = _Pod(name=name, namespace=ns, rs=rs_name, labels=dict(template["metadata"]["labels"]), container_id=None, host_port=None)
+        pod = _Pod(
+            name=name,
+            namespace=ns,
+            rs=rs_name,
+            labels=dict(template["metadata"]["labels"]),
+            container_id=None,
+            host_port=None,
+        )
         self.pods[name] = pod
         client = dockerutil.client()
         image = container["image"]
@@ -532,7 +624,10 @@ class FakeApiServer:
             return
         user = (image_obj.attrs.get("Config") or {}).get("User") or ""
         if (spec.get("securityContext") or {}).get("runAsNonRoot") and user.split(":")[0] in ("", "0", "root"):
-            pod.waiting, pod.message = "CreateContainerConfigError", "container has runAsNonRoot and image will run as root"
+            pod.waiting, pod.message = (
+                "CreateContainerConfigError",
+                "container has runAsNonRoot and image will run as root",
+            )
             return
         port = container["ports"][0]["containerPort"]
         tmpfs = {m["mountPath"]: "" for m in container.get("volumeMounts", [])
@@ -562,10 +657,8 @@ class FakeApiServer:
     def _kill(self, pod: _Pod) -> None:
         self.pods.pop(pod.name, None)
         if pod.container_id:
-            try:
+            with contextlib.suppress(docker.errors.APIError):  # gone, or already being removed
                 dockerutil.client().containers.get(pod.container_id).remove(force=True)
-            except docker.errors.APIError:  # gone, or already being removed
-                pass
 
     def _refresh_pods(self) -> None:
         client = dockerutil.client()
@@ -598,19 +691,34 @@ class FakeApiServer:
         if not probe:
             return True
         try:
-            return requests.get(f"http://127.0.0.1:{pod.host_port}{probe.get('path', '/')}", timeout=1).status_code < 400
+            return (
+                requests.get(f"http://127.0.0.1:{pod.host_port}{probe.get('path', '/')}", timeout=1).status_code < 400
+            )
         except requests.RequestException:
             return False
 
     def _pod_object(self, pod: _Pod) -> Obj:
         rs = self.objects.get(("replicasets", pod.namespace, pod.rs)) or {}
-        image = ((rs.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers", [{}])[0].get("image", "")
-        state: Obj = {"waiting": {"reason": pod.waiting, "message": pod.message}} if pod.waiting else {"running": {"startedAt": pod.created}}
+        image = (
+            ((rs.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers", [{}])[0].get("image", "")
+        )
+        state: Obj = (
+            {"waiting": {"reason": pod.waiting, "message": pod.message}}
+            if pod.waiting
+            else {"running": {"startedAt": pod.created}}
+        )
         return {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": pod.name, "namespace": pod.namespace, "labels": pod.labels, "creationTimestamp": pod.created,
-                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": pod.rs, "uid": "x", "controller": True}]},
+            "metadata": {
+                "name": pod.name,
+                "namespace": pod.namespace,
+                "labels": pod.labels,
+                "creationTimestamp": pod.created,
+                "ownerReferences": [
+                    {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": pod.rs, "uid": "x", "controller": True}
+                ],
+            },
             "spec": {"containers": [{"name": "app", "image": image}]},
             "status": {
                 "phase": "Running" if pod.container_id else "Pending",
@@ -621,13 +729,17 @@ class FakeApiServer:
         }  # fmt: skip
 
     # -- service proxy -----------------------------------------------------------------------
-    def _proxy(self, method: str, ns: str, name: str, path: str, query: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def _proxy(
+        self, method: str, ns: str, name: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
         with self._lock:
             svc = self.objects.get(("services", ns, name))
             if svc is None:
                 raise ApiError(404, "NotFound", f'services "{name}" not found')
             selector = svc["spec"].get("selector") or {}
-            ready = [p for p in self.pods.values() if p.namespace == ns and p.ready and _selector_matches(selector, p.labels)]
+            ready = [
+                p for p in self.pods.values() if p.namespace == ns and p.ready and _selector_matches(selector, p.labels)
+            ]
         if not ready:
             raise ApiError(503, "ServiceUnavailable", f'no endpoints available for service "{name}"')
         pod = ready[next(self._rr) % len(ready)]
@@ -637,4 +749,8 @@ class FakeApiServer:
             resp = requests.request(method, target, data=body or None, headers=forward, timeout=30)
         except requests.RequestException as exc:
             raise ApiError(503, "ServiceUnavailable", f"error trying to reach service: {type(exc).__name__}") from None
-        return resp.status_code, {"Content-Type": resp.headers.get("Content-Type", "application/octet-stream")}, resp.content
+        return (
+            resp.status_code,
+            {"Content-Type": resp.headers.get("Content-Type", "application/octet-stream")},
+            resp.content,
+        )
