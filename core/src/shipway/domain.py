@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -186,6 +186,10 @@ class Release(BaseModel):
     health: str
     replicas: int = 1
     env: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, SecretStr] = Field(default_factory=dict, exclude=True)
+    """Secret name → value, delivered as a read-only file ``/run/secrets/<name>`` (never as an env value,
+    a label, a build arg or an image layer). Orchestrators use their native secret object where they have
+    one (a Docker secret on Swarm, a Kubernetes Secret volume) and a private bind-mounted file otherwise."""
     labels: dict[str, str] = Field(default_factory=dict)
 
 
