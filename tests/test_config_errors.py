@@ -75,7 +75,7 @@ CASES = [
         "literal password",
         VALID.replace("${REG_PASSWORD}", "hunter2"),
         13,
-        "registry.password: secrets must not be written",
+        "registry.password: a secret must be exactly one ${VARIABLE}",
     ),
     (
         "unset variable",
@@ -91,7 +91,12 @@ CASES = [
         "app.port: duplicate key (first defined at line 4)",
     ),
     ("tab indentation", VALID.replace("  port: 8000", "\tport: 8000"), 4, "YAML syntax error"),
-    ("unclosed bracket", VALID.replace("{request: GET /healthz}", "{request: GET /healthz"), 18, "YAML syntax error"),
+    (
+        "unclosed bracket",
+        VALID.replace("{request: GET /healthz}", "{request: GET /healthz"),
+        17,
+        "YAML syntax error: a flow mapping is never closed: expected ',' or '}', but got '<stream end>' at line 18",
+    ),
     ("top level is a list", "- a\n- b\n", 1, "the top level must be a mapping"),
     ("empty file", "", 1, "the file is empty"),
     ("verify request malformed", VALID.replace("GET /healthz", "FETCH /healthz"), 17, "verify[0].request:"),

@@ -8,6 +8,7 @@ checks and error positions as ours.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Mapping
@@ -15,21 +16,50 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from shipway.backends.base import BackendSettings
 from shipway.domain import ModelRef, valid_version
 from shipway.errors import ConfigError
-from shipway.yaml_source import Document, Path_, format_path, load_file
+from shipway.yaml_source import Document, Path_, format_path, load_file, shown
 
 DEFAULT_FILE = "shipway.yaml"
 SECTIONS = ("model_store", "registry", "orchestrator")
 _NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+_SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
+HOUR = 3600.0
 
 
 class Strict(BaseModel):
+    """Base of the top-level sections: unknown keys are errors, and true/false only where a flag is expected."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation in (int, float) or annotation in (int | None, float | None):
+                raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
+
+
+def _strings(value: Any) -> Any:
+    """Let a mapping of strings (env, build args, headers) hold integers, as written: ``PORT: 8000``."""
+    if isinstance(value, dict):
+        return {k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in value.items()}
+    return value
 
 
 class AppConfig(Strict):
@@ -40,7 +70,30 @@ class AppConfig(Strict):
     dockerfile: str = Field("Dockerfile", description="Dockerfile, relative to the context")
     port: int = Field(8000, ge=1, le=65535, description="Port the app listens on inside the container")
     health: str = Field("/healthz", pattern=r"^/", description="Readiness path: 200 means ready")
-    env: dict[str, str] = Field(default_factory=dict, description="Environment for the running app")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment for the running app. Visible to anyone who can inspect the container or read "
+        "the orchestrator's manifests: names or ${VARIABLES} that look like secrets are refused (use secrets)",
+    )
+    secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Secret name -> exactly one ${VARIABLE}. Each is delivered as the read-only file "
+        "/run/secrets/<name> in the verify container and on every orchestrator; never as an environment "
+        "value, a build arg, a label or an image layer",
+    )
+
+    _env = field_validator("env", mode="before")(_strings)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name in value:
+            if not _SECRET_NAME.match(name) or name in {".", ".."}:
+                raise ValueError(
+                    f"secret name {shown(name)} must be usable as a file name: letters, digits, '_', '.', '-', "
+                    "at most 63 characters, starting with a letter or '_'"
+                )
+        return value
 
 
 class TestsConfig(Strict):
@@ -48,7 +101,9 @@ class TestsConfig(Strict):
 
     command: list[str] = Field(min_length=1, description="argv of the test command")
     cwd: str = Field(".", description="Working directory, relative to the app context")
-    timeout: float = Field(900, gt=0, description="Seconds before the tests are stopped")
+    timeout: float = Field(
+        900, gt=0, le=6 * HOUR, allow_inf_nan=False, description="Seconds before the tests are stopped"
+    )
 
     @field_validator("command", mode="before")
     @classmethod
@@ -75,7 +130,7 @@ class ModelConfig(Strict):
         if isinstance(value, str) and value != "latest":
             bare = value[1:] if value.startswith("@") else value
             if not valid_version(bare):
-                raise ValueError(f'{value!r} is not "latest", a version or "@alias"')
+                raise ValueError(f'{shown(value)} is not "latest", a version or "@alias"')
         return value
 
     @field_validator("into")
@@ -106,9 +161,15 @@ class BuildConfig(Strict):
     """How the image is built."""
 
     base_image: str | None = Field(None, description="Passed as build arg BASE_IMAGE when set")
-    args: dict[str, str] = Field(default_factory=dict, description="Extra build args (never secrets)")
+    args: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra build args. Never secrets: build args stay in the image history; names or "
+        "${VARIABLES} that look like secrets are refused",
+    )
     wheelhouse: WheelhouseConfig | None = None
-    timeout: float = Field(1800, gt=0)
+    timeout: float = Field(1800, gt=0, le=6 * HOUR, allow_inf_nan=False, description="Seconds a build may take")
+
+    _args = field_validator("args", mode="before")(_strings)
 
 
 class VerifyCheck(Strict):
@@ -120,14 +181,16 @@ class VerifyCheck(Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     expect_status: int = Field(200, ge=100, le=599)
     expect_json: Any = Field(None, description="Every key given must match the response (recursively)")
-    timeout: float = Field(10, gt=0)
+    timeout: float = Field(10, gt=0, le=600, allow_inf_nan=False, description="Seconds to wait for the response")
+
+    _headers = field_validator("headers", mode="before")(_strings)
 
     @field_validator("request")
     @classmethod
     def _request(cls, value: str) -> str:
         parts = value.split()
         if len(parts) != 2 or parts[0].upper() not in _METHODS or not parts[1].startswith("/"):
-            raise ValueError(f'{value!r} is not "METHOD /path" (methods: {", ".join(_METHODS)})')
+            raise ValueError(f'{shown(value)} is not "METHOD /path" (methods: {", ".join(_METHODS)})')
         return f"{parts[0].upper()} {parts[1]}"
 
     @model_validator(mode="after")
@@ -151,7 +214,9 @@ class ReleaseConfig(Strict):
     trigger: Literal["nightly", "continuous", "manual"] = "manual"
     environment: str = Field("default", pattern=_NAME)
     replicas: int = Field(1, ge=1, le=100)
-    deadline: float = Field(120, gt=0, description="Seconds a rollout may take to become healthy")
+    deadline: float = Field(
+        120, gt=0, le=6 * HOUR, allow_inf_nan=False, description="Seconds a rollout may take to become healthy"
+    )
 
 
 class Config(Strict):
@@ -162,9 +227,10 @@ class Config(Strict):
     test: TestsConfig | None = None
     model: ModelConfig
     build: BuildConfig = Field(default_factory=BuildConfig)
-    model_store: dict[str, Any] = Field(default_factory=lambda: {"kind": "local"})
-    registry: dict[str, Any]
-    orchestrator: dict[str, Any] = Field(default_factory=lambda: {"kind": "docker"})
+    # The raw backend sections (they may hold secret values): validated by each backend's Settings, never shown.
+    model_store: dict[str, Any] = Field(default_factory=lambda: {"kind": "local"}, repr=False)
+    registry: dict[str, Any] = Field(repr=False)
+    orchestrator: dict[str, Any] = Field(default_factory=lambda: {"kind": "docker"}, repr=False)
     verify: list[VerifyCheck] = Field(default_factory=list)
     release: ReleaseConfig = Field(default_factory=ReleaseConfig)
 
@@ -199,11 +265,28 @@ def load(path: Path, backends: Any, environ: Mapping[str, str] | None = None) ->
     for section in SECTIONS:
         raw = getattr(config, section)
         kind = raw.get("kind")
+        if "kind" in raw and not isinstance(kind, str):
+            raise doc.error((section, "kind"), f"kind must be a string (for example: kind: local), got {shown(kind)}")
         if not isinstance(kind, str) or not kind:
             raise doc.error((section,), "field 'kind' is required (for example: kind: local)")
         cls = backends.backend_class(section, kind, where=doc.where((section, "kind")))
         settings[section] = _validate(cls.Settings, raw, doc, (section,))
         _check_secrets(settings[section], doc, (section,))
+    _check_secrets(config.app, doc, ("app",))
+    for name, value in config.app.secrets.items():
+        if not value.get_secret_value():
+            raise doc.error(
+                ("app", "secrets", name), f"the secret is empty: set {', '.join(doc.names(('app', 'secrets', name)))}"
+            )
+    _refuse_secret_looking(
+        doc,
+        ("app", "env"),
+        config.app.env,
+        "environment values are visible in `docker inspect` and in the orchestrator's manifests",
+    )
+    _refuse_secret_looking(
+        doc, ("build", "args"), config.build.args, "secrets must not be build args: they stay in the image history"
+    )
     context = (path.parent / config.app.context).resolve()
     if not context.is_dir():
         raise doc.error(("app", "context"), f"folder {context} does not exist")
@@ -213,6 +296,8 @@ def load(path: Path, backends: Any, environ: Mapping[str, str] | None = None) ->
 def _validate(model: type[BaseModel], data: Any, doc: Document, prefix: Path_) -> Any:
     try:
         return model.model_validate(data)
+    except TypeError as exc:  # a validator that met a type it did not expect
+        raise doc.error(prefix, f"invalid value ({shown(str(exc))})") from None
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -236,8 +321,18 @@ def _message(err: Mapping[str, Any]) -> str:
     if "input" in err and kind not in {"value_error"} and not isinstance(err["input"], (dict, list)):
         got = err["input"]
         if not _looks_secret(err.get("loc", ())):
-            msg += f" (got {json.dumps(got) if not isinstance(got, str) else repr(got)})"
+            msg += f" (got {_shown_input(got)})"
     return msg
+
+
+def _shown_input(value: Any) -> str:
+    """A YAML value as the user would write it, cut short."""
+    if value is None or isinstance(value, (bool, int, float)):
+        try:
+            return shown(json.dumps(value, allow_nan=False)).strip("'")
+        except ValueError:
+            return "." + str(value).lower()  # .inf, .nan
+    return shown(value)
 
 
 def _looks_secret(loc: Any) -> bool:
@@ -245,13 +340,66 @@ def _looks_secret(loc: Any) -> bool:
 
 
 def _check_secrets(settings: BaseModel, doc: Document, prefix: Path_) -> None:
-    """Secret fields must come from the environment (``${VAR}``), never be literal in YAML."""
-    for name, value in settings:
-        if isinstance(value, SecretStr) and (*prefix, name) not in doc.interpolated:
-            raise doc.error(
-                (*prefix, name),
-                "secrets must not be written in the file: use ${VARIABLE} and set it in the environment",
+    """Every secret field written in the file must be exactly one ``${VAR}``: no literal, no default, no text."""
+    for path in _secret_paths(settings, prefix):
+        if path in doc.positions and not doc.is_sole_reference(path):
+            names = doc.names(path)
+            hint = (
+                f"write ${{{names[0]}}} alone and set {names[0]} in the environment"
+                if names
+                else "write ${VARIABLE} and set VARIABLE in the environment"
             )
+            raise doc.error(
+                path,
+                "a secret must be exactly one ${VARIABLE}, with no default and nothing around it "
+                f"(a secret in the file would be readable by anyone who reads it): {hint}",
+            )
+
+
+def _secret_paths(value: Any, path: Path_) -> list[Path_]:
+    """Key paths of every SecretStr in a validated model (nested models, mappings and lists too)."""
+    if isinstance(value, SecretStr):
+        return [path]
+    if isinstance(value, BaseModel):
+        fields = type(value).model_fields
+        return [p for name, f in fields.items() for p in _secret_paths(getattr(value, name), (*path, f.alias or name))]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _secret_paths(v, (*path, k))]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in _secret_paths(v, (*path, i))]
+    return []
+
+
+_SECRET_WORDS = {"password", "passwd", "passphrase", "secret", "token", "credential", "credentials", "apikey"}
+_SECRET_PAIRS = {("api", "key"), ("private", "key"), ("access", "key"), ("signing", "key"), ("encryption", "key")}
+_NOT_THE_SECRET = {"file", "path", "dir", "name", "url", "uri", "endpoint"}
+
+
+def looks_like_secret(name: str) -> bool:
+    """Whether a variable or key name says it holds a secret (``DB_PASSWORD``, ``apiKey``, ``HF_TOKEN``).
+
+    Names that point at a secret rather than hold one (``PASSWORD_FILE``, ``TOKEN_URL``) and names that merely
+    contain such a word (``TOKENIZERS_PARALLELISM``, ``MAX_TOKENS``) do not count.
+    """
+    words = [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+", name)]
+    if not words or words[-1] in _NOT_THE_SECRET:
+        return False
+    return bool(_SECRET_WORDS.intersection(words)) or any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
+
+
+def _refuse_secret_looking(doc: Document, prefix: Path_, values: Mapping[str, str], why: str) -> None:
+    """Refuse entries of app.env / build.args whose key, or the ${VARIABLE} they come from, names a secret."""
+    for key in values:
+        path = (*prefix, key)
+        culprit = key if looks_like_secret(key) else next((n for n in doc.names(path) if looks_like_secret(n)), None)
+        if culprit is None:
+            continue
+        source = "" if culprit == key else f" (its value comes from ${{{culprit}}})"
+        raise doc.error(
+            path,
+            f"looks like a secret{source}: {why}. Declare it under app.secrets instead; "
+            f"the app reads it from the file /run/secrets/<name>",
+        )
 
 
 def json_schema(backends: Any) -> dict[str, Any]:
