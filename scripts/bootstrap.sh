@@ -11,6 +11,8 @@ for cmd in dockerd:docker.io docker-registry:docker-registry debootstrap:deboots
            htpasswd:apache2-utils curl:curl git:git; do
   command -v "${cmd%%:*}" >/dev/null || need+=("${cmd##*:}")
 done
+# Debian's own python3 with venv and pip 23: tests/test_install.py installs with it as a new user would.
+/usr/bin/python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
   echo "[bootstrap] installing Debian packages: ${need[*]}"
   apt-get update -qq
