@@ -135,21 +135,33 @@ def load_text(text: str, file: Path, environ: Mapping[str, str] | None = None) -
         raise ConfigError(f"{file}: the file is larger than {MAX_BYTES // 1024} KiB; a configuration never needs that")
     env = os.environ if environ is None else environ
     doc = Document(file=file, data=None)
+    loader = _Loader(text)
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = loader.get_single_node()
     except _TooBig as exc:
         raise ConfigError(f"{file}:{exc.line}:{exc.column}: {exc}") from None
     except yaml.MarkedYAMLError as exc:
-        raise ConfigError(f"{file}:{_syntax_error(exc)}") from None
+        raise ConfigError(f"{file}:{_syntax_error(exc, _open_flow(loader, text))}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: YAML error: {_clip(str(exc))}") from None
+    finally:
+        loader.dispose()
     if node is None:
         raise ConfigError(f"{file}:1:1: the file is empty")
     doc.data = _Builder(doc, env).build(node, ())
     return doc
 
 
-def _syntax_error(exc: yaml.MarkedYAMLError) -> str:
+def _open_flow(loader: _Loader, text: str) -> tuple[Any, str] | None:
+    """Mark and kind of the innermost ``[`` or ``{`` the parser had not seen closed when it failed, if any."""
+    marks = getattr(loader, "marks", [])
+    for m in reversed(marks):
+        if 0 <= m.index < len(text) and text[m.index] in "[{":
+            return m, "a flow sequence" if text[m.index] == "[" else "a flow mapping"
+    return None
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, open_flow: tuple[Any, str] | None) -> str:
     """``line:col: YAML syntax error: ...``; an unclosed bracket is placed where it opens, and the end named too."""
     problem = _clip(exc.problem or exc.context or "invalid YAML")
     mark, context = exc.problem_mark, exc.context_mark
@@ -157,15 +169,15 @@ def _syntax_error(exc: yaml.MarkedYAMLError) -> str:
         mark, context = context, None
     if mark is None:
         return f"1:1: YAML syntax error: {problem}"
+    if "<stream end>" in problem and open_flow is not None:
+        start, what = open_flow
+        return (
+            f"{start.line + 1}:{start.column + 1}: YAML syntax error: {what} is never closed:"
+            f" {problem} at line {mark.line + 1}, column {mark.column + 1} (end of file)"
+        )
     if context is None or (context.line, context.column) == (mark.line, mark.column):
         return f"{mark.line + 1}:{mark.column + 1}: YAML syntax error: {problem}"
-    opened_what = (exc.context or "a bracket").removeprefix("while parsing ")
     opened = f"{exc.context or 'while parsing'} that starts at line {context.line + 1}, column {context.column + 1}"
-    if "<stream end>" in problem:
-        return (
-            f"{context.line + 1}:{context.column + 1}: YAML syntax error: {opened_what}"
-            f" is never closed: {problem} at line {mark.line + 1}, column {mark.column + 1} (end of file)"
-        )
     return f"{mark.line + 1}:{mark.column + 1}: YAML syntax error: {problem} ({opened})"
 
 
