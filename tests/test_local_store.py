@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +30,11 @@ class TestLocalStore(WritableModelStoreContract):
         data = bytearray(path.read_bytes())
         data[len(data) // 2] ^= 0xFF
         path.write_bytes(bytes(data))
+
+    def write_manifest(self, store: LocalModelStore, name: str, version: str, manifest: dict[str, Any]) -> None:  # type: ignore[override]
+        path = store.root / name / "versions" / version / "manifest.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(manifest))
 
 
 def test_concurrent_publishes_get_distinct_complete_versions(tmp_path: Path) -> None:

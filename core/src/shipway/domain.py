@@ -8,10 +8,13 @@ import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_MAX_PATH = 1024
 
 
 def utcnow() -> datetime:
@@ -22,8 +25,46 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def valid_model_name(name: str) -> bool:
+    """Model names: letters, digits, '.', '_' and '-', starting with a letter or digit."""
+    return isinstance(name, str) and bool(_MODEL_NAME_RE.match(name))
+
+
+def valid_version(version: str) -> bool:
+    """Versions and aliases share one safe alphabet (they become paths and tags)."""
+    return isinstance(version, str) and bool(_VERSION_RE.match(version)) and version != "latest"
+
+
+def valid_digest(digest: str) -> bool:
+    """A model version digest: ``sha256:`` and 64 lowercase hex digits."""
+    return isinstance(digest, str) and bool(_DIGEST_RE.match(digest))
+
+
+def check_relative_path(path: str) -> str:
+    """Return ``path`` if it is a safe, normalised, relative POSIX path; raise ValueError otherwise.
+
+    Model file paths come from manifests that anyone with write access to a store
+    can edit, and they become paths on the runner and in the image: no absolute
+    path, no ``..``/``.``/empty segment, no backslash, NUL or control character.
+    """
+    if not isinstance(path, str) or not path:
+        raise ValueError("a file path must be a non-empty string")
+    if len(path) > _MAX_PATH:
+        raise ValueError(f"a file path is longer than {_MAX_PATH} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise ValueError(f"file path {path[:80]!r} holds a control character")
+    if "\\" in path:
+        raise ValueError(f"file path {path[:80]!r} holds a backslash")
+    if path.startswith("/"):
+        raise ValueError(f"file path {path[:80]!r} is absolute")
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            raise ValueError(f"file path {path[:80]!r} is not normalised (empty, '.' or '..' segment)")
+    return path
+
+
 class ModelRef(Frozen):
-    """A model as selected in YAML: a name plus `latest`, a version, or `@alias`."""
+    """A model as selected in YAML: a name plus `latest`, a version, `@alias` or a pinned `sha256:` digest."""
 
     name: str
     select: str = "latest"
@@ -33,39 +74,78 @@ class ModelRef(Frozen):
         return self.select[1:] if self.select.startswith("@") else None
 
     @property
+    def digest(self) -> str | None:
+        """The pinned version digest (``sha256:…``), when the selector is one."""
+        return self.select if self.select.startswith("sha256:") else None
+
+    @property
     def is_latest(self) -> bool:
         return self.select == "latest"
 
     def __str__(self) -> str:
-        return f"{self.name}:{self.select}"
-
-
-def valid_model_name(name: str) -> bool:
-    """Model names: letters, digits, '.', '_' and '-', starting with a letter or digit."""
-    return bool(_MODEL_NAME_RE.match(name))
-
-
-def valid_version(version: str) -> bool:
-    """Versions and aliases share one safe alphabet (they become paths and tags)."""
-    return bool(_VERSION_RE.match(version)) and version != "latest"
+        return f"{self.name}:{self.select}" if not self.digest else f"{self.name}@{self.select}"
 
 
 class ModelFile(Frozen):
     """One file of a model version, relative to the version's root."""
 
     path: str
-    size: int
+    size: int = Field(ge=0)
     sha256: str
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return check_relative_path(value)
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha256(cls, value: str) -> str:
+        if not _SHA256_RE.match(value):
+            raise ValueError(f"sha256 must be 64 lowercase hex digits (got {value[:80]!r})")
+        return value
 
 
 class ModelVersion(Frozen):
-    """What a model store resolves a ref to. Immutable; `digest` covers the manifest."""
+    """What a model store resolves a ref to. Immutable; `digest` covers the manifest.
+
+    Validation refuses anything unsafe wherever a version comes from (a publish, a
+    store's manifest, a remote index): names and versions in the safe alphabet,
+    file paths relative and normalised, unique, and no file inside another one.
+    """
 
     name: str
     version: str
     created: datetime
-    files: tuple[ModelFile, ...]
+    files: tuple[ModelFile, ...] = Field(min_length=1)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not valid_model_name(value):
+            raise ValueError(f"invalid model name {value[:80]!r}: letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not valid_version(value):
+            raise ValueError(f"invalid version {value[:80]!r}: letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, files: tuple[ModelFile, ...]) -> tuple[ModelFile, ...]:
+        paths = {f.path for f in files}
+        if len(paths) != len(files):
+            raise ValueError("two files have the same path")
+        for path in paths:
+            parts = path.split("/")
+            for end in range(1, len(parts)):
+                if "/".join(parts[:end]) in paths:
+                    raise ValueError(f"file {path[:80]!r} lies inside file {'/'.join(parts[:end])[:80]!r}")
+        return files
 
     @property
     def digest(self) -> str:
@@ -84,15 +164,29 @@ class ModelVersion(Frozen):
         return sum(f.size for f in self.files)
 
     def manifest(self) -> dict[str, Any]:
-        """The JSON manifest stores write beside a version's files."""
+        """The JSON manifest stores write beside a version's files (``digest`` included)."""
         data = self.model_dump(mode="json")
         data["digest"] = self.digest
         return data
 
     @classmethod
-    def from_manifest(cls, data: dict[str, Any]) -> ModelVersion:
+    def from_manifest(cls, data: Any) -> ModelVersion:
+        """Parse a stored manifest: every field validated, and its recorded ``digest`` checked.
+
+        Raises ValueError (pydantic's ValidationError is one) for an unsafe or
+        malformed manifest, and when the recorded digest differs from the
+        content: files and their sha256 changed together in the store.
+        """
+        if not isinstance(data, dict):
+            raise ValueError("a manifest must be a JSON object")
         body = {k: v for k, v in data.items() if k != "digest"}
-        return cls.model_validate(body)
+        version = cls.model_validate(body)
+        recorded = data.get("digest")
+        if recorded is not None and recorded != version.digest:
+            raise ValueError(
+                f"recorded digest {str(recorded)[:80]} != {version.digest}: the manifest was changed after publishing"
+            )
+        return version
 
 
 class ImageRef(Frozen):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import json
 import re
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +66,12 @@ class TestHttpStore(ReadOnlyModelStoreContract):
         data = bytearray(path.read_bytes())
         data[0] ^= 0xFF
         path.write_bytes(bytes(data))
+
+    def write_manifest(self, store: ModelStore, name: str, version: str, manifest: dict[str, Any]) -> None:
+        path = self.folder / name / "versions" / version / "manifest.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(manifest))
+        write_index(self.folder)
 
 
 def test_unreachable_server_names_the_url(tmp_path: Path) -> None:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 
 from shipway.backends.base import BackendContext
 from shipway.domain import ModelFile, ModelRef, ModelVersion
-from shipway.errors import AuthError, IntegrityError, ModelError
+from shipway.errors import AuthError, ModelError
 from shipway.testing.contracts import WritableModelStoreContract, unique, write_model
 from shipway_azure import AzureBlobSettings, AzureBlobStore
 from shipway_azure.testing import DEV_KEY, AzuriteService
@@ -39,6 +41,10 @@ class TestAzureBlobStore(WritableModelStoreContract):
         data = bytearray(blob.download_blob().readall())
         data[7] ^= 0xFF
         blob.upload_blob(bytes(data), overwrite=True)
+
+    def write_manifest(self, store: AzureBlobStore, name: str, version: str, manifest: dict[str, Any]) -> None:  # type: ignore[override]
+        blob = store.container.get_blob_client(f"team-a/{name}/versions/{version}/manifest.json")
+        blob.upload_blob(json.dumps(manifest).encode(), overwrite=True)
 
 
 @pytest.fixture
@@ -153,17 +159,27 @@ def test_interrupted_download_resumes_from_the_partial_file(
     assert (out / "w.bin").read_bytes() == data
 
 
-def test_a_corrupted_partial_file_is_not_trusted(store: AzureBlobStore, tmp_path: Path) -> None:
+def test_a_corrupted_partial_file_is_not_trusted(
+    store: AzureBlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed download that does not verify is thrown away and fetched whole, once."""
     data = os.urandom(MiB)
     version = store.publish(write_model(tmp_path / "src", {"w.bin": data}), "badpartial")
     blobs = tmp_path / "cache" / "blobs" / "sha256"
     blobs.mkdir(parents=True)
     partial = blobs / f"{version.files[0].sha256}.partial"
     partial.write_bytes(b"\x00" * 1000)  # not a prefix of the real bytes
-    with pytest.raises(IntegrityError):
-        store.fetch(version, tmp_path / "out")
-    assert not partial.exists()
+    starts: list[int] = []
+    original = store._download
+
+    def spy(v: ModelVersion, f: ModelFile, dest: Path) -> None:
+        starts.append(dest.stat().st_size)
+        original(v, f, dest)
+
+    monkeypatch.setattr(store, "_download", spy)
     assert (store.fetch(version, tmp_path / "out") / "w.bin").read_bytes() == data
+    assert starts == [1000, 0]  # resumed after the bad bytes, failed verification, then downloaded whole
+    assert not partial.exists()
 
 
 def test_account_key_credential(azurite: AzuriteService, tmp_path: Path) -> None:

@@ -8,11 +8,8 @@ retries policy, timeouts, logging, the records and exit codes.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
-import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,13 +17,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from filelock import FileLock, Timeout
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from shipway.domain import Deployment, ImageRef, ModelFile, ModelRef, ModelVersion, Release
-from shipway.errors import IntegrityError
+from shipway.backends.blobcache import CHUNK as CHUNK  # re-exported: helpers a store may use
+from shipway.backends.blobcache import BlobCache, place_version
+from shipway.backends.blobcache import sha256_file as sha256_file
+from shipway.domain import (
+    Deployment,
+    ImageRef,
+    ModelFile,
+    ModelRef,
+    ModelVersion,
+    Release,
+    valid_model_name,
+    valid_version,
+)
+from shipway.errors import IntegrityError, ModelError
 from shipway.progress import NULL_REPORTER, Reporter
-
-CHUNK = 1 << 20
 
 
 class BackendSettings(BaseModel):
@@ -79,26 +87,72 @@ class Backend(ABC):
         return self.kind
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def model_sources(path: Path) -> list[tuple[str, Path]]:
-    """The files to publish from ``path`` (a file, or a folder walked in sorted order) as (relative path, path)."""
-    from shipway.errors import ModelError
+    """The files to publish from ``path`` (a file, or a folder walked in sorted order) as (relative path, path).
 
+    A symbolic link is refused rather than dropped or followed (it could point
+    anywhere on the publisher's machine); so is a file whose relative path is
+    not a safe model path.
+    """
+    if path.is_symlink():
+        raise ModelError(f"{path}: is a symbolic link; publish the file or folder it points to")
     if path.is_file():
         return [(path.name, path)]
     if not path.is_dir():
         raise ModelError(f"{path}: no such file or folder")
-    found = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    found = []
+    for p in sorted(path.rglob("*")):
+        rel = p.relative_to(path).as_posix()
+        if p.is_symlink():
+            raise ModelError(f"{path}: {rel} is a symbolic link; replace it with the file it points to, or remove it")
+        if p.is_file():
+            found.append((rel, p))
     if not found:
         raise ModelError(f"{path}: the folder holds no files")
+    for rel, _ in found:
+        ModelFile.model_validate({"path": rel, "size": 0, "sha256": "0" * 64})  # same path rules as a manifest
     return found
+
+
+def parse_manifest(data: Any, where: str) -> ModelVersion:
+    """A stored manifest as a validated :class:`ModelVersion`; IntegrityError naming ``where`` if it is not one.
+
+    Every store parses manifests through this, so a manifest edited in the store
+    (unsafe paths, malformed digests, a recorded digest that no longer matches
+    its content) is refused the same way everywhere.
+    """
+    try:
+        return ModelVersion.from_manifest(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'manifest'}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()[:3]
+        )
+        raise IntegrityError(f"{where}: invalid manifest: {problems}") from None
+    except ValueError as exc:
+        raise IntegrityError(f"{where}: invalid manifest: {exc}") from None
+
+
+def check_publish(name: str, version: str | None, aliases: tuple[str, ...]) -> None:
+    """The checks every writable store makes before publishing: ModelError for a bad name, version or alias."""
+    if not valid_model_name(name):
+        raise ModelError(f"invalid model name {name[:80]!r}: letters, digits, '.', '_' and '-'")
+    if version is not None and not valid_version(version):
+        raise ModelError(f"invalid version {version[:80]!r}: letters, digits, '.', '_' and '-'")
+    for alias in aliases:
+        check_alias(alias)
+
+
+def check_alias(alias: str) -> None:
+    """ModelError unless ``alias`` is a valid alias name."""
+    if not valid_version(alias):
+        raise ModelError(f"invalid alias {alias[:80]!r}: letters, digits, '.', '_' and '-'")
+
+
+def next_version(versions: list[ModelVersion]) -> str:
+    """The number a publish without an explicit version gets: one more than the highest integer version."""
+    numbers = [int(v.version) for v in versions if v.version.isdigit()]
+    return str(max(numbers, default=0) + 1)
 
 
 class ModelStore(Backend):
@@ -106,6 +160,8 @@ class ModelStore(Backend):
 
     Subclasses implement storage; :meth:`fetch` (integrity checks and the
     content-addressed cache) is shared so every store verifies the same way.
+    Stores parse what they read with :func:`parse_manifest` and check what they
+    are asked to write with :func:`check_publish`.
     """
 
     read_only: ClassVar[bool] = False
@@ -113,7 +169,10 @@ class ModelStore(Backend):
 
     @abstractmethod
     def versions(self, name: str) -> list[ModelVersion]:
-        """All complete versions of model ``name``, oldest first. Unknown name: empty list."""
+        """All complete versions of model ``name``, oldest first. Unknown name: empty list.
+
+        A stored manifest that is not valid raises :class:`shipway.errors.IntegrityError`.
+        """
 
     @abstractmethod
     def aliases(self, name: str) -> dict[str, str]:
@@ -131,12 +190,12 @@ class ModelStore(Backend):
         """Upload a file or folder as a new immutable version (next integer when None).
 
         A version becomes visible only when complete; publishing an existing
-        version raises :class:`shipway.errors.ModelError`.
+        version raises :class:`shipway.errors.ModelError` and changes nothing.
         """
 
     @abstractmethod
     def set_alias(self, name: str, alias: str, version: str) -> None:
-        """Point ``alias`` of model ``name`` at an existing ``version``."""
+        """Point ``alias`` of model ``name`` at an existing ``version`` (ModelError, and no change, otherwise)."""
 
     @abstractmethod
     def _download(self, version: ModelVersion, file: ModelFile, dest: Path) -> None:
@@ -144,18 +203,24 @@ class ModelStore(Backend):
 
         ``dest`` may already hold the first bytes of the file from an interrupted
         fetch: a store may resume after them (append the rest), or truncate and
-        write it whole.
+        write it whole — never append the whole file after them.
         """
 
     def resolve(self, ref: ModelRef) -> ModelVersion:
-        """Resolve ``latest``, a version or ``@alias`` to one immutable version."""
-        from shipway.errors import ModelError
-
+        """Resolve ``latest``, a version, ``@alias`` or a pinned ``sha256:`` digest to one immutable version."""
         versions = self.versions(ref.name)
         if not versions:
             raise ModelError(f"model {ref.name!r} has no versions in {self.describe()}")
         if ref.is_latest:
-            return max(versions, key=lambda v: (v.created, _version_key(v.version)))
+            return max(versions, key=version_order)
+        if ref.digest is not None:
+            for v in versions:
+                if v.digest == ref.digest:
+                    return v
+            raise ModelError(
+                f"model {ref.name!r} has no version with digest {ref.digest} in {self.describe()} "
+                "(the pinned bytes were removed or changed)"
+            )
         wanted = ref.select
         if ref.alias is not None:
             table = self.aliases(ref.name)
@@ -169,71 +234,39 @@ class ModelStore(Backend):
         known = ", ".join(v.version for v in versions[-10:])
         raise ModelError(f"model {ref.name!r} has no version {wanted!r} (latest versions: {known})")
 
+    def verified_blobs(self, version: ModelVersion) -> dict[str, Path]:
+        """Make sure every file of ``version`` is in the local cache, verified; return path → cached file.
+
+        The cached files are read-only and shared: read them, never change them
+        (take a copy with :meth:`fetch`).
+        """
+        version = ModelVersion.model_validate(version.model_dump())  # also for versions built without validation
+        cache = BlobCache(self.context.cache_dir)
+        missing = cache.missing(version)
+        label = f"fetch {version.name}:{version.version}"
+        with self.context.reporter.bytes(label, sum(f.size for f in missing)) as bar:
+            return cache.ensure(
+                version, lambda f, partial: self._download(version, f, partial), missing=missing, advance=bar.advance
+            )
+
     def fetch(self, version: ModelVersion, dest: Path) -> Path:
         """Place the version's files under ``dest``, each one verified by size and sha256.
 
         Files already in the content-addressed cache are not downloaded again.
+        ``dest`` is assembled fresh and renamed into place, so it holds exactly
+        the version's files (copies: editing them never edits the cache).
         Returns ``dest``. Raises :class:`shipway.errors.IntegrityError` on any mismatch.
         """
-        blobs = self.context.cache_dir / "blobs" / "sha256"
-        blobs.mkdir(parents=True, exist_ok=True)
-        dest.mkdir(parents=True, exist_ok=True)
-        missing = [f for f in version.files if not _cached(blobs / f.sha256, f)]
-        total = sum(f.size for f in missing)
-        label = f"fetch {version.name}:{version.version}"
-        with self.context.reporter.bytes(label, total) as bar:
-            for f in missing:
-                partial = blobs / f"{f.sha256}.partial"
-                with open(partial, "ab") as handle:
-                    fcntl.flock(handle, fcntl.LOCK_EX)  # one writer per blob across processes
-                    try:
-                        if not _cached(blobs / f.sha256, f):  # another process may have finished it
-                            self._download(version, f, partial)
-                            try:
-                                _verify(partial, f, version)
-                            except IntegrityError:
-                                partial.unlink(missing_ok=True)  # never resume from bad bytes
-                                raise
-                            os.chmod(partial, 0o644)  # readable by a non-root app user in the image
-                            os.replace(partial, blobs / f.sha256)
-                    finally:
-                        fcntl.flock(handle, fcntl.LOCK_UN)
-                bar.advance(f.size)
-        for f in version.files:
-            target = dest / f.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.unlink(missing_ok=True)
-            _link_or_copy(blobs / f.sha256, target)
-        return dest
+        return place_version(version, self.verified_blobs(version), dest)
 
 
-def _version_key(version: str) -> tuple[int, int | str]:
-    return (0, int(version)) if version.isdigit() else (1, version)
+def version_order(version: ModelVersion) -> tuple[Any, ...]:
+    """How versions sort, oldest first: by creation time, then integers before other names.
 
-
-def _cached(path: Path, f: ModelFile) -> bool:
-    try:
-        return path.stat().st_size == f.size
-    except FileNotFoundError:
-        return False
-
-
-def _verify(path: Path, f: ModelFile, version: ModelVersion) -> None:
-    size = path.stat().st_size
-    if size != f.size:
-        raise IntegrityError(f"{version.name}:{version.version} file {f.path}: size {size} != manifest {f.size}")
-    actual = sha256_file(path)
-    if actual != f.sha256:
-        raise IntegrityError(
-            f"{version.name}:{version.version} file {f.path}: sha256 {actual[:12]}… != manifest {f.sha256[:12]}…"
-        )
-
-
-def _link_or_copy(src: Path, dest: Path) -> None:
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copyfile(src, dest)
+    ``latest`` is the last in this order; ``versions()`` lists in this order.
+    """
+    key = (0, int(version.version), "") if version.version.isdigit() else (1, 0, version.version)
+    return (version.created, *key)
 
 
 class Registry(Backend):
@@ -333,12 +366,12 @@ class Orchestrator(Backend):
 
         path = self.context.cache_dir / "locks" / f"{app}-{environment}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise LockedError(f"another release of {app} ({environment}) is in progress on this host") from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        lock = FileLock(str(path), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise LockedError(f"another release of {app} ({environment}) is in progress on this host") from None
+        try:
+            yield
+        finally:
+            lock.release()

@@ -7,25 +7,38 @@ Layout under ``path``::
     <name>/aliases.json                        {"production": "3", ...}
 
 A version is written to a staging folder and renamed into place, so it is
-visible only when complete and two publishes of one version cannot mix.
+visible only when complete and two publishes of one version cannot mix. A
+staging folder left by a killed publish is removed by the next publish of that
+model once its process is gone.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from pydantic import Field
 
-from shipway.backends.base import CHUNK, BackendSettings, ModelStore, model_sources
+from shipway.backends.base import (
+    CHUNK,
+    BackendSettings,
+    ModelStore,
+    check_alias,
+    check_publish,
+    model_sources,
+    next_version,
+    parse_manifest,
+    version_order,
+)
 from shipway.domain import ModelFile, ModelVersion, utcnow, valid_model_name, valid_version
 from shipway.errors import ModelError
 from shipway.hookspecs import hookimpl
@@ -67,18 +80,25 @@ class LocalModelStore(ModelStore):
             manifest = entry / "manifest.json"
             if entry.name.startswith(".") or not manifest.is_file():
                 continue
-            out.append(ModelVersion.from_manifest(json.loads(manifest.read_text())))
-        return sorted(out, key=lambda v: (v.created, _key(v.version)))
+            where = f"{self.describe()}: {name}/versions/{entry.name}/manifest.json"
+            try:
+                data = json.loads(manifest.read_text())
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"{where}: unreadable manifest: {exc}") from None
+            found = parse_manifest(data, where)
+            if (found.name, found.version) != (name, entry.name):
+                raise ModelError(f"{where}: the manifest says {found.name}:{found.version}, not {name}:{entry.name}")
+            out.append(found)
+        return sorted(out, key=version_order)
 
     def aliases(self, name: str) -> dict[str, str]:
         path = self._model_dir(name) / "aliases.json"
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
-        if not valid_version(alias):
-            raise ModelError(f"invalid alias {alias!r}")
-        if not (self._model_dir(name) / "versions" / version / "manifest.json").is_file():
-            raise ModelError(f"model {name!r} has no version {version!r}")
+        check_alias(alias)
+        if not valid_version(version) or not (self._model_dir(name) / "versions" / version / "manifest.json").is_file():
+            raise ModelError(f"model {name!r} has no version {version[:80]!r}")
         with self._lock(name):
             table = self.aliases(name)
             table[alias] = version
@@ -92,14 +112,12 @@ class LocalModelStore(ModelStore):
         aliases: tuple[str, ...] = (),
         metadata: dict[str, Any] | None = None,
     ) -> ModelVersion:
+        check_publish(name, version, aliases)
         sources = model_sources(path)
-        if version is not None and not valid_version(version):
-            raise ModelError(f"invalid version {version!r}: letters, digits, '.', '_' and '-'")
-        for alias in aliases:
-            if not valid_version(alias):
-                raise ModelError(f"invalid alias {alias!r}")
         model_dir = self._model_dir(name)
-        staging = model_dir / f".staging-{uuid.uuid4().hex}"
+        model_dir.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned_staging(model_dir)
+        staging = model_dir / f"{_STAGING}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
         (staging / "files").mkdir(parents=True)
         try:
             files = []
@@ -126,8 +144,7 @@ class LocalModelStore(ModelStore):
         (model_dir / "versions").mkdir(exist_ok=True)
         with self._lock(name):
             if version is None:
-                numbers = [int(v.version) for v in self.versions(name) if v.version.isdigit()]
-                version = str(max(numbers, default=0) + 1)
+                version = next_version(self.versions(name))
             target = model_dir / "versions" / version
             if target.exists():
                 raise ModelError(f"model {name!r} version {version!r} already exists; versions are immutable")
@@ -146,16 +163,32 @@ class LocalModelStore(ModelStore):
     def _lock(self, name: str) -> Iterator[None]:
         model_dir = self._model_dir(name)
         model_dir.mkdir(parents=True, exist_ok=True)
-        with open(model_dir / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with FileLock(str(model_dir / ".lock")):
+            yield
 
 
-def _key(version: str) -> tuple[int, int | str]:
-    return (0, int(version)) if version.isdigit() else (1, version)
+_STAGING = ".staging-"
+
+
+def _remove_abandoned_staging(model_dir: Path) -> None:
+    """Delete staging folders whose publishing process (on this host) no longer runs."""
+    host = socket.gethostname()
+    for entry in model_dir.glob(f"{_STAGING}*"):
+        owner_host, _, rest = entry.name[len(_STAGING) :].rpartition("-")[0].rpartition("-")
+        if owner_host != host or not rest.isdigit():
+            continue  # another host's publish (a shared folder), or an old name: leave it
+        if not _alive(int(rest)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _copy_hashing(src: Path, dest: Path) -> str:

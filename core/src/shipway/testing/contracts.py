@@ -18,15 +18,18 @@ means the contract or the backend is wrong.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from pydantic import SecretStr
 
 from shipway import labels as L
 from shipway.backends.base import BackendContext, ModelStore, Orchestrator, Registry
+from shipway.backends.blobcache import BlobCache
 from shipway.domain import ImageRef, ModelFile, ModelRef, ModelVersion, Release
 from shipway.errors import AuthError, BackendError, IntegrityError, ModelError, NotFound, ReadOnlyStore
 
@@ -49,6 +52,9 @@ class ModelStoreContract:
     Fixtures to provide: ``store`` (a :class:`ModelStore`). Methods to provide:
 
     - ``corrupt(store, version, file)``: change a stored file's bytes behind the store's back;
+    - ``write_manifest(store, name, version, manifest)``: store a raw manifest (a dict, written as the
+      store writes manifests) for ``name``/``version`` behind the store's back, as anyone with write
+      access to the storage could: the hostile-manifest tests use it;
     - ``seed(store, path, name, version=None, aliases=())`` and
       ``seed_alias(store, name, alias, version)`` only for read-only stores
       (the defaults publish through the store itself).
@@ -59,6 +65,9 @@ class ModelStoreContract:
 
     def corrupt(self, store: ModelStore, version: ModelVersion, file: ModelFile) -> None:
         raise NotImplementedError("a store contract must say how to corrupt a stored file")
+
+    def write_manifest(self, store: ModelStore, name: str, version: str, manifest: dict[str, Any]) -> None:
+        raise NotImplementedError("a store contract must say how to write a raw manifest into the store")
 
     def seed(
         self, store: ModelStore, path: Path, name: str, version: str | None = None, aliases: tuple[str, ...] = ()
@@ -152,6 +161,154 @@ class ModelStoreContract:
     def test_versions_of_an_unknown_model_is_empty(self, store: ModelStore) -> None:
         assert store.versions(unique("none")) == []
         assert store.aliases(unique("none")) == {}
+
+    # -- hostile manifests: what a writer of the storage can attempt ----------------------
+
+    def _hostile(self, store: ModelStore, model_files: Path, change: Any, keep_digest: bool = False) -> str:
+        """Seed version 1 of a new model, then write version 2 as a changed copy of its manifest."""
+        name = unique("m")
+        good = self.seed(store, model_files, name, version="1")
+        manifest = good.manifest()
+        manifest["version"] = "2"
+        if not keep_digest:
+            del manifest["digest"]  # the checks below must hold even for a manifest that records no digest
+        change(manifest)
+        self.write_manifest(store, name, "2", manifest)
+        return name
+
+    @pytest.mark.parametrize(
+        "bad_path",
+        ["../outside.bin", "../../outside.bin", "/tmp/outside.bin", "a/../../outside.bin", "a//b", "./a", "a\\b", ""],
+    )
+    def test_manifest_with_an_unsafe_path_is_refused(
+        self, store: ModelStore, model_files: Path, tmp_path: Path, bad_path: str
+    ) -> None:
+        def change(m: dict[str, Any]) -> None:
+            m["files"][0]["path"] = bad_path
+
+        name = self._hostile(store, model_files, change)
+        before = sorted(p.name for p in tmp_path.iterdir())
+        with pytest.raises(IntegrityError, match="invalid manifest"):
+            store.fetch(store.resolve(ModelRef(name=name, select="2")), tmp_path / "out" / "model")
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+        assert not (tmp_path / "out").exists()
+
+    @pytest.mark.parametrize(
+        "bad_sha", ["../../../etc/passwd", "A" * 64, "0" * 63, "0" * 65, "sha256:" + "0" * 64, "g" * 64]
+    )
+    def test_manifest_with_a_malformed_sha256_is_refused(
+        self, store: ModelStore, model_files: Path, bad_sha: str
+    ) -> None:
+        def change(m: dict[str, Any]) -> None:
+            m["files"][0]["sha256"] = bad_sha
+
+        name = self._hostile(store, model_files, change)
+        with pytest.raises(IntegrityError, match="sha256"):
+            store.resolve(ModelRef(name=name, select="2"))
+
+    def test_manifest_naming_another_version_or_model_is_refused(self, store: ModelStore, model_files: Path) -> None:
+        def change(m: dict[str, Any]) -> None:
+            m["version"] = "../2"
+
+        name = self._hostile(store, model_files, change)
+        with pytest.raises(ModelError):
+            store.resolve(ModelRef(name=name))
+
+    def test_manifest_changed_after_publishing_is_refused(self, store: ModelStore, model_files: Path) -> None:
+        """A file and its sha256 changed together in the store: the recorded digest no longer matches."""
+
+        def change(m: dict[str, Any]) -> None:
+            m["version"] = "2"
+            m["files"][0]["sha256"] = hashlib.sha256(b"other bytes").hexdigest()
+            m["files"][0]["size"] = len(b"other bytes")
+            m["digest"] = ModelVersion.from_manifest({k: v for k, v in m.items() if k != "digest"}).digest
+            m["files"][0]["sha256"] = hashlib.sha256(b"evil bytes!").hexdigest()  # changed after the digest
+
+        name = self._hostile(store, model_files, change, keep_digest=True)
+        with pytest.raises(IntegrityError, match="digest"):
+            store.resolve(ModelRef(name=name, select="2"))
+
+    def test_a_pinned_digest_selects_exactly_that_version(self, store: ModelStore, model_files: Path) -> None:
+        name = unique("m")
+        first = self.seed(store, model_files, name, version="1")
+        (model_files / "model.json").write_bytes(b'{"v": 2}')
+        self.seed(store, model_files, name, version="2")
+        assert store.resolve(ModelRef(name=name, select=first.digest)) == first
+        with pytest.raises(ModelError, match="no version with digest"):
+            store.resolve(ModelRef(name=name, select="sha256:" + "0" * 64))
+
+    def test_a_tampered_cache_is_not_trusted(self, store: ModelStore, model_files: Path, tmp_path: Path) -> None:
+        version = self.seed(store, model_files, unique("m"))
+        cached = store.verified_blobs(version)["weights.bin"]
+        cached.chmod(0o644)
+        data = bytearray(cached.read_bytes())
+        data[100] ^= 0xFF  # same size, other bytes
+        cached.write_bytes(bytes(data))
+        out = store.fetch(version, tmp_path / "fresh")
+        assert (out / "weights.bin").read_bytes() == (model_files / "weights.bin").read_bytes()
+
+    def test_editing_a_fetched_file_never_edits_the_cache(
+        self, store: ModelStore, model_files: Path, tmp_path: Path
+    ) -> None:
+        version = self.seed(store, model_files, unique("m"))
+        first = store.fetch(version, tmp_path / "a")
+        fetched = first / "weights.bin"
+        fetched.chmod(0o644)
+        with fetched.open("r+b") as f:  # in place, same size: what a careless build step does
+            f.write(b"\0" * 16)
+        second = store.fetch(version, tmp_path / "b")
+        assert (second / "weights.bin").read_bytes() == (model_files / "weights.bin").read_bytes()
+
+    def test_fetch_leaves_exactly_the_version_in_its_folder(
+        self, store: ModelStore, model_files: Path, tmp_path: Path
+    ) -> None:
+        version = self.seed(store, model_files, unique("m"))
+        dest = store.fetch(version, tmp_path / "model")
+        (dest / "left-over.bin").write_bytes(b"from another store or an earlier run")
+        store.fetch(version, dest)
+        found = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
+        assert found == sorted(f.path for f in version.files)
+
+    def test_fetch_never_deletes_a_folder_it_did_not_make(
+        self, store: ModelStore, model_files: Path, tmp_path: Path
+    ) -> None:
+        version = self.seed(store, model_files, unique("m"))
+        mine = tmp_path / "my-work"
+        mine.mkdir()
+        (mine / "notes.txt").write_text("keep me")
+        with pytest.raises(ModelError, match="not made by a fetch"):
+            store.fetch(version, mine)
+        assert (mine / "notes.txt").read_text() == "keep me"
+
+    def test_concurrent_fetches_of_one_version(self, store: ModelStore, model_files: Path, tmp_path: Path) -> None:
+        """Several processes fetch one version into one folder at once: each succeeds, the folder is whole."""
+        version = self.seed(store, model_files, unique("m"))
+        ctx = multiprocessing.get_context("fork")
+        start = ctx.Barrier(4)
+
+        def fetch() -> None:
+            start.wait(timeout=60)
+            for _ in range(10):
+                store.fetch(version, tmp_path / "shared")
+
+        workers = [ctx.Process(target=fetch) for _ in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=300)
+        assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+        for f in version.files:
+            assert (tmp_path / "shared" / f.path).read_bytes() == (model_files / f.path).read_bytes()
+
+    def test_a_bad_partial_download_is_replaced(self, store: ModelStore, model_files: Path, tmp_path: Path) -> None:
+        """Bytes left by an interrupted fetch that are not a prefix of the file never end up in it."""
+        version = self.seed(store, model_files, unique("m"))
+        target = next(f for f in version.files if f.path == "weights.bin")
+        cache = BlobCache(store.context.cache_dir)
+        cache.dir.mkdir(parents=True, exist_ok=True)
+        (cache.dir / f"{target.sha256}.partial").write_bytes(b"\xff" * 5000)
+        out = store.fetch(version, tmp_path / "out")
+        assert (out / "weights.bin").read_bytes() == (model_files / "weights.bin").read_bytes()
 
 
 class WritableModelStoreContract(ModelStoreContract):
@@ -356,6 +513,47 @@ class OrchestratorContract:
         assert found[bad] == "3 of 5 verify checks failed"
         assert len(found) == 2
         assert orchestrator.status(app).digest == images["good"].digest  # remembering changes nothing live
+
+    def test_secrets_are_files_under_run_secrets_and_never_reported(
+        self, orchestrator: Orchestrator, app: str, images: dict[str, ImageRef], pull_auth: Any
+    ) -> None:
+        value = "s3cr3t-" + uuid.uuid4().hex
+        release = self.release(app, images["good"]).model_copy(update={"secrets": {"api_token": SecretStr(value)}})
+        dep = orchestrator.deploy(release, auth=pull_auth)
+        served = requests.get(orchestrator.endpoint(app) + "/secrets/api_token", timeout=5)
+        assert served.status_code == 200
+        assert served.text.strip() == value
+        assert value not in dep.model_dump_json()
+        assert value not in orchestrator.status(app).model_dump_json()
+        assert value not in release.model_dump_json()
+
+    def evict_image(self, image: ImageRef) -> None:
+        """Make sure no node holds ``image``, so that deploying it must pull it from the registry.
+
+        The default removes it from the local Docker engine, where the kit's orchestrators
+        (and the fake Kubernetes cluster) run their containers; override it for remote nodes.
+        """
+        import docker.errors
+
+        from shipway import dockerutil
+
+        client = dockerutil.client()
+        try:
+            client.images.remove(client.images.get(image.pinned).id, force=True)
+        except docker.errors.ImageNotFound:
+            return
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get(image.pinned)
+
+    def test_deploy_pulls_with_the_credentials_it_is_given(
+        self, orchestrator: Orchestrator, app: str, images: dict[str, ImageRef], pull_auth: Any
+    ) -> None:
+        # The image exists only in the (auth-protected) registry: the orchestrator must pull it with `auth`.
+        self.evict_image(images["good"])
+        dep = orchestrator.deploy(self.release(app, images["good"]), auth=pull_auth)
+        assert dep.state == "healthy"
+        assert set(dep.running_digests) == {images["good"].digest}
+        assert requests.get(orchestrator.endpoint(app) + "/version", timeout=5).text.strip() == "v1"
 
     def test_remove(self, orchestrator: Orchestrator, app: str, images: dict[str, ImageRef], pull_auth: Any) -> None:
         orchestrator.deploy(self.release(app, images["good"]), auth=pull_auth)

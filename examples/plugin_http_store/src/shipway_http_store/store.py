@@ -9,7 +9,7 @@ from typing import Any
 import requests
 from pydantic import Field, SecretStr, field_validator
 
-from shipway.backends.base import BackendSettings, ModelStore
+from shipway.backends.base import BackendSettings, ModelStore, parse_manifest, version_order
 from shipway.domain import ModelFile, ModelVersion, valid_model_name
 from shipway.errors import BackendError, ModelError, ReadOnlyStore
 
@@ -79,12 +79,16 @@ class HttpModelStore(ModelStore):
             resp = self._get(f"{name}/versions/{version}/manifest.json")
             if resp is None:
                 continue  # listed but not (yet) uploaded: not a complete version
-            data = resp.json()
-            found = ModelVersion.from_manifest(data)
-            if data.get("digest") and data["digest"] != found.digest:
-                raise ModelError(f"{name}:{version}: manifest digest does not match its content")
+            where = f"{self.settings.url}/{name}/versions/{version}/manifest.json"
+            try:
+                data = resp.json()
+            except ValueError:
+                raise ModelError(f"{where} is not JSON") from None
+            found = parse_manifest(data, where)  # validated, and its recorded digest checked
+            if (found.name, found.version) != (name, version):
+                raise ModelError(f"{where}: the manifest says {found.name}:{found.version}")
             out.append(found)
-        return sorted(out, key=lambda v: v.created)
+        return sorted(out, key=version_order)
 
     def aliases(self, name: str) -> dict[str, str]:
         return dict(self._index(name).get("aliases", {}))

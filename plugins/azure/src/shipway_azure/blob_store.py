@@ -20,8 +20,18 @@ from typing import Any
 
 from pydantic import Field, SecretStr, model_validator
 
-from shipway.backends.base import BackendSettings, ModelStore, model_sources, sha256_file
-from shipway.domain import ModelFile, ModelVersion, utcnow, valid_model_name, valid_version
+from shipway.backends.base import (
+    BackendSettings,
+    ModelStore,
+    check_alias,
+    check_publish,
+    model_sources,
+    next_version,
+    parse_manifest,
+    sha256_file,
+    version_order,
+)
+from shipway.domain import ModelFile, ModelVersion, utcnow, valid_model_name
 from shipway.errors import AuthError, BackendError, ModelError
 
 MiB = 1024 * 1024
@@ -103,6 +113,7 @@ class AzureBlobStore(ModelStore):
 
                     credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
                     self._credential_source = "DefaultAzureCredential"
+                assert s.account_url is not None  # the settings require it without a connection string
                 service = BlobServiceClient(s.account_url, credential=credential, **options)
             self._container = service.get_container_client(s.container)
         return self._container
@@ -157,8 +168,12 @@ class AzureBlobStore(ModelStore):
             if blob.name.endswith("/manifest.json"):
                 read = self._read_json(blob.name)
                 if read is not None:
-                    found.append(ModelVersion.from_manifest(read[0]))
-        return sorted(found, key=lambda v: (v.created, v.version))
+                    where = f"{self.describe()}: {blob.name}"
+                    version = parse_manifest(read[0], where)
+                    if self._name(name, "versions", version.version, "manifest.json") != blob.name:
+                        raise ModelError(f"{where}: the manifest says {version.name}:{version.version}")
+                    found.append(version)
+        return sorted(found, key=version_order)
 
     def aliases(self, name: str) -> dict[str, str]:
         read = self._read_json(self._name(self._model(name), "aliases.json"))
@@ -196,12 +211,7 @@ class AzureBlobStore(ModelStore):
         aliases: tuple[str, ...] = (),
         metadata: dict[str, Any] | None = None,
     ) -> ModelVersion:
-        self._model(name)
-        if version is not None and not valid_version(version):
-            raise ModelError(f"invalid version {version!r}: letters, digits, '.', '_' and '-'")
-        for alias in aliases:
-            if not valid_version(alias):
-                raise ModelError(f"invalid alias {alias!r}")
+        check_publish(name, version, aliases)
         sources = model_sources(path)
         files = tuple(ModelFile(path=rel, size=p.stat().st_size, sha256=sha256_file(p)) for rel, p in sources)
         total = sum(f.size for f in files)
@@ -243,9 +253,7 @@ class AzureBlobStore(ModelStore):
         self, name: str, version: str | None, files: tuple[ModelFile, ...], metadata: dict[str, Any]
     ) -> ModelVersion:
         for _ in range(20):
-            candidate = version or str(
-                max((int(v.version) for v in self.versions(name) if v.version.isdigit()), default=0) + 1
-            )
+            candidate = version or next_version(self.versions(name))
             mv = ModelVersion(name=name, version=candidate, created=utcnow(), files=files, metadata=metadata)
             blob = self._name(name, "versions", candidate, "manifest.json")
             body = json.dumps(mv.manifest(), indent=2, sort_keys=True).encode()
@@ -266,8 +274,7 @@ class AzureBlobStore(ModelStore):
         raise ModelError(f"model {name!r}: could not claim a version number (too many concurrent publishes)")
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
-        if not valid_version(alias):
-            raise ModelError(f"invalid alias {alias!r}")
+        check_alias(alias)
         if version not in {v.version for v in self.versions(name)}:
             raise ModelError(f"model {name!r} has no version {version!r}")
         blob = self._name(name, "aliases.json")
