@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from shipway.backends.base import BackendContext
@@ -68,3 +70,36 @@ def test_one_release_at_a_time_on_this_host(shipway_docker: None, tmp_path) -> N
             pass
     with orch().lock("app", "prod"):
         pass
+
+
+def test_secrets_are_mounted_files_never_in_the_container_config(
+    shipway_docker: None, contract_images: dict[str, ImageRef], contract_registry: OciRegistry, tmp_path
+) -> None:
+    import json
+    import uuid
+
+    import requests
+    from pydantic import SecretStr
+
+    from shipway.domain import Release
+
+    value = "pw-" + uuid.uuid4().hex
+    orch = DockerOrchestrator(
+        DockerOrchestratorSettings(kind="docker", host_port=free_port(), deadline=20, stop_timeout=1),
+        BackendContext(cache_dir=tmp_path),
+    )
+    app = f"sec-{uuid.uuid4().hex[:6]}"
+    release = Release(
+        app=app, image=contract_images["good"], port=8000, health="/healthz", secrets={"db_password": SecretStr(value)}
+    )
+    try:
+        orch.deploy(release, auth=contract_registry.credentials())
+        assert requests.get(orch.endpoint(app) + "/secrets/db_password", timeout=5).text.strip() == value
+        (container,) = [r.container for r in orch._revisions(app, "default")]
+        container.reload()
+        assert value not in json.dumps(container.attrs)  # env, labels, command: `docker inspect` shows none of it
+        folder = container.labels["io.shipway.secrets-dir"]
+        assert oct(os.stat(folder).st_mode & 0o777) == "0o700"
+    finally:
+        orch.remove(app)
+    assert not os.path.exists(folder)  # removed with the revision

@@ -6,6 +6,10 @@ for rollback), starts the new one on the same port and waits until its health
 path answers. This gives a short gap at cut-over: the ``docker`` kind is a
 single-host target for development, CI and small installations; Swarm and
 Kubernetes do rolling, zero-downtime updates.
+
+The release's secrets are files bind-mounted read-only at ``/run/secrets``
+from a private folder per revision (see :mod:`shipway.secretfiles`), removed
+with the revision's container.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import docker.errors
 from docker.models.containers import Container
 from pydantic import Field
 
-from shipway import dockerutil, labels
+from shipway import dockerutil, labels, secretfiles
 from shipway.backends.base import BackendSettings, Orchestrator
 from shipway.domain import Deployment, ImageRef, Release
 from shipway.errors import BackendError, NotFound
@@ -29,6 +33,7 @@ L_REV = "io.shipway.revision"
 L_IMAGE = "io.shipway.image"
 L_PORT = "io.shipway.port"
 L_HEALTH = "io.shipway.health"
+L_SECRETS = "io.shipway.secrets-dir"
 
 
 class DockerOrchestratorSettings(BackendSettings):
@@ -126,6 +131,7 @@ class DockerOrchestrator(Orchestrator):
             if rev.running:
                 rev.container.stop(timeout=self.settings.stop_timeout)
         port = self._host_port(release.port)
+        secrets_dir = secretfiles.write(release.secrets, self.context.cache_dir / "secrets")
         container_labels = dict(release.labels)
         container_labels.update(
             {
@@ -135,6 +141,7 @@ class DockerOrchestrator(Orchestrator):
                 L_IMAGE: release.image.pinned,
                 L_PORT: str(release.port),
                 L_HEALTH: release.health,
+                **({L_SECRETS: str(secrets_dir)} if secrets_dir else {}),
             }
         )
         try:
@@ -145,9 +152,11 @@ class DockerOrchestrator(Orchestrator):
                 environment=release.env,
                 labels=container_labels,
                 ports={f"{release.port}/tcp": (self.settings.bind, port)},
+                volumes=secretfiles.volumes(secrets_dir),
                 restart_policy={"Name": "unless-stopped"},
             )
         except docker.errors.APIError as exc:
+            secretfiles.remove(secrets_dir)
             raise RolloutFailed(f"cannot start {release.image.pinned}: {exc.explanation or exc}") from None
         new = _Revision(container, revision)
         why = wait_ready(self._url(new), release.health, self.settings.deadline, problem=lambda: _exited(container))
@@ -182,12 +191,12 @@ class DockerOrchestrator(Orchestrator):
         if why:
             raise BackendError(f"rollback to revision {previous.revision} did not become healthy: {why}")
         # The undone revision is removed, so "previous" means the one before that.
-        current.container.remove(force=True)
+        _remove(current)
         return self.status(app, environment)
 
     def remove(self, app: str, environment: str = "default") -> None:
         for rev in self._revisions(app, environment):
-            rev.container.remove(force=True)
+            _remove(rev)
         self._state_file(app, environment).unlink(missing_ok=True)  # forget failed digests too
 
     # -- helpers -----------------------------------------------------------------
@@ -209,7 +218,13 @@ class DockerOrchestrator(Orchestrator):
     def _prune(self, app: str, environment: str) -> None:
         stopped = [r for r in self._revisions(app, environment) if not r.running]
         for rev in stopped[: max(0, len(stopped) - self.settings.keep)]:
-            rev.container.remove(force=True)
+            _remove(rev)
+
+
+def _remove(rev: _Revision) -> None:
+    """Remove a revision's container and its secret files."""
+    rev.container.remove(force=True)
+    secretfiles.remove(rev.container.labels.get(L_SECRETS))
 
 
 def _exited(container: Container) -> str | None:

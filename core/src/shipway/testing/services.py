@@ -131,12 +131,15 @@ def build_tiny_image(
 ) -> str:
     """Build a tiny image serving ``files`` over HTTP on port 8000 (busybox httpd). Returns its ID.
 
+    It also serves ``/secrets/<name>``: the secret files an orchestrator mounts at ``/run/secrets``.
+
     ``command`` replaces the server, e.g. ``["sh", "-c", "exit 3"]`` for an image that fails.
     """
     import json as _json
 
     base = ensure_tiny_image()
-    lines = [f"FROM {base}", "RUN mkdir -p /www"]
+    # /www/secrets/<name> serves the file /run/secrets/<name>: how contract tests read a delivered secret
+    lines = [f"FROM {base}", "RUN mkdir -p /www", 'RUN ["/bin/busybox", "ln", "-s", "/run/secrets", "/www/secrets"]']
     for name, content in (files or {"healthz": "ok"}).items():
         lines.append(f"RUN echo {_json.dumps(content)} > /www/{name}")
     for key, value in (labels or {}).items():
