@@ -24,12 +24,11 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 stamp=.venv/.shipway-deps
-want=$(cat core/pyproject.toml examples/flask_app/requirements*.txt scripts/bootstrap.sh | sha256sum | cut -c1-16)
+want=$(cat core/pyproject.toml examples/flask_app/requirements*.txt requirements-lint.txt scripts/bootstrap.sh | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[bootstrap] installing Python packages into .venv"
   .venv/bin/pip install -q --disable-pip-version-check -e 'core[test]' \
-    -r examples/flask_app/requirements-dev.txt 'tox>=4' \
-    'ruff==0.17.6' 'mypy==2.4.1' types-PyYAML types-requests
+    -r examples/flask_app/requirements-dev.txt 'tox>=4' -r requirements-lint.txt
   echo "$want" > "$stamp"
 fi
 

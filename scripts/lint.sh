@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The lint and type gates CI runs before the tests (config: ruff.toml, mypy.ini).
+# The lint and type gates, quickly, from .venv (config: ruff.toml, mypy.ini). CI runs the same three
+# commands inside tox (tox.ini commands_pre), where every distribution is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin
