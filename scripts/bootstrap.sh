@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 for cmd in dockerd:docker.io docker-registry:docker-registry debootstrap:debootstrap busybox:busybox-static \
-           htpasswd:apache2-utils curl:curl git:git; do
+           htpasswd:apache2-utils curl:curl git:git \
+           zsh:zsh fish:fish chromium:chromium; do  # the completion tests' shells; the report test's browser
   command -v "${cmd%%:*}" >/dev/null || need+=("${cmd##*:}")
 done
 # Debian's own python3 with venv and pip 23: tests/test_install.py installs with it as a new user would.

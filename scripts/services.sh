@@ -100,10 +100,12 @@ log "azurite 127.0.0.1:$AZURITE_PORT is up"
 
 # --- base images (no image can be pulled here: build them locally) ----------
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-  log "building $BASE_IMAGE with debootstrap (about a minute)"
+  # The mirror apt already uses here (or $SHIPWAY_DEBIAN_MIRROR): no public host is assumed.
+  mirror=$(python3 "$(dirname "$0")/debian_mirror.py" bookworm) || exit 1
+  log "building $BASE_IMAGE with debootstrap from $mirror (about a minute)"
   rootfs=$(mktemp -d)
   debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-    bookworm "$rootfs" http://deb.debian.org/debian >"$SHIPWAY_HOME/debootstrap.log" 2>&1 \
+    bookworm "$rootfs" "$mirror" >"$SHIPWAY_HOME/debootstrap.log" 2>&1 \
     || { log "debootstrap failed; see $SHIPWAY_HOME/debootstrap.log"; tail -20 "$SHIPWAY_HOME/debootstrap.log"; exit 1; }
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | docker import \

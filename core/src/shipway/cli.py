@@ -74,6 +74,45 @@ def cli(ctx: click.Context, config: Path, debug: bool, quiet: bool) -> None:
     ctx.obj = State(Path(config), debug, quiet)
 
 
+def _set_global(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Callback of a global option given after the subcommand: it overrides the group's value."""
+    state = ctx.find_object(State)
+    if state is None or value is None or value is False:
+        return
+    if param.name == "config":
+        state.config_path = Path(value)
+    elif param.name == "debug":
+        state.debug = True
+    elif param.name == "quiet":
+        state.quiet = True
+
+
+def _global_options() -> list[click.Option]:
+    """`-c`, `--debug` and `-q` for a subcommand, so they work after it as well as before it."""
+    common: dict[str, Any] = {"expose_value": False, "is_eager": True, "callback": _set_global}
+    return [
+        click.Option(
+            ["-c", "--config"],
+            type=click.Path(path_type=Path, dir_okay=False),
+            default=None,
+            help="Configuration file (also accepted before the command).",
+            **common,
+        ),
+        click.Option(["--debug"], is_flag=True, default=False, help="Show tracebacks for errors.", **common),
+        click.Option(["-q", "--quiet"], is_flag=True, default=False, help="Only print errors and results.", **common),
+    ]
+
+
+def add_global_options(group: click.Group) -> None:
+    """Give every subcommand (recursively) the global options; call once all commands are defined."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            add_global_options(command)
+        else:
+            taken = {opt for p in command.params for opt in p.opts}
+            command.params.extend(o for o in _global_options() if not taken & set(o.opts))
+
+
 def _output_options(f: Any) -> Any:
     f = click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), help="Write a JUnit XML report here.")(
         f
@@ -282,6 +321,9 @@ def model_alias(state: State, name: str, alias: str, version: str) -> None:
     """Point ALIAS of model NAME at VERSION."""
     state.project().store.set_alias(name, alias.lstrip("@"), version)
     click.echo(f"{name}@{alias.lstrip('@')} -> {version}")
+
+
+add_global_options(cli)
 
 
 def main(argv: list[str] | None = None) -> int:
