@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import docker.errors
-
-from shipway import builder, dockerutil, junit, labels
+from shipway import builder, junit, labels
 from shipway.backends.base import BackendContext, ModelStore, Orchestrator, Registry
 from shipway.config import LoadedConfig
 from shipway.domain import (
@@ -40,9 +38,10 @@ from shipway.errors import (
     VerifyFailed,
 )
 from shipway.gitinfo import source_info
+from shipway.imagecheck import verify_built_image
 from shipway.plugins import PluginHost
 from shipway.progress import Reporter
-from shipway.verify import run_checks, wait_ready
+from shipway.verify import run_checks
 
 
 @dataclass(frozen=True)
@@ -217,44 +216,8 @@ def _run_tests(project: Project) -> None:
 
 
 def verify_image(project: Project, image_id: str) -> list[CheckResult]:
-    """Start the built image, wait for readiness, run the verify checks, remove the container.
-
-    Raises VerifyFailed if the container never becomes ready; returns every check's result.
-    """
-    cfg = project.loaded.config
-    client = dockerutil.client()
-    try:
-        container = client.containers.run(
-            image_id,
-            detach=True,
-            environment=cfg.app.env,
-            ports={f"{cfg.app.port}/tcp": ("127.0.0.1", None)},
-            labels={"io.shipway.verify": cfg.app.name},
-        )
-    except docker.errors.APIError as exc:
-        raise VerifyFailed(f"cannot start the built image: {exc.explanation or exc}") from None
-    try:
-        container.reload()
-        bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{cfg.app.port}/tcp") or []
-        if not bindings:
-            raise VerifyFailed(f"the container publishes no port {cfg.app.port}")
-        url = f"http://127.0.0.1:{bindings[0]['HostPort']}"
-
-        def exited() -> str | None:
-            container.reload()
-            return (
-                f"the container exited with code {container.attrs['State']['ExitCode']}"
-                if container.status == "exited"
-                else None
-            )
-
-        why = wait_ready(url, cfg.app.health, cfg.release.deadline, problem=exited)
-        if why:
-            logs = container.logs(tail=20).decode(errors="replace").strip()
-            raise VerifyFailed(f"the built image did not become ready: {why}" + (f"\n{logs}" if logs else ""))
-        return run_checks(url, cfg.verify, project.loaded.context)
-    finally:
-        container.remove(force=True)
+    """The verify stage's work: run the built image and its checks (:mod:`shipway.imagecheck`)."""
+    return verify_built_image(project.loaded, image_id, project.context.cache_dir)
 
 
 def _raise_on_failed(results: list[CheckResult], target: str) -> None:
@@ -311,6 +274,7 @@ def make_release(project: Project, ref: ImageRef, image_labels: dict[str, str]) 
         health=cfg.app.health,
         replicas=cfg.release.replicas,
         env=cfg.app.env,
+        secrets=cfg.app.secrets,
         labels={k: v for k, v in image_labels.items() if k in labels.TRACE},
     )
 

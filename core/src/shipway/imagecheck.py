@@ -1,0 +1,59 @@
+"""Verifying a built image: start it on the local engine, wait until ready, run the verify checks.
+
+The container gets the app's environment and its secrets as read-only files
+under ``/run/secrets`` (as on every orchestrator), publishes the app port on
+127.0.0.1 only, and is removed afterwards with its secret files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import docker.errors
+
+from shipway import dockerutil, secretfiles
+from shipway.config import LoadedConfig
+from shipway.domain import CheckResult
+from shipway.errors import VerifyFailed
+from shipway.verify import run_checks, wait_ready
+
+
+def verify_built_image(loaded: LoadedConfig, image_id: str, cache_dir: Path) -> list[CheckResult]:
+    """Run ``image_id`` and its verify checks; VerifyFailed if it never becomes ready, else every check's result."""
+    cfg = loaded.config
+    client = dockerutil.client()
+    secrets_dir = secretfiles.write(cfg.app.secrets, cache_dir / "secrets")
+    try:
+        try:
+            container = client.containers.run(
+                image_id,
+                detach=True,
+                environment=cfg.app.env,
+                ports={f"{cfg.app.port}/tcp": ("127.0.0.1", None)},
+                volumes=secretfiles.volumes(secrets_dir),
+                labels={"io.shipway.verify": cfg.app.name},
+            )
+        except docker.errors.APIError as exc:
+            raise VerifyFailed(f"cannot start the built image: {exc.explanation or exc}") from None
+        try:
+            container.reload()
+            bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{cfg.app.port}/tcp") or []
+            if not bindings:
+                raise VerifyFailed(f"the container publishes no port {cfg.app.port}")
+            url = f"http://127.0.0.1:{bindings[0]['HostPort']}"
+
+            def exited() -> str | None:
+                container.reload()
+                if container.status != "exited":
+                    return None
+                return f"the container exited with code {container.attrs['State']['ExitCode']}"
+
+            why = wait_ready(url, cfg.app.health, cfg.release.deadline, problem=exited)
+            if why:
+                logs = container.logs(tail=20).decode(errors="replace").strip()
+                raise VerifyFailed(f"the built image did not become ready: {why}" + (f"\n{logs}" if logs else ""))
+            return run_checks(url, cfg.verify, loaded.context)
+        finally:
+            container.remove(force=True)
+    finally:
+        secretfiles.remove(secrets_dir)
