@@ -120,10 +120,9 @@ CASES = [
     ),
     (
         "store kind unknown",
-        VALID + "model_store: {kind: s3, bucket: b}\n",
+        VALID + "model_store: {kind: gcs, bucket: b}\n",
         18,
-        "model_store.kind: model_store 's3' is not available (plugin may not be installed); "
-        "it is provided by shipway-aws",
+        "model_store.kind: model_store 'gcs' is not available (plugin may not be installed)",
     ),
     (
         "model into escapes",

@@ -168,6 +168,16 @@ class BuildConfig(Strict):
     )
     wheelhouse: WheelhouseConfig | None = None
     timeout: float = Field(1800, gt=0, le=6 * HOUR, allow_inf_nan=False, description="Seconds a build may take")
+    model_layer: Literal["auto", "shipway", "dockerfile"] = Field(
+        "auto",
+        description="shipway: shipway writes the model layer (fast); dockerfile: the Dockerfile COPYs model.into "
+        "(slow); auto: dockerfile when the Dockerfile copies model.into, else shipway",
+    )
+    existing_tag: Literal["suffix", "refuse"] = Field(
+        "suffix",
+        description="When the tag a build would get already names another image: push under tag.2, tag.3, ... "
+        "(suffix) or stop (refuse). A tag is never moved",
+    )
 
     _args = field_validator("args", mode="before")(_strings)
 

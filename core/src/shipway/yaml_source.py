@@ -9,7 +9,7 @@ can require that a secret is exactly one ``${VAR}``.
 
 Scalars follow the YAML 1.2 core schema: ``true``/``false``, ``null``/``~``,
 decimal, ``0o`` and ``0x`` integers, floats; anything else (``yes``, ``2024-01-01``,
-``1:30``, ``0755``-as-octal) stays the string that was written. Explicit tags other
+``1:30``, ``0755``) stays the string that was written. Explicit tags other
 than the core ones (``!!binary``, ``!!timestamp``, ``!!set``, ``!custom``, ...)
 are refused.
 
@@ -46,9 +46,11 @@ _TOKEN = re.compile(r"\$\$\{|\$\{")
 _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_TAG}{t}" for t in ("str", "int", "float", "bool", "null")}
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
-_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+# Integers with leading zeros (0755, 007) stay strings: YAML 1.1 read them as octal, 1.2 drops the zeros.
+_INT = re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0o[0-7]+|0x[0-9a-fA-F]+)$")
 _FLOAT = re.compile(
-    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?|[-+]?[0-9]+[eE][-+]?[0-9]+"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
 )
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 
