@@ -1,10 +1,14 @@
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(HERE))
+# Hypothesis keeps a cache folder; not in the app's folder, which is the image's build context.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "digits-api-hypothesis"))
 
 from train import train  # noqa: E402
 
