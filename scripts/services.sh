@@ -2,7 +2,7 @@
 # Start the real local backends shipway's default configuration and tests use,
 # idempotently: a second run reuses whatever is already running.
 #
-#   Docker engine        unix:///var/run/docker.sock (Debian's docker.io)
+#   Docker engine        unix:///var/run/docker.sock (Debian's docker.io), a single-node swarm manager
 #   OCI registry         127.0.0.1:${SHIPWAY_REGISTRY_PORT:-5000}, htpasswd auth
 #   Azurite (Azure Blob)  127.0.0.1:${SHIPWAY_AZURITE_PORT:-10000} (npm azurite, dev account devstoreaccount1)
 #   base image           shipway-base:bookworm (Debian minbase + python3, via debootstrap)
@@ -41,6 +41,13 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/dockerd.log"; tail -20 /var/log/dockerd.log; exit 1; }
 fi
 log "docker engine $(docker version --format '{{.Server.Version}}') is up"
+
+# --- single-node swarm (the swarm orchestrator's tests) ----------------------
+if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" = "inactive" ]; then
+  log "initialising a single-node swarm"
+  docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+fi
+log "swarm: $(docker info --format '{{.Swarm.LocalNodeState}}')"
 
 # --- OCI registry with htpasswd auth ---------------------------------------
 REG_DIR=$SHIPWAY_HOME/registry

@@ -1,0 +1,25 @@
+"""The swarm orchestrator passes the orchestrator contract on the real single-node swarm."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shipway.domain import ImageRef
+from shipway.testing.contracts import OrchestratorContract
+from shipway_swarm import SwarmOrchestrator
+
+
+class TestSwarmOrchestrator(OrchestratorContract):
+    @pytest.fixture
+    def orchestrator(self, swarm_factory: Any) -> SwarmOrchestrator:
+        return swarm_factory()
+
+    @pytest.fixture
+    def images(self, contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
+        return contract_images
+
+    @pytest.fixture
+    def pull_auth(self, contract_registry: Any) -> dict[str, str] | None:
+        return contract_registry.credentials()
