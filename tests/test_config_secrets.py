@@ -201,3 +201,21 @@ def test_the_examples_stay_valid(name: str, monkeypatch: pytest.MonkeyPatch) -> 
     except ConfigError as exc:
         pytest.fail(f"{name}: {exc}")
     assert loaded.config.app.name == "digits-api"
+
+
+def test_a_value_read_from_a_variable_is_named_not_quoted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = _with("").replace("  name: digits-api\n", "  name: digits-api\n  port: ${DB_PW}\n")
+    code, err = _run(tmp_path, text, capsys)
+    assert code == 2, err
+    assert "app.port: " in err
+    assert "(the value comes from ${DB_PW})" in err
+    assert SECRET not in err
+
+
+def test_a_secret_value_is_masked_wherever_an_error_quotes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _run(tmp_path, _with("").replace("kind: oci", "kind: ${REG_PASSWORD}"), capsys)
+    assert code == 2, err
+    assert "registry.kind: registry '***' is not available" in err
+    assert SECRET not in err

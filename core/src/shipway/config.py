@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -268,6 +269,27 @@ class LoadedConfig:
 def load(path: Path, backends: Any, environ: Mapping[str, str] | None = None) -> LoadedConfig:
     """Load and validate ``path``. ``backends`` is the plugin host (kinds → classes)."""
     doc = load_file(path, environ)
+    try:
+        return _load(doc, path, backends)
+    except ConfigError as exc:
+        raise _scrubbed(exc, doc, os.environ if environ is None else environ) from None
+
+
+def _scrubbed(exc: ConfigError, doc: Document, env: Mapping[str, str]) -> ConfigError:
+    """The error with the value of every variable a secret is read from masked, wherever it was quoted."""
+    values = {
+        env[name]
+        for path, written in doc.written.items()
+        for name in written.names
+        if len(env.get(name, "")) >= 3 and (looks_like_secret(name) or _looks_secret(path))
+    }
+    message = str(exc)
+    for value in sorted(values, key=len, reverse=True):
+        message = message.replace(value, "***")
+    return exc if message == str(exc) else type(exc)(message)
+
+
+def _load(doc: Document, path: Path, backends: Any) -> LoadedConfig:
     if not isinstance(doc.data, dict):
         raise doc.error((), "the top level must be a mapping of sections (app, model, registry, ...)")
     config = _validate(Config, doc.data, doc, ())
@@ -306,13 +328,13 @@ def load(path: Path, backends: Any, environ: Mapping[str, str] | None = None) ->
 def _validate(model: type[BaseModel], data: Any, doc: Document, prefix: Path_) -> Any:
     try:
         return model.model_validate(data)
-    except TypeError as exc:  # a validator that met a type it did not expect
-        raise doc.error(prefix, f"invalid value ({shown(str(exc))})") from None
+    except TypeError:  # a validator that met a type it did not expect; its message may quote a value
+        raise doc.error(prefix, "invalid value: check the types of this section's keys") from None
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
             loc: Path_ = prefix + tuple(p for p in err["loc"] if not _is_union_tag(p))
-            lines.append(f"{doc.where(loc)}: {format_path(loc)}: {_message(err)}")
+            lines.append(f"{doc.where(loc)}: {format_path(loc)}: {_message(err, doc.names(loc))}")
         raise ConfigError("\n".join(dict.fromkeys(lines))) from None
 
 
@@ -320,7 +342,8 @@ def _is_union_tag(part: Any) -> bool:
     return isinstance(part, str) and ("[" in part or part in {"function-after", "function-before"})
 
 
-def _message(err: Mapping[str, Any]) -> str:
+def _message(err: Mapping[str, Any], from_env: tuple[str, ...] = ()) -> str:
+    """A pydantic error in our words; a value read from ``${VAR}`` is named by its variable, never quoted."""
     kind = err["type"]
     if kind == "missing":
         return "field required"
@@ -328,6 +351,13 @@ def _message(err: Mapping[str, Any]) -> str:
         return "unknown key (check the spelling; `shipway schema` lists every key)"
     msg = str(err["msg"])
     msg = re.sub(r"^Value error, ", "", msg)
+    if from_env:
+        got = err.get("input")
+        if isinstance(got, str) and got:
+            for text in (shown(got), repr(got), got):
+                msg = msg.replace(text, "the value")
+        refs = ", ".join(f"${{{name}}}" for name in from_env)
+        return f"{msg} (the value comes from {refs})"
     if "input" in err and kind not in {"value_error"} and not isinstance(err["input"], (dict, list)):
         got = err["input"]
         if not _looks_secret(err.get("loc", ())):
