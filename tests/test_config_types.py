@@ -64,6 +64,7 @@ ERRORS = [
     ("bad explicit int", VALID.replace("name: digits\n", "name: !!int many\n"), 5, "'many' is not a valid !!int"),
     ("bool for a number", VALID + "release: {replicas: true}\n", 11, "release.replicas: expected a number, got true"),
     ("bool for a port", _app("  port: false\n"), 4, "app.port: expected a number, got false"),
+    ("bool for the version", VALID.replace("version: 1", "version: true"), 1, "version: true is not a valid value"),
     ("50-digit integer", _app("  port: " + "9" * 50 + "\n"), 4, "app.port: integer with more than 40 digits"),
     ("5000-digit integer", _app("  port: " + "9" * 5000 + "\n"), 4, "integer with more than 40 digits"),
     ("bool in env", _app("  env: {DEBUG: true}\n"), 4, "app.env.DEBUG: Input should be a valid string (got true)"),

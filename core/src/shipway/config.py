@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -53,7 +53,14 @@ class Strict(BaseModel):
             annotation = cls.model_fields[info.field_name].annotation
             if annotation in (int, float) or annotation in (int | None, float | None):
                 raise ValueError(f"expected a number, got {str(value).lower()}")
+            if not _takes_bool(annotation):
+                raise ValueError(f"{str(value).lower()} is not a valid value here")
         return value
+
+
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field's type accepts true/false as such (pydantic would otherwise read true as 1)."""
+    return annotation is bool or annotation is Any or any(_takes_bool(a) for a in get_args(annotation))
 
 
 def _strings(value: Any) -> Any:

@@ -239,7 +239,9 @@ class _Builder:
         doc = self.doc
         self.nodes += 1
         if self.nodes > MAX_NODES:
-            raise _at(doc, node, path, f"the document expands to more than {MAX_NODES} values (through aliases)")
+            raise _at(
+                doc, node, path, f"the document expands to more than {MAX_NODES} values (each use of an alias counts)"
+            )
         if len(path) > MAX_DEPTH:
             raise _at(doc, node, path, f"nested deeper than {MAX_DEPTH} levels (an alias that contains itself?)")
         doc.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
