@@ -12,6 +12,7 @@ import pytest
 from shipway.backends.base import BackendContext
 from shipway.backends.local_store import LocalModelStore, LocalStoreSettings
 from shipway.domain import ModelFile, ModelRef, ModelVersion
+from shipway.errors import ModelError
 from shipway.testing.contracts import WritableModelStoreContract, unique, write_model
 
 
@@ -70,3 +71,43 @@ def test_fetched_files_are_world_readable(tmp_path: Path) -> None:
     version = store.publish(write_model(tmp_path / "src", {"w.bin": b"abc"}), unique("m"))
     out = store.fetch(version, tmp_path / "out")
     assert (out / "w.bin").stat().st_mode & 0o444 == 0o444
+
+
+def test_a_killed_publish_leaves_no_staging_folder_behind(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    store = make_store(tmp_path)
+    name = unique("m")
+    store.publish(write_model(tmp_path / "src", {"w.bin": b"1"}), name)
+    # A publisher that died mid-copy: its staging folder names a process that no longer exists.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = store.root / name / f".staging-{socket.gethostname()}-{dead.stdout.strip()}-abc"
+    (leftover / "files").mkdir(parents=True)
+    (leftover / "files" / "w.bin").write_bytes(b"x" * 1000)
+    other_host = store.root / name / ".staging-elsewhere-1-abc"  # a shared folder: another host's publish
+    other_host.mkdir()
+    store.publish(write_model(tmp_path / "src2", {"w.bin": b"2"}), name)
+    assert not leftover.exists()
+    assert other_host.exists()
+    assert [p.name for p in (store.root / name).iterdir() if p.name.startswith(".staging-")] == [other_host.name]
+
+
+def test_alias_target_must_be_a_valid_existing_version(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    name = unique("m")
+    store.publish(write_model(tmp_path / "src", {"w.bin": b"1"}), name)
+    for bad in ("2", "1/../1", "../1", ""):
+        with pytest.raises(ModelError, match="has no version"):
+            store.set_alias(name, "production", bad)
+    assert store.aliases(name) == {}
+
+
+def test_symlinks_in_a_published_folder_are_refused(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    src = write_model(tmp_path / "src", {"w.bin": b"1"})
+    (tmp_path / "secret.txt").write_text("host file")
+    (src / "link.txt").symlink_to(tmp_path / "secret.txt")
+    with pytest.raises(ModelError, match=r"link\.txt is a symbolic link"):
+        store.publish(src, unique("m"))

@@ -1,0 +1,115 @@
+"""No secret used in a run ends up in an image, a record, a log or a container's config.
+
+A second, differently shaped app (tests/apps/lexicon_app: stdlib server on
+9100, readiness on /ready, model under weights/, an API key as an app secret)
+goes through publish → run → release with the registry password and the API
+key set; then every place a secret could leak is searched for both values:
+the commands' output, the JSON records, the pushed image (config, history and
+every layer's bytes, via `docker save`), and the live container's config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import secrets
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from shipway import dockerutil
+from shipway.testing.project import AppProject
+from shipway.testing.services import RegistryService, free_port
+
+APP = Path(__file__).parent / "apps" / "lexicon_app"
+BASE_IMAGE = os.environ.get("SHIPWAY_BASE_IMAGE", "shipway-base:bookworm")
+
+
+def _members(saved: bytes) -> dict[str, bytes]:
+    """Every file in a `docker save` archive, layer archives opened too (name → bytes)."""
+    out: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(saved)) as outer:
+        for member in outer.getmembers():
+            f = outer.extractfile(member) if member.isfile() else None
+            if f is None:
+                continue
+            data = f.read()
+            out[member.name] = data
+            if member.name.endswith(".tar"):
+                with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+                    for inner in layer.getmembers():
+                        g = layer.extractfile(inner) if inner.isfile() else None
+                        if g is not None:
+                            out[f"{member.name}:{inner.name}"] = g.read()
+    return out
+
+
+def test_no_secret_reaches_an_image_a_record_or_a_log(
+    tmp_path: Path, shipway_registry: RegistryService, shipway_docker: None
+) -> None:
+    api_key = "lex-" + secrets.token_urlsafe(24)
+    fingerprint = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPWAY_", "LEXICON_"))}
+    env.update(
+        SHIPWAY_REGISTRY=shipway_registry.address,
+        SHIPWAY_REGISTRY_USERNAME=shipway_registry.username,
+        SHIPWAY_REGISTRY_PASSWORD=shipway_registry.password,
+        SHIPWAY_MODEL_STORE=str(tmp_path / "store"),
+        SHIPWAY_CACHE_DIR=str(tmp_path / "cache"),
+        SHIPWAY_ENVIRONMENT=f"sec-{uuid.uuid4().hex[:8]}",
+        LEXICON_API_KEY=api_key,
+        LEXICON_KEY_FINGERPRINT=fingerprint,
+        LEXICON_PORT=str(port),
+        BASE_IMAGE=BASE_IMAGE,
+        DOCKER_BUILDKIT="0",
+    )
+    app = AppProject.copy(APP, tmp_path / "app", env, port)
+    outputs = []
+    try:
+        for args in (
+            ("model", "publish", "weights_src", "--name", "lexicon"),
+            ("run", "-o", str(tmp_path / "run.json")),
+            ("release", "-o", str(tmp_path / "release.json")),
+            ("status",),
+        ):
+            proc = app.shipway(*args)
+            outputs.append(proc.stdout + proc.stderr)
+            assert proc.returncode == 0, proc.stderr
+        assert requests.get(app.url("/key-fingerprint"), timeout=5).json() == {"fingerprint": fingerprint}
+
+        values = {"app secret": api_key, "registry password": shipway_registry.password}
+        record = json.loads((tmp_path / "run.json").read_text())
+        pushed = record["image"]["repository"] + "@" + record["image"]["digest"]
+        client = dockerutil.client()
+        image = client.images.get(pushed)
+        saved = b"".join(image.save(named=False))
+        places: dict[str, str | bytes] = {f"output of command {i}": text for i, text in enumerate(outputs)}
+        places.update({str(p): p.read_text() for p in (app.root / ".shipway").rglob("*.json")})
+        places.update({str(p): p.read_text() for p in tmp_path.glob("*.json")})
+        places["image config"] = json.dumps(image.attrs)
+        places["image history"] = json.dumps(client.api.history(image.id))
+        places.update(_members(saved))
+        live = [c for c in client.containers.list() if c.labels.get("io.shipway.app") == "lexicon"]
+        assert live, "the release left no running container"
+        places.update({f"container {c.name} config": json.dumps(c.attrs) for c in live})
+        assert len(places) > 10
+        for what, value in values.items():
+            needle = value.encode()
+            leaks = [p for p, c in places.items() if needle in (c if isinstance(c, bytes) else c.encode())]
+            assert leaks == [], f"the {what} was found in {leaks}"
+    finally:
+        app.shipway("down")
+
+
+@pytest.fixture(autouse=True)
+def _base_image(shipway_docker: None) -> None:
+    try:
+        dockerutil.client().images.get(BASE_IMAGE)
+    except Exception:  # noqa: BLE001
+        pytest.fail(f"base image {BASE_IMAGE} is missing: run scripts/services.sh", pytrace=False)
