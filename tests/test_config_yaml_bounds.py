@@ -118,6 +118,20 @@ def test_a_huge_bad_reference_is_not_echoed_back(tmp_path: Path) -> None:
     assert "Q" * 100 not in err
 
 
+def test_a_huge_kind_is_not_echoed_back(tmp_path: Path) -> None:
+    code, err, path = _validate(tmp_path, VALID.replace("kind: oci", "kind: " + "Q" * 5000))
+    _assert_clean(code, err, path, 7, "registry.kind: ")
+    assert "Q" * 100 not in err
+
+
+def test_a_plugin_validator_quoting_a_huge_value_is_cut_short(tmp_path: Path) -> None:
+    memory = "Q" * 5000
+    text = VALID + f"orchestrator:\n  kind: swarm\n  resources: {{limits: {{memory: {memory}}}}}\n"
+    code, err, path = _validate(tmp_path, text)
+    _assert_clean(code, err, path, 12, "is not a memory size")
+    assert "Q" * 100 not in err
+
+
 def test_an_unclosed_flow_sequence_names_where_it_starts_and_the_end(tmp_path: Path) -> None:
     text = VALID + "verify:\n  - request: GET /x\n    body: [1, 2,\n" + "# a comment\n" * 30
     code, err, path = _validate(tmp_path, text)

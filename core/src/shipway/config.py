@@ -31,7 +31,7 @@ from pydantic import (
 from shipway.backends.base import BackendSettings
 from shipway.domain import ModelRef, valid_version
 from shipway.errors import ConfigError
-from shipway.yaml_source import Document, Path_, format_path, load_file, shown
+from shipway.yaml_source import MAX_SHOWN, Document, Path_, format_path, load_file, shown
 
 DEFAULT_FILE = "shipway.yaml"
 SECTIONS = ("model_store", "registry", "orchestrator")
@@ -308,6 +308,8 @@ def _load(doc: Document, path: Path, backends: Any) -> LoadedConfig:
             raise doc.error((section, "kind"), f"kind must be a string (for example: kind: local), got {shown(kind)}")
         if not isinstance(kind, str) or not kind:
             raise doc.error((section,), "field 'kind' is required (for example: kind: local)")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", kind):
+            raise doc.error((section, "kind"), f"{shown(kind)} is not a backend kind (a short name such as local)")
         cls = backends.backend_class(section, kind, where=doc.where((section, "kind")))
         settings[section] = _validate(cls.Settings, raw, doc, (section,))
         _check_secrets(settings[section], doc, (section,))
@@ -358,6 +360,11 @@ def _message(err: Mapping[str, Any], from_env: tuple[str, ...] = ()) -> str:
         return "unknown key (check the spelling; `shipway schema` lists every key)"
     msg = str(err["msg"])
     msg = re.sub(r"^Value error, ", "", msg)
+    long_input = err.get("input")
+    if isinstance(long_input, str) and len(long_input) > MAX_SHOWN:  # a plugin's validator quoting a value whole
+        for text in (repr(long_input), long_input):
+            msg = msg.replace(text, shown(long_input))
+    msg = _LONG_QUOTE.sub(lambda m: shown(m.group(0)[1:-1]), msg)  # ... or a value of a nested key
     if from_env:
         got = err.get("input")
         if isinstance(got, str) and got:
@@ -370,6 +377,9 @@ def _message(err: Mapping[str, Any], from_env: tuple[str, ...] = ()) -> str:
         if not _looks_secret(err.get("loc", ())):
             msg += f" (got {_shown_input(got)})"
     return msg
+
+
+_LONG_QUOTE = re.compile(rf"'[^']{{{MAX_SHOWN},}}'|\"[^\"]{{{MAX_SHOWN},}}\"")
 
 
 def _shown_input(value: Any) -> str:
