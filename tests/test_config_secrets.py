@@ -44,6 +44,7 @@ def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DB_PW", SECRET)
     monkeypatch.setenv("GITHUB_TOKEN", SECRET)
     monkeypatch.setenv("PIP_API_KEY", SECRET)
+    monkeypatch.setenv("REG_PW", SECRET)
     monkeypatch.delenv("UNSET", raising=False)
 
 
@@ -166,12 +167,14 @@ def test_secret_looking_build_args_are_refused(
         ("client-secret: hunter2", "client-secret"),
         ("CREDENTIALS: hunter2", "CREDENTIALS"),
         ("UPSTREAM: ${PIP_API_KEY}", "UPSTREAM"),
+        ("REG: ${REG_PW}", "REG"),
     ],
 )
 def test_secret_looking_app_env_is_refused(
     entry: str, key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text = _with("").replace("  name: digits-api\n", f"  name: digits-api\n  env:\n    {entry}\n")
+    text = text.replace("${REG_PASSWORD}", "${REG_PW}")  # a variable whose name says nothing, read by a secret
     code, err = _run(tmp_path, text, capsys)
     assert code == 2, err
     assert re.search(rf"shipway\.yaml:5:5: app\.env\.{key}: ", err), err

@@ -312,8 +312,11 @@ def _load(doc: Document, path: Path, backends: Any) -> LoadedConfig:
             raise doc.error((section, "kind"), f"{shown(kind)} is not a backend kind (a short name such as local)")
         cls = backends.backend_class(section, kind, where=doc.where((section, "kind")))
         settings[section] = _validate(cls.Settings, raw, doc, (section,))
-        _check_secrets(settings[section], doc, (section,))
-    _check_secrets(config.app, doc, ("app",))
+    secret_vars = {
+        n
+        for model, p in [*((settings[s], (s,)) for s in SECTIONS), (config.app, ("app",))]
+        for n in _check_secrets(model, doc, p)
+    }
     for name, value in config.app.secrets.items():
         if not value.get_secret_value():
             raise doc.error(
@@ -323,10 +326,15 @@ def _load(doc: Document, path: Path, backends: Any) -> LoadedConfig:
         doc,
         ("app", "env"),
         config.app.env,
+        secret_vars,
         "environment values are visible in `docker inspect` and in the orchestrator's manifests",
     )
     _refuse_secret_looking(
-        doc, ("build", "args"), config.build.args, "secrets must not be build args: they stay in the image history"
+        doc,
+        ("build", "args"),
+        config.build.args,
+        secret_vars,
+        "secrets must not be build args: they stay in the image history",
     )
     context = (path.parent / config.app.context).resolve()
     if not context.is_dir():
@@ -396,9 +404,14 @@ def _looks_secret(loc: Any) -> bool:
     return any(isinstance(p, str) and re.search(r"pass|secret|token|key", p, re.I) for p in loc)
 
 
-def _check_secrets(settings: BaseModel, doc: Document, prefix: Path_) -> None:
-    """Every secret field written in the file must be exactly one ``${VAR}``: no literal, no default, no text."""
+def _check_secrets(settings: BaseModel, doc: Document, prefix: Path_) -> set[str]:
+    """Every secret field written in the file must be exactly one ``${VAR}``: no literal, no default, no text.
+
+    Returns the names of the variables the secrets are read from.
+    """
+    names_used: set[str] = set()
     for path in _secret_paths(settings, prefix):
+        names_used.update(doc.names(path))
         if path in doc.positions and not doc.is_sole_reference(path):
             names = doc.names(path)
             hint = (
@@ -411,6 +424,7 @@ def _check_secrets(settings: BaseModel, doc: Document, prefix: Path_) -> None:
                 "a secret must be exactly one ${VARIABLE}, with no default and nothing around it "
                 f"(a secret in the file would be readable by anyone who reads it): {hint}",
             )
+    return names_used
 
 
 def _secret_paths(value: Any, path: Path_) -> list[Path_]:
@@ -444,11 +458,15 @@ def looks_like_secret(name: str) -> bool:
     return bool(_SECRET_WORDS.intersection(words)) or any(pair in _SECRET_PAIRS for pair in itertools.pairwise(words))
 
 
-def _refuse_secret_looking(doc: Document, prefix: Path_, values: Mapping[str, str], why: str) -> None:
-    """Refuse entries of app.env / build.args whose key, or the ${VARIABLE} they come from, names a secret."""
+def _refuse_secret_looking(
+    doc: Document, prefix: Path_, values: Mapping[str, str], secret_vars: set[str], why: str
+) -> None:
+    """Refuse entries of app.env / build.args whose key, or the ${VARIABLE} they come from, names a secret
+    (or is a variable a secret field reads)."""
     for key in values:
         path = (*prefix, key)
-        culprit = key if looks_like_secret(key) else next((n for n in doc.names(path) if looks_like_secret(n)), None)
+        from_secret = (n for n in doc.names(path) if looks_like_secret(n) or n in secret_vars)
+        culprit = key if looks_like_secret(key) else next(from_secret, None)
         if culprit is None:
             continue
         source = "" if culprit == key else f" (its value comes from ${{{culprit}}})"
