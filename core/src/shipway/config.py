@@ -312,11 +312,9 @@ def _load(doc: Document, path: Path, backends: Any) -> LoadedConfig:
             raise doc.error((section, "kind"), f"{shown(kind)} is not a backend kind (a short name such as local)")
         cls = backends.backend_class(section, kind, where=doc.where((section, "kind")))
         settings[section] = _validate(cls.Settings, raw, doc, (section,))
-    secret_vars = {
-        n
-        for model, p in [*((settings[s], (s,)) for s in SECTIONS), (config.app, ("app",))]
-        for n in _check_secrets(model, doc, p)
-    }
+    secret_vars = _check_secrets(config.app, doc, ("app",))  # variables secrets are read from
+    for section in SECTIONS:
+        secret_vars |= _check_secrets(settings[section], doc, (section,))
     for name, value in config.app.secrets.items():
         if not value.get_secret_value():
             raise doc.error(
