@@ -168,11 +168,13 @@ def test_build_labels_hook_cannot_override_shipway_labels(site: Path) -> None:
     from datetime import datetime
 
     from shipway import labels
-    from shipway.domain import BuildRecord, ModelVersion, SourceInfo
+    from shipway.domain import BuildRecord, ModelFile, ModelVersion, SourceInfo
 
     install_fake_dist(site, "shipway-mirror", "fake_mirror", GOOD_PLUGIN)
     host = plugins.load(environ={})
-    model = ModelVersion(name="m", version="1", created=datetime.now(UTC), files=())
+    model = ModelVersion(
+        name="m", version="1", created=datetime.now(UTC), files=(ModelFile(path="w.bin", size=0, sha256="0" * 64),)
+    )
     record = BuildRecord(
         app="a", source=SourceInfo(commit="c" * 40, dirty=False), model=model, model_digest=model.digest
     )
@@ -227,3 +229,18 @@ def test_plugins_text_shows_declared_contract_versions(site: Path, capsys, monke
     assert "local_store (built-in, passes contract v1)" in out
     assert "fake_mirror (shipway-mirror 1.0, no contract declared)" in out
     assert "fake_old (shipway-old 1.0, tested against contract v0, current is v1)" in out
+
+
+MISSPELLED_PLUGIN = """
+from shipway.hookspecs import hookimpl
+
+@hookimpl
+def shipway_register_modelstores(register):  # a typo: no such hook
+    pass
+"""
+
+
+def test_a_misspelled_hook_implementation_is_an_error_naming_the_plugin(site: Path) -> None:
+    install_fake_dist(site, "shipway-typo", "fake_typo", MISSPELLED_PLUGIN)
+    with pytest.raises(PluginError, match=r'plugin "fake_typo".*shipway_register_modelstores'):
+        plugins.load(environ={})

@@ -80,13 +80,19 @@ class PluginHost:
         """Register one plugin object and collect the backends it registers."""
         if info.name in self.plugins:
             raise PluginError(f'plugin "{info.name}" is registered twice')
-        self.pm.register(plugin, name=info.name)
+        try:
+            self.pm.register(plugin, name=info.name)
+            # A hook implementation whose name matches no hookspec (a typo) is an error, not ignored.
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.pm.unregister(name=info.name)
+            raise PluginError(f'plugin "{info.name}": {exc}') from None
         self.plugins[info.name] = info
         info.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
         for section, hook_name in _REGISTER_HOOKS.items():
-            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-                if impl.plugin_name == info.name:
-                    impl.function(register=self._register_for(section, info))
+            # Through pluggy's hook machinery (wrappers, tracing), for this plugin's implementation only.
+            self.pm.subset_hook_caller(hook_name, remove_plugins=others)(register=self._register_for(section, info))
         declared = getattr(plugin, "SHIPWAY_CONTRACT_VERSION", None)
         info.contract_version = declared if isinstance(declared, int) else None
 
