@@ -1,0 +1,233 @@
+"""`shipway init`: files that validate, CI files that pass the official schemas, prompts, no overwrite."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shipway import config, plugins
+from shipway.cli import main
+from shipway.scaffold import AZURE_PIPELINE, GITHUB_WORKFLOW
+from shipway.scaffold.answers import PRESETS
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+# Presets whose plugins live in this repository; each must be installed where the tests run.
+PLUGIN_OF = {"azure": "azure", "aws": "aws", "swarm": "swarm", "kubernetes": "kubernetes"}
+PRESET_LIST = [p for p in sorted(PRESETS) if p == "local" or (REPO / "plugins" / PLUGIN_OF[p]).is_dir()]
+
+
+def make_app(folder: Path) -> Path:
+    """An app that is not the example: its own package, port, health path and model files."""
+    (folder / "scorer").mkdir(parents=True)
+    (folder / "scorer" / "__init__.py").write_text("")
+    (folder / "requirements.txt").write_text("gunicorn==23.0.0\n")
+    return folder
+
+
+def init(folder: Path, *args: str) -> int:
+    return main(["init", "--dir", str(folder), "-y", *args])
+
+
+@pytest.fixture(scope="module")
+def host() -> plugins.PluginHost:
+    return plugins.load()
+
+
+def _check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess[str]:
+    # The vendored Azure Pipelines schema has patterns only Python's re accepts.
+    cmd = [str(BIN / "check-jsonschema"), "--regex-variant", "python", "--builtin-schema", schema, str(path)]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("preset", PRESET_LIST)
+def test_generated_config_validates(preset: str, tmp_path: Path, host: plugins.PluginHost) -> None:
+    assert init(make_app(tmp_path), "--backends", preset, "--name", "scorer-svc", "--port", "9090") == 0
+    env = {
+        "ACR_LOGIN_SERVER": "contoso.azurecr.io",
+        "AZURE_SUBSCRIPTION_ID": "sub",
+        "AKS_RESOURCE_GROUP": "rg",
+        "AKS_CLUSTER": "aks",
+        "AZURE_STORAGE_ACCOUNT_URL": "https://m.blob.core.windows.net",
+        "S3_BUCKET": "ml-models",
+        "AWS_ACCOUNT_ID": "123456789012",
+        "AWS_REGION": "eu-west-1",
+    }
+    loaded = config.load(tmp_path / "shipway.yaml", host, env)
+    assert (loaded.model_store.kind, loaded.registry.kind, loaded.orchestrator.kind) == PRESETS[preset]
+
+
+def test_generated_config_carries_the_answers(tmp_path: Path, host: plugins.PluginHost) -> None:
+    args = ["--name", "scorer-svc", "--port", "9090", "--health", "/ready", "--model", "tiny-weights"]
+    assert init(make_app(tmp_path), *args, "--model-into", "weights") == 0
+    cfg = config.load(tmp_path / "shipway.yaml", host, {}).config
+    assert (cfg.app.name, cfg.app.port, cfg.app.health, cfg.model.name, cfg.model.into) == (
+        "scorer-svc",
+        9090,
+        "/ready",
+        "tiny-weights",
+        "weights/",
+    )
+
+
+def test_dockerfile_layer_order_is_base_deps_model_code(tmp_path: Path) -> None:
+    init(make_app(tmp_path), "--port", "9090", "--model-into", "weights/")
+    lines = [ln for ln in (tmp_path / "Dockerfile").read_text().splitlines() if ln.startswith(("FROM", "COPY"))]
+    assert lines == [
+        "FROM ${BASE_IMAGE}",
+        "COPY requirements.txt /tmp/requirements.txt",
+        "COPY wheels/ /tmp/wheels/",
+        "COPY weights/ /app/weights/",
+        "COPY scorer/ /app/scorer/",
+    ]
+
+
+def test_dockerignore_keeps_records_and_git_out(tmp_path: Path) -> None:
+    init(make_app(tmp_path))
+    ignored = (tmp_path / ".dockerignore").read_text().splitlines()
+    assert {".git", ".shipway/", ".venv/"} <= set(ignored)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_github_workflow_passes_the_official_schema(preset: str, tmp_path: Path) -> None:
+    init(make_app(tmp_path), "--backends", preset, "--ci", "github")
+    found = _check_jsonschema("vendor.github-workflows", tmp_path / GITHUB_WORKFLOW)
+    assert found.returncode == 0, found.stdout + found.stderr
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_azure_pipeline_passes_the_official_schema(preset: str, tmp_path: Path) -> None:
+    init(make_app(tmp_path), "--backends", preset, "--ci", "azure-pipelines")
+    found = _check_jsonschema("vendor.azure-pipelines", tmp_path / AZURE_PIPELINE)
+    assert found.returncode == 0, found.stdout + found.stderr
+
+
+def test_schema_check_can_fail(tmp_path: Path) -> None:
+    init(make_app(tmp_path), "--ci", "github")
+    path = tmp_path / GITHUB_WORKFLOW
+    data = yaml.safe_load(path.read_text())
+    data["jobs"]["run"]["runs-on"] = {"not": "a runner"}
+    path.write_text(yaml.safe_dump(data))
+    assert _check_jsonschema("vendor.github-workflows", path).returncode == 1
+
+
+def _workflow(folder: Path) -> dict[str, Any]:
+    return yaml.safe_load((folder / GITHUB_WORKFLOW).read_text())  # type: ignore[no-any-return]
+
+
+def _runs(job: dict[str, Any]) -> list[str]:
+    return [s["run"] for s in job["steps"] if "run" in s]
+
+
+def _uses(job: dict[str, Any]) -> list[str]:
+    return [s["uses"].split("@")[0] for s in job["steps"] if "uses" in s]
+
+
+def test_github_workflow_runs_on_push_and_releases_nightly(tmp_path: Path) -> None:
+    init(make_app(tmp_path), "--ci", "github")
+    wf = _workflow(tmp_path)
+    triggers = wf[True]  # YAML 1.1 reads the key `on` as a boolean
+    assert (triggers["push"]["branches"], triggers["schedule"][0]["cron"]) == (["main"], "0 2 * * *")
+    assert any(r.startswith("shipway run ") for r in _runs(wf["jobs"]["run"]))
+    assert any(r.startswith("shipway release ") for r in _runs(wf["jobs"]["release"]))
+    assert "schedule" in wf["jobs"]["release"]["if"]
+
+
+def test_github_workflow_uploads_record_and_junit(tmp_path: Path) -> None:
+    init(make_app(tmp_path), "--ci", "github")
+    upload = next(s for s in _workflow(tmp_path)["jobs"]["run"]["steps"] if "upload-artifact" in s.get("uses", ""))
+    assert {"shipway-build.json", "shipway-run.xml"} <= set(upload["with"]["path"].split())
+    assert upload["if"] == "always()"
+
+
+def test_github_workflow_signs_in_to_azure_with_oidc(tmp_path: Path) -> None:
+    init(make_app(tmp_path), "--backends", "azure", "--ci", "github")
+    wf = _workflow(tmp_path)
+    assert "azure/login" in _uses(wf["jobs"]["release"])
+    assert wf["permissions"]["id-token"] == "write"
+
+
+def test_github_workflow_signs_in_to_aws_with_oidc(tmp_path: Path) -> None:
+    init(make_app(tmp_path), "--backends", "aws", "--ci", "github")
+    step = next(s for s in _workflow(tmp_path)["jobs"]["run"]["steps"] if "configure-aws" in s.get("uses", ""))
+    assert step["with"]["role-to-assume"] == "${{ secrets.AWS_ROLE_ARN }}"
+
+
+def test_github_workflow_takes_registry_password_from_secrets(tmp_path: Path) -> None:
+    init(make_app(tmp_path), "--ci", "github")
+    assert _workflow(tmp_path)["env"]["SHIPWAY_REGISTRY_PASSWORD"] == "${{ secrets.SHIPWAY_REGISTRY_PASSWORD }}"
+
+
+def test_azure_pipeline_builds_on_commits_and_releases_on_schedule(tmp_path: Path) -> None:
+    init(make_app(tmp_path), "--backends", "azure", "--ci", "azure-pipelines")
+    data = yaml.safe_load((tmp_path / AZURE_PIPELINE).read_text())
+    stages = {s["stage"]: s for s in data["stages"]}
+    assert (data["trigger"]["branches"]["include"], data["schedules"][0]["cron"]) == (["main"], "0 2 * * *")
+    assert stages["release"]["condition"] == "eq(variables['Build.Reason'], 'Schedule')"
+    assert stages["build"]["condition"] == "ne(variables['Build.Reason'], 'Schedule')"
+    release_steps = stages["release"]["jobs"][0]["steps"]
+    cli_step = next(s for s in release_steps if s.get("task") == "AzureCLI@2")
+    assert cli_step["inputs"]["azureSubscription"] == "${{ variables.aksConnection }}"
+    assert cli_step["inputs"]["inlineScript"].startswith("shipway release ")
+
+
+def test_init_never_overwrites_without_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_app(tmp_path)
+    (tmp_path / "Dockerfile").write_text("FROM mine\n")
+    assert init(tmp_path) == 2
+    assert "Dockerfile" in capsys.readouterr().err
+    assert (tmp_path / "Dockerfile").read_text() == "FROM mine\n"
+    assert not (tmp_path / "shipway.yaml").exists()
+
+
+def test_init_force_overwrites(tmp_path: Path) -> None:
+    make_app(tmp_path)
+    (tmp_path / "Dockerfile").write_text("FROM mine\n")
+    assert init(tmp_path, "--force") == 0
+    assert "base -> dependencies -> model -> code" in (tmp_path / "Dockerfile").read_text()
+
+
+def test_bad_answer_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert init(make_app(tmp_path), "--name", "Not_A_Dns_Name") == 2
+    assert "Not_A_Dns_Name" in capsys.readouterr().err
+
+
+def test_prompts_on_a_terminal(tmp_path: Path) -> None:
+    """Run `shipway init` on a real pseudo-terminal and answer its questions."""
+    make_app(tmp_path)
+    answers = b"scorer-tty\n9191\n/alive\nweights-tty\nlocal\nazure-pipelines\n"
+    main_fd, child_fd = pty.openpty()
+    proc = subprocess.Popen(
+        [str(BIN / "shipway"), "init", "--dir", str(tmp_path)],
+        stdin=child_fd,
+        stdout=child_fd,
+        stderr=child_fd,
+        env={**os.environ, "TERM": "dumb"},
+    )
+    os.close(child_fd)
+    os.write(main_fd, answers)
+    out = b""
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        ready, _, _ = select.select([main_fd], [], [], 0.2)
+        if ready:
+            try:
+                out += os.read(main_fd, 4096)
+            except OSError:
+                break
+    proc.wait(timeout=10)
+    os.close(main_fd)
+    assert proc.returncode == 0, out.decode(errors="replace")
+    text = (tmp_path / "shipway.yaml").read_text()
+    assert ("name: scorer-tty" in text, "port: 9191" in text, '"/alive"' in text) == (True, True, True)
+    assert (tmp_path / AZURE_PIPELINE).is_file()
+    assert not (tmp_path / GITHUB_WORKFLOW).exists()
