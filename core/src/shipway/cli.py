@@ -323,9 +323,6 @@ def model_alias(state: State, name: str, alias: str, version: str) -> None:
     click.echo(f"{name}@{alias.lstrip('@')} -> {version}")
 
 
-add_global_options(cli)
-
-
 def _add_commands() -> None:
     """Commands that live in their own modules (imported here: they load nothing heavy)."""
     from shipway.scaffold.command import init
@@ -334,6 +331,9 @@ def _add_commands() -> None:
 
 
 _add_commands()
+add_global_options(cli)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: errors become one clear message and a documented exit code."""
     debug = "--debug" in (argv or sys.argv) or os.environ.get("SHIPWAY_DEBUG") not in (None, "", "0")
