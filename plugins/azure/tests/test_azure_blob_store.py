@@ -63,14 +63,29 @@ def test_large_files_upload_as_parallel_blocks(azurite: AzuriteService, tmp_path
     assert (out / "weights.bin").read_bytes() == (src / "weights.bin").read_bytes()
 
 
-def test_unchanged_files_are_not_uploaded_again(store: AzureBlobStore, tmp_path: Path) -> None:
+def test_unchanged_files_are_not_uploaded_again(
+    store: AzureBlobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from azure.storage.blob import BlobClient
+
     src = write_model(tmp_path / "src", {"weights.bin": os.urandom(MiB), "config.json": b"{}"})
     first = store.publish(src, "m")
     weights = store.container.get_blob_client(f"m/blobs/sha256/{first.files[1].sha256}")
     before = weights.get_blob_properties().last_modified
+    sent: list[str] = []
+    original = BlobClient.upload_blob
+
+    def spy(self: BlobClient, *args: Any, **kwargs: Any) -> Any:
+        sent.append(self.blob_name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BlobClient, "upload_blob", spy)
     (src / "config.json").write_bytes(b'{"v": 2}')
     second = store.publish(src, "m")
     assert second.version == "2"
+    config = next(f for f in second.files if f.path == "config.json")
+    # only the changed file and the new manifest were sent: no request at all for the unchanged weights
+    assert sorted(sent) == sorted([f"m/blobs/sha256/{config.sha256}", "m/versions/2/manifest.json"])
     assert weights.get_blob_properties().last_modified == before
     assert len(list(store.container.list_blobs(name_starts_with="m/blobs/"))) == 3
 
