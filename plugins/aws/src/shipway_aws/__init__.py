@@ -2,12 +2,13 @@
 
 from shipway.hookspecs import hookimpl
 from shipway_aws.ecr import EcrRegistry, EcrSettings
+from shipway_aws.eks import EksOrchestrator, EksSettings
 from shipway_aws.s3_store import S3Settings, S3Store
 
 # The shipway.testing contract version these backends pass.
 SHIPWAY_CONTRACT_VERSION = 1
 
-__all__ = ["EcrRegistry", "EcrSettings", "S3Settings", "S3Store"]
+__all__ = ["EcrRegistry", "EcrSettings", "EksOrchestrator", "EksSettings", "S3Settings", "S3Store"]
 
 
 @hookimpl
@@ -18,3 +19,8 @@ def shipway_register_model_stores(register):  # type: ignore[no-untyped-def]
 @hookimpl
 def shipway_register_registries(register):  # type: ignore[no-untyped-def]
     register(EcrRegistry)
+
+
+@hookimpl
+def shipway_register_orchestrators(register):  # type: ignore[no-untyped-def]
+    register(EksOrchestrator)
