@@ -325,9 +325,11 @@ def model_alias(state: State, name: str, alias: str, version: str) -> None:
 
 def _add_commands() -> None:
     """Commands that live in their own modules (imported here: they load nothing heavy)."""
+    from shipway.doctor_command import doctor
     from shipway.scaffold.command import init
 
     cli.add_command(init)
+    cli.add_command(doctor)
 
 
 _add_commands()
@@ -338,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point: errors become one clear message and a documented exit code."""
     debug = "--debug" in (argv or sys.argv) or os.environ.get("SHIPWAY_DEBUG") not in (None, "", "0")
     try:
-        cli.main(args=argv, prog_name="shipway", standalone_mode=False)
+        returned = cli.main(args=argv, prog_name="shipway", standalone_mode=False)
     except ShipwayError as exc:
         if debug:
             traceback.print_exc()
@@ -358,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)", err=True)
         return int(ExitCode.INTERNAL)
-    return 0
+    # ctx.exit(code) in a command (e.g. doctor) comes back here as the code
+    return returned if isinstance(returned, int) else 0
 
 
 def entry() -> None:
