@@ -53,3 +53,6 @@ class TestLiveCluster(OrchestratorContract):
     @pytest.fixture
     def pull_auth(self) -> Any:
         return None  # the cluster pulls with its own credentials (imagePullSecrets or node identity)
+
+    def evict_image(self, image: ImageRef) -> None:
+        """The cluster's nodes are not the local engine: nothing to evict here (they may hold the image)."""

@@ -1,11 +1,13 @@
 """The ``kubernetes`` orchestrator: any cluster a kubeconfig reaches.
 
 deploy: render → ``shipway_render_manifests`` hook → extra manifests → patches
-→ validate (official schemas) → server-side apply (field manager ``shipway``)
-→ wait for the rollout as ``kubectl rollout status`` does. rollback: the
-previous ReplicaSet revision's pod template goes back into the Deployment, as
-``kubectl rollout undo`` does. endpoint: a LoadBalancer address, else a local
-port forwarded through the API server's service proxy.
+→ validate (official schemas) → the Secrets shipway keeps (registry pull
+credentials, the app's secret files: applied, never rendered nor logged)
+→ server-side apply (field manager ``shipway``) → wait for the rollout as
+``kubectl rollout status`` does. rollback: the previous ReplicaSet revision's
+pod template goes back into the Deployment, as ``kubectl rollout undo`` does.
+endpoint: a LoadBalancer address, else a local port forwarded through the API
+server's service proxy.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from shipway import labels as L
 from shipway.backends.base import BackendSettings, Orchestrator
 from shipway.domain import Deployment, ImageRef, Release
 from shipway.errors import BackendError, ConfigError, LockedError, NotFound
-from shipway_kubernetes import rawapi, render
+from shipway_kubernetes import rawapi, render, secretobjects
 from shipway_kubernetes.proxy import ServiceProxy
 
 FIELD_MANAGER = "shipway"
@@ -175,9 +177,14 @@ class KubernetesOrchestrator(Orchestrator):
         )  # fmt: skip
 
     # -- manifests -------------------------------------------------------------------------
-    def manifests(self, release: Release) -> list[dict[str, Any]]:
-        """Everything deploy would send, validated: rendered, hooked, extra files, patches."""
-        out = render.render(release, self.settings)
+    def manifests(self, release: Release, pull_secret: str | None = None) -> list[dict[str, Any]]:
+        """Everything deploy would send but the Secrets, validated: rendered, hooked, extra files, patches.
+
+        Secrets are never part of this list (it is what ``render`` and plans show):
+        the Deployment refers to them by name only.
+        """
+        secretobjects.check_names(release)
+        out = render.render(release, self.settings, pull_secret=pull_secret)
         if self.context.hook is not None:
             self.context.hook.shipway_render_manifests(release=release, manifests=out)
         for name in self.settings.manifests:
@@ -194,17 +201,70 @@ class KubernetesOrchestrator(Orchestrator):
         return f"{self._base('Deployment', self.settings.namespace)}/{render.object_name(app, environment)}"
 
     def deploy(self, release: Release, auth: dict[str, str] | None = None) -> Deployment:
-        manifests = self.manifests(release)
+        """Apply the Secrets shipway keeps, then the manifests (Deployment last), then wait for the rollout.
+
+        With ``auth`` and no ``image_pull_secret`` named, the registry's credentials go
+        into the dockerconfigjson Secret ``<name>-pull`` on every deploy (so a token that
+        expires, as ECR's and ACR's do, is always fresh) and the pods pull with it.
+        """
+        ns = self.settings.namespace
+        ours = bool(auth) and not self.settings.image_pull_secret
+        pull_name = render.pull_secret_name(release.app, release.environment)
+        manifests = self.manifests(release, pull_secret=pull_name if ours else None)
         deployment = next(m for m in manifests if m["kind"] == "Deployment")
+        applied: list[str] = []
+        if ours and auth:
+            self._apply_secret(secretobjects.pull_secret(release, auth, ns))
+            applied.append(f"Secret/{pull_name}")
+        if release.secrets:
+            stored = self._apply_secret(secretobjects.app_secret(release, ns))
+            applied.append(f"Secret/{stored['metadata']['name']}")
+            # A changed value rolls the pods: the Secret's resourceVersion changes only when its content does.
+            template_meta = deployment["spec"]["template"].setdefault("metadata", {})
+            template_meta["annotations"] = {
+                **(template_meta.get("annotations") or {}),
+                render.SECRETS_VERSION: str(stored["metadata"]["resourceVersion"]),
+            }
         for manifest in sorted(manifests, key=lambda m: m["kind"] == "Deployment"):  # Deployment last
             self.apply(manifest)
-        self.context.reporter.info(f"  applied {', '.join(m['kind'] + '/' + m['metadata']['name'] for m in manifests)}")
+        applied += [m["kind"] + "/" + m["metadata"]["name"] for m in manifests]
+        self.context.reporter.info(f"  applied {', '.join(applied)}")
         self.wait(
             release.app,
             release.environment,
             int(deployment["spec"].get("progressDeadlineSeconds", self.settings.deadline)),
         )
+        # Only once no new pod needs them: Secrets of ours this release no longer uses.
+        if not ours:
+            self._delete_own_secret(pull_name)
+        if not release.secrets:
+            self._delete_own_secret(render.secrets_name(release.app, release.environment))
         return self.status(release.app, release.environment)
+
+    def _secret_path(self, name: str) -> str:
+        return f"{self._base('Secret', self.settings.namespace)}/{name}"
+
+    def _apply_secret(self, manifest: dict[str, Any]) -> Any:
+        """Server-side apply of a Secret shipway keeps; refuses to take over someone else's; never shows values."""
+        name = manifest["metadata"]["name"]
+        live = self._get(self._secret_path(name))
+        labels = ((live or {}).get("metadata") or {}).get("labels") or {}
+        if live is not None and labels.get("app.kubernetes.io/managed-by") != render.MANAGED_BY:
+            raise ConfigError(
+                f"Secret {self.settings.namespace}/{name} exists and is not shipway's: "
+                "rename it, or name it in orchestrator.image_pull_secret if it holds pull credentials"
+            )
+        try:
+            return self.apply(manifest)
+        except BackendError as exc:
+            raise type(exc)(secretobjects.scrub(str(exc), secretobjects.secret_values(manifest))) from None
+
+    def _delete_own_secret(self, name: str) -> None:
+        live = self._get(self._secret_path(name))
+        labels = ((live or {}).get("metadata") or {}).get("labels") or {}
+        if live is not None and labels.get("app.kubernetes.io/managed-by") == render.MANAGED_BY:
+            with suppress(NotFound):
+                self.request("DELETE", self._secret_path(name))
 
     def wait(self, app: str, environment: str, deadline: float) -> None:
         """Wait for the rollout like ``kubectl rollout status``; RolloutFailed with the pods' reasons."""
@@ -403,6 +463,8 @@ class KubernetesOrchestrator(Orchestrator):
         for kind in ("HorizontalPodAutoscaler", "Deployment", "Service"):
             with suppress(NotFound):
                 self.request("DELETE", f"{self._base(kind, self.settings.namespace)}/{name}")
+        self._delete_own_secret(render.pull_secret_name(app, environment))
+        self._delete_own_secret(render.secrets_name(app, environment))
         for proxy in self._proxies.values():
             proxy.stop()
         self._proxies.clear()

@@ -1,8 +1,8 @@
 """Rendering a Release to Kubernetes manifests, patching them, and validating them.
 
 Rendered: a Deployment (rolling, by digest, probes from the app's health
-path, non-root read-only pod), a Service, and optionally a
-HorizontalPodAutoscaler. Then, in order: the ``shipway_render_manifests``
+path, non-root read-only pod, secrets as a read-only volume referenced by
+name), a Service, and optionally a HorizontalPodAutoscaler. Then, in order: the ``shipway_render_manifests``
 hook, the user's extra manifest files, the user's JSON merge patches. Every
 manifest is validated against the official schema of the target version
 before anything is sent to the cluster.
@@ -23,6 +23,10 @@ from shipway.errors import ConfigError
 MANAGED_BY = "shipway"
 REVISION = "deployment.kubernetes.io/revision"
 ANNOTATION_PREFIX = "shipway.io/"
+SECRETS_VERSION = f"{ANNOTATION_PREFIX}secrets-version"
+SECRETS_MOUNT = "/run/secrets"
+SECRETS_VOLUME = "shipway-secrets"
+SECRET_FILE_MODE = 0o444  # read-only, and readable by the non-root user the pod runs as
 Manifest = dict[str, Any]
 
 
@@ -31,13 +35,28 @@ def object_name(app: str, environment: str) -> str:
     return app if environment == "default" else f"{app}-{environment}"
 
 
+def pull_secret_name(app: str, environment: str) -> str:
+    """The dockerconfigjson Secret shipway keeps in step with the registry's credentials."""
+    return f"{object_name(app, environment)}-pull"
+
+
+def secrets_name(app: str, environment: str) -> str:
+    """The Secret holding ``Release.secrets``, mounted at ``/run/secrets``."""
+    return f"{object_name(app, environment)}-secrets"
+
+
 def selector_for(app: str, environment: str) -> dict[str, str]:
     """Labels that select an app's pods (and its ReplicaSets)."""
     return {"app.kubernetes.io/name": app, "app.kubernetes.io/instance": environment}
 
 
-def render(release: Release, settings: Any) -> list[Manifest]:
-    """Deployment + Service (+ HPA) for ``release`` with the orchestrator ``settings``."""
+def render(release: Release, settings: Any, pull_secret: str | None = None) -> list[Manifest]:
+    """Deployment + Service (+ HPA) for ``release`` with the orchestrator ``settings``.
+
+    ``pull_secret`` names the Secret shipway keeps the registry's credentials in (used
+    when the user names no ``image_pull_secret``). Secrets are referenced by name only:
+    ``release.secrets`` become a read-only volume at ``/run/secrets``, never values here.
+    """
     name = object_name(release.app, release.environment)
     match = selector_for(release.app, release.environment)
     meta_labels = {**match, "app.kubernetes.io/managed-by": MANAGED_BY}
@@ -63,6 +82,18 @@ def render(release: Release, settings: Any) -> list[Manifest]:
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    volumes: list[Manifest] = [{"name": "tmp", "emptyDir": {}}]
+    if release.secrets:
+        container["volumeMounts"].append({"name": SECRETS_VOLUME, "mountPath": SECRETS_MOUNT, "readOnly": True})
+        volumes.append(
+            {
+                "name": SECRETS_VOLUME,
+                "secret": {
+                    "secretName": secrets_name(release.app, release.environment),
+                    "defaultMode": SECRET_FILE_MODE,
+                },
+            }
+        )
     if settings.resources:
         container["resources"] = settings.resources
     env_from = [{"secretRef": {"name": s}} for s in settings.env_from_secrets]
@@ -72,11 +103,11 @@ def render(release: Release, settings: Any) -> list[Manifest]:
     pod_spec: Manifest = {
         "containers": [container],
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "volumes": volumes,
         "automountServiceAccountToken": False,
     }
-    if settings.image_pull_secret:
-        pod_spec["imagePullSecrets"] = [{"name": settings.image_pull_secret}]
+    if settings.image_pull_secret or pull_secret:
+        pod_spec["imagePullSecrets"] = [{"name": settings.image_pull_secret or pull_secret}]
     deployment: Manifest = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

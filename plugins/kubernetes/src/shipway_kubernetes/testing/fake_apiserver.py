@@ -14,20 +14,37 @@ models what a rollout needs and nothing more:
   env, ``readOnlyRootFilesystem`` (emptyDir mounts become tmpfs),
   ``runAsNonRoot`` enforced, readiness from the HTTP readiness probe,
   crashed containers restarted with ``CrashLoopBackOff``;
-- Services, and the API server's service proxy (``…/services/NAME:PORT/proxy/…``)
-  to ready pods; HorizontalPodAutoscalers and Leases are stored;
+- image pulls as a kubelet makes them: an image the engine holds is used as it
+  is; otherwise a pod that names ``imagePullSecrets`` pulls with the
+  credentials in those ``kubernetes.io/dockerconfigjson`` Secrets that match
+  the image's registry host (else anonymously), and a pod that names none with
+  the server-wide ``pull_auth`` (a node's own credentials, None by default); a
+  failed pull leaves the pod waiting in ``ErrImagePull`` / ``ImagePullBackOff``
+  and is retried with a backoff, so a rollout hits its deadline;
+- Secret volumes mounted for real: the Secret's keys (or ``items``) are
+  written with their modes to a private folder, bind-mounted read-only at the
+  ``mountPath``; a missing Secret leaves the pod ``ContainerCreating``;
+- Secrets (validated keys, base64 ``data``, ``stringData`` folded into
+  ``data``, dockerconfigjson checked), Services, and the API server's service
+  proxy (``…/services/NAME:PORT/proxy/…``) to ready pods;
+  HorizontalPodAutoscalers and Leases are stored;
 - server-side apply with field managers: conflicts (409) unless ``force``,
-  fields dropped from an apply are removed; merge patches; bearer-token auth.
+  fields dropped from an apply are removed; a write that changes nothing keeps
+  the ``resourceVersion``; merge patches; bearer-token auth.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import copy
 import hashlib
 import itertools
 import json
 import re
+import shutil
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -70,6 +87,7 @@ _ROUTES = [
         re.compile(r"^/apis/autoscaling/v2/namespaces/(?P<ns>[^/]+)/horizontalpodautoscalers(?:/(?P<name>[^/]+))?$"),
     ),
     ("leases", re.compile(r"^/apis/coordination.k8s.io/v1/namespaces/(?P<ns>[^/]+)/leases(?:/(?P<name>[^/]+))?$")),
+    ("secrets", re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/secrets(?:/(?P<name>[^/]+))?$")),
 ]
 _KINDS = {
     "deployments": ("apps/v1", "Deployment"),
@@ -78,7 +96,10 @@ _KINDS = {
     "pods": ("v1", "Pod"),
     "hpas": ("autoscaling/v2", "HorizontalPodAutoscaler"),
     "leases": ("coordination.k8s.io/v1", "Lease"),
+    "secrets": ("v1", "Secret"),
 }
+DOCKERCONFIGJSON = "kubernetes.io/dockerconfigjson"
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 
 class ApiError(Exception):
@@ -151,6 +172,57 @@ def _parse_label_selector(text: str) -> dict[str, str]:
     return out
 
 
+def _b64decode(text: Any) -> bytes:
+    try:
+        return base64.b64decode(str(text), validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "BadRequest", "illegal base64 data in a Secret's data") from None
+
+
+def _secret_data(obj: Obj) -> None:
+    """Check a Secret as the API server does (never echoing a value); fold ``stringData`` into ``data``."""
+    name = obj["metadata"]["name"]
+    data = obj.setdefault("data", {}) or {}
+    obj["data"] = data
+    for key, value in (obj.pop("stringData", None) or {}).items():
+        data[key] = base64.b64encode(str(value).encode()).decode()
+    for key, value in data.items():
+        if not _SECRET_KEY.match(key) or key in (".", ".."):
+            raise ApiError(
+                422,
+                "Invalid",
+                f'Secret "{name}" is invalid: data[{key}]: Invalid value: '
+                "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+            )
+        _b64decode(value)
+    obj.setdefault("type", "Opaque")
+    if obj["type"] == DOCKERCONFIGJSON:
+        try:
+            parsed = json.loads(_b64decode(data[".dockerconfigjson"]))
+            assert isinstance(parsed, dict)
+        except (KeyError, ValueError, AssertionError):
+            raise ApiError(
+                422,
+                "Invalid",
+                f'Secret "{name}" is invalid: data[.dockerconfigjson]: Invalid value: <secret contents redacted>',
+            ) from None
+
+
+def _registry_host(text: str) -> str:
+    """host[:port] of an auths key (``https://host/v1/``, ``host``) or an image's first path segment."""
+    host = urllib.parse.urlsplit(text if "://" in text else f"//{text}").netloc
+    return "docker.io" if host in ("index.docker.io", "registry-1.docker.io") else host
+
+
+def _image_registry(image: str) -> str:
+    first, _, rest = image.split("@")[0].partition("/")
+    return _registry_host(first) if rest and ("." in first or ":" in first or first == "localhost") else "docker.io"
+
+
+class _MountError(Exception):
+    """A pod's volume cannot be set up (the kubelet keeps the pod in ContainerCreating and retries)."""
+
+
 @dataclass
 class _Pod:
     name: str
@@ -164,6 +236,8 @@ class _Pod:
     waiting: str | None = None
     message: str = ""
     created: str = field(default_factory=_now)
+    retry_at: float = 0.0  # when a failed pull or mount is tried again (0: never)
+    backoff: float = 0.0
 
 
 class FakeApiServer:
@@ -185,6 +259,7 @@ class FakeApiServer:
         self._server: LocalServer | None = None
         self._controller: threading.Thread | None = None
         self._rr = itertools.count()
+        self._volumes = Path(tempfile.mkdtemp(prefix="fakek8s-volumes-"))  # 0700: only the engine (root) reads it
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> FakeApiServer:
@@ -226,6 +301,7 @@ class FakeApiServer:
         for c in client.containers.list(all=True, filters={"label": f"{SERVER_LABEL}={self.id}"}):
             with contextlib.suppress(docker.errors.APIError):  # already being removed
                 c.remove(force=True)
+        shutil.rmtree(self._volumes, ignore_errors=True)
 
     @property
     def url(self) -> str:
@@ -405,7 +481,8 @@ class FakeApiServer:
             meta.update(uid=lm["uid"], creationTimestamp=lm["creationTimestamp"], generation=lm.get("generation", 1))
             if obj.get("spec") != live.get("spec"):
                 meta["generation"] = lm.get("generation", 1) + 1
-            obj["status"] = live.get("status", {})
+            if "status" in live:
+                obj["status"] = live["status"]
         if not apply:
             owners = self.owners.setdefault(key, {})
             changed = {
@@ -433,6 +510,13 @@ class FakeApiServer:
         if resource == "services":
             obj.setdefault("spec", {}).setdefault("clusterIP", f"10.96.0.{len(self.objects) % 250 + 2}")
             obj.setdefault("status", {"loadBalancer": {}})
+        if resource == "secrets":
+            _secret_data(obj)
+        if live is not None and {**obj, "metadata": {**meta, "resourceVersion": None}} == {
+            **live,
+            "metadata": {**live["metadata"], "resourceVersion": None},
+        }:
+            meta["resourceVersion"] = live["metadata"]["resourceVersion"]  # nothing changed: no new version
         self.objects[key] = obj
         return copy.deepcopy(obj)
 
@@ -473,6 +557,7 @@ class FakeApiServer:
                 self._kill(pod)
         for (ns, rs_name), rs in wanted_rs.items():
             self._reconcile_pods(ns, rs_name, rs)
+        self._retry_waiting_pods()
         self._refresh_pods()
 
     def _reconcile_deployment(self, ns: str, dep: Obj) -> None:
@@ -603,8 +688,6 @@ class FakeApiServer:
 
     def _start_pod(self, ns: str, rs_name: str, rs: Obj) -> None:
         template = rs["spec"]["template"]
-        spec = template["spec"]
-        container = spec["containers"][0]
         name = f"{rs_name}-{uuid.uuid4().hex[:5]}"
         pod = _Pod(
             name=name,
@@ -615,12 +698,19 @@ class FakeApiServer:
             host_port=None,
         )
         self.pods[name] = pod
+        self._run_pod(pod, template)
+
+    def _run_pod(self, pod: _Pod, template: Obj) -> None:
+        """Pull, check, mount and start the pod's container, as the kubelet does (once per try)."""
+        spec = template["spec"]
+        container = spec["containers"][0]
         client = dockerutil.client()
         image = container["image"]
         try:
-            image_obj = self._image(image)
-        except Exception as exc:  # noqa: BLE001
-            pod.waiting, pod.message = "ErrImagePull", str(exc)[:200]
+            image_obj = self._image(image, self._pull_credentials(pod.namespace, spec, image))
+        except docker.errors.APIError as exc:
+            reason = getattr(exc, "explanation", None) or str(exc)
+            self._back_off(pod, "ErrImagePull", f'failed to pull image "{image}": {reason}'[:300])
             return
         user = (image_obj.attrs.get("Config") or {}).get("User") or ""
         if (spec.get("securityContext") or {}).get("runAsNonRoot") and user.split(":")[0] in ("", "0", "root"):
@@ -629,6 +719,11 @@ class FakeApiServer:
                 "container has runAsNonRoot and image will run as root",
             )
             return
+        try:
+            binds = self._mount_secrets(pod, spec, container)
+        except _MountError as exc:
+            self._back_off(pod, "ContainerCreating", str(exc))
+            return
         port = container["ports"][0]["containerPort"]
         tmpfs = {m["mountPath"]: "" for m in container.get("volumeMounts", [])
                  if any(v["name"] == m["name"] and "emptyDir" in v for v in spec.get("volumes", []))}  # fmt: skip
@@ -636,26 +731,123 @@ class FakeApiServer:
         created = client.containers.run(
             image,
             detach=True,
-            name=f"fakek8s-{self.id}-{name}",
+            name=f"fakek8s-{self.id}-{pod.name}",
             environment={e["name"]: e.get("value", "") for e in container.get("env", [])},
             ports={f"{port}/tcp": ("127.0.0.1", None)},
-            labels={SERVER_LABEL: self.id, POD_LABEL: name},
+            labels={SERVER_LABEL: self.id, POD_LABEL: pod.name},
             read_only=read_only,
             tmpfs=tmpfs,
+            volumes=binds,
         )
         pod.container_id = created.id
+        pod.waiting, pod.message, pod.retry_at = None, "", 0.0
 
-    def _image(self, ref: str) -> Any:
+    @staticmethod
+    def _back_off(pod: _Pod, reason: str, message: str) -> None:
+        pod.waiting, pod.message = reason, message
+        pod.backoff = min(max(pod.backoff * 2, 1.0), 5.0)
+        pod.retry_at = time.monotonic() + pod.backoff
+
+    def _retry_waiting_pods(self) -> None:
+        """Pods whose pull or mount failed: ErrImagePull turns into ImagePullBackOff, then a new try."""
+        now = time.monotonic()
+        for pod in list(self.pods.values()):
+            if pod.container_id is not None or not pod.retry_at:
+                continue
+            if now < pod.retry_at:
+                if pod.waiting == "ErrImagePull":
+                    pod.waiting = "ImagePullBackOff"
+                    pod.message = "Back-off pulling image: " + pod.message
+                continue
+            rs = self.objects.get(("replicasets", pod.namespace, pod.rs))
+            if rs is not None:
+                self._run_pod(pod, rs["spec"]["template"])
+
+    def _pull_credentials(self, ns: str, spec: Obj, image: str) -> list[dict[str, str]]:
+        """The auth_configs a kubelet would try for ``image``, in order ({} is an anonymous pull).
+
+        A pod naming imagePullSecrets pulls with the entries of those dockerconfigjson
+        Secrets whose host matches the image's registry (a missing Secret is skipped,
+        as the kubelet does); a pod naming none with the server's ``pull_auth``.
+        """
+        names = [ref.get("name") for ref in spec.get("imagePullSecrets") or []]
+        if not names:
+            return [self.pull_auth] if self.pull_auth else [{}]
+        host = _image_registry(image)
+        found: list[dict[str, str]] = []
+        for name in names:
+            secret = self.objects.get(("secrets", ns, name or ""))
+            if secret is None or secret.get("type") != DOCKERCONFIGJSON:
+                continue
+            config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+            for key, entry in (config.get("auths") or {}).items():
+                if _registry_host(key) != host or not isinstance(entry, dict):
+                    continue
+                username, password = entry.get("username") or "", entry.get("password") or ""
+                if not (username and password) and entry.get("auth"):
+                    username, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+                found.append({"username": username, "password": password, "serveraddress": host})
+        return found or [{}]
+
+    def _mount_secrets(self, pod: _Pod, spec: Obj, container: Obj) -> dict[str, dict[str, str]]:
+        """Write each secret volume's files into a private folder; the container gets them read-only."""
+        volumes = {v["name"]: v for v in spec.get("volumes") or []}
+        binds: dict[str, dict[str, str]] = {}
+        for mount in container.get("volumeMounts") or []:
+            source = (volumes.get(mount["name"]) or {}).get("secret")
+            if source is not None:
+                folder = self._secret_volume(pod, mount["name"], source)
+                binds[str(folder)] = {"bind": mount["mountPath"], "mode": "ro"}
+        return binds
+
+    def _secret_volume(self, pod: _Pod, volume: str, source: Obj) -> Path:
+        secret_name = str(source.get("secretName", ""))
+        secret = self.objects.get(("secrets", pod.namespace, secret_name))
+        optional = bool(source.get("optional"))
+        failed = f'MountVolume.SetUp failed for volume "{volume}"'
+        if secret is None and not optional:
+            raise _MountError(f'{failed} : secret "{secret_name}" not found')
+        data = {k: base64.b64decode(v) for k, v in ((secret or {}).get("data") or {}).items()}
+        mode = int(source.get("defaultMode", 0o644))
+        items = source.get("items") or [{"key": k, "path": k} for k in data]
+        files = [(i["path"], i["key"], int(i.get("mode", mode))) for i in items]
+        folder = self._volumes / pod.name / volume
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for path, key, file_mode in files:
+            if key not in data:
+                if optional:
+                    continue
+                raise _MountError(f"{failed} : references non-existent secret key: {key}")
+            target = folder / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data[key])
+            target.chmod(file_mode)
+        for sub in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+            sub.chmod(0o755)  # traversable by the pod's (non-root) user; writable by nobody in the pod
+        return folder
+
+    def _image(self, ref: str, credentials: list[dict[str, str]]) -> Any:
+        """The engine's copy of ``ref``, else pulled with the first of ``credentials`` that works."""
         client = dockerutil.client()
         try:
             return client.images.get(ref)
         except docker.errors.ImageNotFound:
-            repo, _, digest = ref.partition("@")
-            client.api.pull(repo, tag=digest or None, auth_config=self.pull_auth)
-            return client.images.get(ref)
+            pass
+        repo, _, digest = ref.partition("@")
+        failure: docker.errors.APIError | None = None
+        for auth in credentials:
+            try:
+                client.api.pull(repo, tag=digest or None, auth_config=auth)
+                return client.images.get(ref)
+            except docker.errors.APIError as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
 
     def _kill(self, pod: _Pod) -> None:
         self.pods.pop(pod.name, None)
+        shutil.rmtree(self._volumes / pod.name, ignore_errors=True)
         if pod.container_id:
             with contextlib.suppress(docker.errors.APIError):  # gone, or already being removed
                 dockerutil.client().containers.get(pod.container_id).remove(force=True)

@@ -2,7 +2,7 @@
 
 Fixtures
 --------
-``fake_k8s``    a :class:`FakeApiServer` whose pods pull from the kit's registry
+``fake_k8s``    a :class:`FakeApiServer` whose nodes hold no registry credentials
 ``kubeconfig``  a kubeconfig file pointing at ``fake_k8s`` (namespace ``default``)
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,9 +17,13 @@ from shipway_kubernetes.testing.fake_apiserver import FakeApiServer
 
 
 @pytest.fixture
-def fake_k8s(shipway_docker: None, contract_registry: Any) -> Iterator[FakeApiServer]:
-    """A fake API server (real containers as pods) pulling with the kit registry's credentials."""
-    server = FakeApiServer(pull_auth=contract_registry.credentials()).start()
+def fake_k8s(shipway_docker: None) -> Iterator[FakeApiServer]:
+    """A fake API server (real containers as pods) whose nodes hold no registry credentials.
+
+    An image the engine does not hold is pulled only with the credentials of the
+    pod's imagePullSecrets, as on a cluster whose nodes have no registry identity.
+    """
+    server = FakeApiServer().start()
     yield server
     server.stop()
 
