@@ -7,6 +7,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ class Load:
     workers: int = 4
     limit: int = 5000
     seconds: float = 240.0
+    key: Callable[[str], str] = lambda body: body[:40]
     ok: int = 0
     failed: Counter[str] = field(default_factory=Counter)
     bodies: Counter[str] = field(default_factory=Counter)
@@ -89,7 +91,7 @@ class Load:
                 with self._mutex:
                     if resp.status == 200:
                         self.ok += 1
-                        self.bodies[body[:40]] += 1
+                        self.bodies[self.key(body)] += 1
                     else:
                         self.failed[f"HTTP {resp.status}"] += 1
             except (OSError, http.client.HTTPException) as exc:
