@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shipway.backends import local_store
 from shipway.backends.base import BackendContext
 from shipway.backends.local_store import LocalModelStore, LocalStoreSettings
 from shipway.domain import ModelFile, ModelRef, ModelVersion
@@ -36,6 +38,18 @@ class TestLocalStore(WritableModelStoreContract):
         path = store.root / name / "versions" / version / "manifest.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(manifest))
+
+    def break_publish(  # type: ignore[override]
+        self, store: LocalModelStore, monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]
+    ) -> None:
+        copy = local_store._copy_hashing
+
+        def copy_then_act(src: Path, dest: Path) -> str:
+            digest = copy(src, dest)
+            action()  # one file is in the staging folder
+            return digest
+
+        monkeypatch.setattr(local_store, "_copy_hashing", copy_then_act)
 
 
 def test_concurrent_publishes_get_distinct_complete_versions(tmp_path: Path) -> None:

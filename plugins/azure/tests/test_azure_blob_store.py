@@ -6,6 +6,7 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,17 @@ class TestAzureBlobStore(WritableModelStoreContract):
     def write_manifest(self, store: AzureBlobStore, name: str, version: str, manifest: dict[str, Any]) -> None:  # type: ignore[override]
         blob = store.container.get_blob_client(f"team-a/{name}/versions/{version}/manifest.json")
         blob.upload_blob(json.dumps(manifest).encode(), overwrite=True)
+
+    def break_publish(  # type: ignore[override]
+        self, store: AzureBlobStore, monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]
+    ) -> None:
+        upload = store._upload_blob
+
+        def upload_then_act(name: str, src: Path, f: ModelFile) -> None:
+            upload(name, src, f)
+            action()  # one content blob is in the container
+
+        monkeypatch.setattr(store, "_upload_blob", upload_then_act)
 
 
 @pytest.fixture

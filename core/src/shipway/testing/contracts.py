@@ -17,9 +17,14 @@ means the contract or the backend is wrong.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
 import multiprocessing
+import os
+import traceback
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +49,79 @@ def write_model(folder: Path, files: dict[str, bytes]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return folder
+
+
+class InjectedFailure(Exception):
+    """What a contract's ``break_publish`` action raises: a publish failing part-way (a crash, a lost link)."""
+
+
+METADATA: dict[str, Any] = {
+    "accuracy": 0.981,
+    "epochs": 12,
+    "tags": ["baseline", "fp16"],
+    "trained": {"on": "2024-05-01", "lr": 0.001, "steps": [100, 200], "resumed": None, "final": True},
+    "note": "modèle ✓",
+}
+"""Metadata the writable contract publishes; it must come back exactly (nested values too)."""
+
+
+def stored_bytes(store: ModelStore, version: ModelVersion, file: ModelFile, folder: Path) -> bytes:
+    """The bytes ``store`` holds for ``file``, read with its ``_download`` (no cache in between)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / f"{uuid.uuid4().hex}.bin"
+    dest.touch()  # as the cache does: _download always gets an existing file
+    store._download(version, file, dest)
+    return dest.read_bytes()
+
+
+def in_processes(count: int, target: Callable[[int], Any], folder: Path, timeout: float = 300) -> list[Any]:
+    """Run ``target(i)`` for i in range(count) in forked processes started together; return their results.
+
+    Results go through JSON files in ``folder``; a process that raised fails the
+    test with its traceback.
+    """
+    ctx = multiprocessing.get_context("fork")
+    folder.mkdir(parents=True, exist_ok=True)
+    start = ctx.Barrier(count)
+
+    def run(i: int) -> None:
+        try:
+            start.wait(timeout=60)
+            outcome = {"result": target(i)}
+        except BaseException:  # noqa: BLE001 - the parent reports it, with its traceback
+            outcome = {"error": traceback.format_exc()}
+        (folder / f"{i}.json").write_text(json.dumps(outcome))
+
+    workers = [ctx.Process(target=run, args=(i,)) for i in range(count)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=timeout)
+    outcomes = []
+    for i, w in enumerate(workers):
+        if w.is_alive():
+            w.kill()
+            pytest.fail(f"process {i} did not finish in {timeout}s")
+        path = folder / f"{i}.json"
+        if not path.is_file():
+            pytest.fail(f"process {i} ended with exit code {w.exitcode} and no result")
+        outcomes.append(json.loads(path.read_text()))
+    errors = [f"process {i}:\n{o['error']}" for i, o in enumerate(outcomes) if "error" in o]
+    if errors:
+        pytest.fail("\n".join(errors))
+    return [o["result"] for o in outcomes]
+
+
+def once(action: Callable[[], None]) -> Callable[[], None]:
+    """``action`` the first time it is called, nothing after that."""
+    calls: list[None] = []
+
+    def first() -> None:
+        if not calls:
+            calls.append(None)
+            action()
+
+    return first
 
 
 class ModelStoreContract:
@@ -310,9 +388,222 @@ class ModelStoreContract:
         out = store.fetch(version, tmp_path / "out")
         assert (out / "weights.bin").read_bytes() == (model_files / "weights.bin").read_bytes()
 
+    @pytest.mark.parametrize("have", ["none", "one byte", "half", "all but one byte", "all"])
+    def test_download_completes_a_partial_file_exactly(
+        self, store: ModelStore, model_files: Path, tmp_path: Path, have: str
+    ) -> None:
+        """``_download`` into a file holding a true prefix resumes or replaces it: never appends the whole file."""
+        version = self.seed(store, model_files, unique("m"))
+        target = next(f for f in version.files if f.path == "weights.bin")
+        data = (model_files / "weights.bin").read_bytes()
+        keep = {"none": 0, "one byte": 1, "half": len(data) // 2, "all but one byte": len(data) - 1, "all": len(data)}
+        dest = tmp_path / "partial"
+        dest.write_bytes(data[: keep[have]])
+        store._download(version, target, dest)  # directly: fetch would retry a bad result whole
+        assert dest.stat().st_size == target.size
+        assert hashlib.sha256(dest.read_bytes()).hexdigest() == target.sha256
+
+    def test_every_listed_version_is_what_resolve_gives(self, store: ModelStore, model_files: Path) -> None:
+        name = unique("m")
+        seeded = self.seed(store, model_files, name, version="1")
+        assert store.versions(name) == [seeded]
+        assert store.resolve(ModelRef(name=name, select="1")).metadata == seeded.metadata
+
 
 class WritableModelStoreContract(ModelStoreContract):
-    """A store users publish to: versions are numbered, immutable, and appear only when complete."""
+    """A store users publish to: versions are numbered, immutable, and appear only when complete.
+
+    Besides ``store``, ``corrupt`` and ``write_manifest``, provide:
+
+    - ``break_publish(store, monkeypatch, action)``: arrange (with ``monkeypatch``) that the next
+      publish calls ``action()`` after some of its data was written to the store, before the version
+      is complete. When ``action`` raises, the publish must fail with that exception; it may also
+      end the process (``os._exit``) or look at the store from another process. Later publishes
+      may call ``action`` again: it then does nothing.
+
+    The store object must keep working in a process forked after it was used
+    (the concurrency tests fork): reopen connections when ``os.getpid()`` changes.
+    """
+
+    def break_publish(self, store: ModelStore, monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> None:
+        raise NotImplementedError("a writable store contract must say how to interrupt a publish (break_publish)")
+
+    def test_metadata_round_trips_exactly(self, store: ModelStore, model_files: Path) -> None:
+        name = unique("m")
+        published = store.publish(model_files, name, metadata=copy.deepcopy(METADATA))
+        assert published.metadata == METADATA
+        assert store.resolve(ModelRef(name=name)).metadata == METADATA
+        assert store.versions(name)[0].metadata == METADATA
+        assert store.resolve(ModelRef(name=name)).digest == published.digest
+
+    def test_republishing_a_version_changes_nothing(self, store: ModelStore, model_files: Path, tmp_path: Path) -> None:
+        name = unique("m")
+        first = store.publish(model_files, name, version="1", aliases=("production",), metadata={"run": "first"})
+        other = write_model(tmp_path / "other", {"weights.bin": b"other" * 1000, "model.json": b"{}", "new.txt": b"n"})
+        with pytest.raises(ModelError, match="already exists"):
+            store.publish(other, name, version="1", aliases=("staging",), metadata={"run": "second"})
+        assert store.versions(name) == [first]
+        assert store.aliases(name) == {"production": "1"}
+        for f in first.files:
+            data = stored_bytes(store, first, f, tmp_path / "after")
+            assert hashlib.sha256(data).hexdigest() == f.sha256
+
+    def test_alias_to_a_missing_version_changes_nothing(self, store: ModelStore, model_files: Path) -> None:
+        name = unique("m")
+        store.publish(model_files, name, aliases=("production",))
+        for alias in ("production", "staging"):
+            with pytest.raises(ModelError, match="no version"):
+                store.set_alias(name, alias, "99")
+        assert store.aliases(name) == {"production": "1"}
+        with pytest.raises(ModelError, match="invalid alias"):
+            store.set_alias(name, "../production", "1")
+        assert store.aliases(name) == {"production": "1"}
+        nobody = unique("none")
+        with pytest.raises(ModelError, match="no version"):
+            store.set_alias(nobody, "production", "1")
+        assert store.aliases(nobody) == {}
+
+    def test_concurrent_publishes_from_processes_get_distinct_intact_versions(
+        self, store: ModelStore, tmp_path: Path
+    ) -> None:
+        name = unique("m")
+        sources = [
+            write_model(tmp_path / f"src{i}", {"w.bin": os.urandom(200_000), "id.txt": b"%d" % i}) for i in range(4)
+        ]
+
+        def publish(i: int) -> list[str]:
+            return [store.publish(sources[i], name, metadata={"writer": i}).version for _ in range(3)]
+
+        results = in_processes(4, publish, tmp_path / "results")
+        assert sorted(int(v) for mine in results for v in mine) == list(range(1, 13))
+        assert sorted(int(v.version) for v in store.versions(name)) == list(range(1, 13))
+        assert store.resolve(ModelRef(name=name)).version == "12"
+        for i, mine in enumerate(results):
+            for number in mine:
+                stored = store.resolve(ModelRef(name=name, select=number))
+                assert stored.metadata == {"writer": i}
+                for f in stored.files:
+                    expected = hashlib.sha256((sources[i] / f.path).read_bytes()).hexdigest()
+                    assert f.sha256 == expected
+                    assert hashlib.sha256(stored_bytes(store, stored, f, tmp_path / "check")).hexdigest() == expected
+
+    def test_one_version_published_by_several_processes_has_one_winner(self, store: ModelStore, tmp_path: Path) -> None:
+        name = unique("m")
+        sources = [write_model(tmp_path / f"src{i}", {"w.bin": os.urandom(200_000)}) for i in range(4)]
+
+        def publish(i: int) -> dict[str, str]:
+            try:
+                return {"won": store.publish(sources[i], name, version="1.0").digest}
+            except ModelError as exc:
+                return {"lost": str(exc)}
+
+        results = in_processes(4, publish, tmp_path / "results")
+        winners = [i for i, r in enumerate(results) if "won" in r]
+        assert len(winners) == 1
+        assert all("already exists" in r["lost"] for r in results if "lost" in r)
+        stored = store.resolve(ModelRef(name=name, select="1.0"))
+        assert stored.digest == results[winners[0]]["won"]
+        data = stored_bytes(store, stored, stored.files[0], tmp_path / "check")
+        assert data == (sources[winners[0]] / "w.bin").read_bytes()
+
+    def test_aliases_move_atomically_under_concurrent_writers(
+        self, store: ModelStore, model_files: Path, tmp_path: Path
+    ) -> None:
+        """Each process sets aliases of its own and one shared alias: no update is lost."""
+        name = unique("m")
+        store.publish(model_files, name)
+        (model_files / "model.json").write_bytes(b'{"v": 2}')
+        store.publish(model_files, name)
+
+        def move(i: int) -> int:
+            for k in range(6):
+                store.set_alias(name, f"p{i}-{k}", str(1 + (i + k) % 2))
+                store.set_alias(name, "shared", str(1 + k % 2))
+            return i
+
+        in_processes(4, move, tmp_path / "results")
+        table = store.aliases(name)
+        assert table.pop("shared") == "2"  # every writer's last move
+        assert table == {f"p{i}-{k}": str(1 + (i + k) % 2) for i in range(4) for k in range(6)}
+
+    def test_a_failed_publish_leaves_no_version(
+        self, store: ModelStore, model_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        name = unique("m")
+        first = store.publish(model_files, name)
+
+        def fail() -> None:
+            raise InjectedFailure("publish interrupted by the contract")
+
+        (model_files / "model.json").write_bytes(b'{"v": 2}')
+        self.break_publish(store, monkeypatch, once(fail))
+        with pytest.raises(InjectedFailure):
+            store.publish(model_files, name, aliases=("production",))
+        assert store.versions(name) == [first]
+        assert store.aliases(name) == {}
+        assert store.resolve(ModelRef(name=name)) == first
+        second = store.publish(model_files, name)
+        assert second.version == "2"
+        for f in second.files:
+            assert stored_bytes(store, second, f, tmp_path / "check") == (model_files / f.path).read_bytes()
+
+    def test_a_failed_publish_of_an_explicit_version_does_not_claim_it(
+        self, store: ModelStore, model_files: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        name = unique("m")
+        store.publish(model_files, name)
+
+        def fail() -> None:
+            raise InjectedFailure("publish interrupted by the contract")
+
+        self.break_publish(store, monkeypatch, once(fail))
+        with pytest.raises(InjectedFailure):
+            store.publish(model_files, name, version="7")
+        assert [v.version for v in store.versions(name)] == ["1"]
+        assert store.publish(model_files, name, version="7").version == "7"
+        assert [v.version for v in store.versions(name)] == ["1", "7"]
+
+    def test_a_publish_killed_midway_leaves_no_version(
+        self, store: ModelStore, model_files: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        name = unique("m")
+        first = store.publish(model_files, name)
+        (model_files / "model.json").write_bytes(b'{"v": 2}')
+        ctx = multiprocessing.get_context("fork")
+
+        def crash() -> None:
+            self.break_publish(store, monkeypatch, once(lambda: os._exit(17)))
+            store.publish(model_files, name, aliases=("production",))
+            os._exit(0)  # the publish was not interrupted: break_publish did not break it
+
+        worker = ctx.Process(target=crash)
+        worker.start()
+        worker.join(timeout=300)
+        assert worker.exitcode == 17
+        assert store.versions(name) == [first]
+        assert store.aliases(name) == {}
+        assert store.publish(model_files, name).version == "2"
+
+    def test_a_version_is_visible_only_when_complete(
+        self, store: ModelStore, model_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Another process looking while a publish is under way sees the old versions only."""
+        name = unique("m")
+        store.publish(model_files, name)
+        seen: list[Any] = []
+
+        def look(i: int) -> dict[str, Any]:
+            listed = store.versions(name)
+            for v in listed:  # whatever is listed must be whole
+                store.fetch(v, tmp_path / "looked" / v.version)
+            return {"versions": [v.version for v in listed], "latest": store.resolve(ModelRef(name=name)).version}
+
+        (model_files / "model.json").write_bytes(b'{"v": 2}')
+        self.break_publish(store, monkeypatch, once(lambda: seen.extend(in_processes(1, look, tmp_path / "look"))))
+        second = store.publish(model_files, name)
+        assert seen == [{"versions": ["1"], "latest": "1"}]
+        assert second.version == "2"
+        assert [v.version for v in store.versions(name)] == ["1", "2"]
 
     def test_publish_numbers_versions(self, store: ModelStore, model_files: Path) -> None:
         name = unique("m")

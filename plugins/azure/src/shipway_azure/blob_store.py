@@ -15,6 +15,7 @@ Aliases are updated with ETag conditions (optimistic concurrency).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,7 @@ class AzureBlobStore(ModelStore):
     def __init__(self, settings: BackendSettings, context: Any = None) -> None:
         super().__init__(settings, context)
         self._container: Any = None
+        self._container_pid = 0
         self._credential_source = ""
 
     # -- connection ----------------------------------------------------------------
@@ -93,8 +95,13 @@ class AzureBlobStore(ModelStore):
 
     @property
     def container(self) -> Any:
-        """The azure.storage.blob ContainerClient, built on first use."""
-        if self._container is None:
+        """The azure.storage.blob ContainerClient, built on first use (and again in a forked process).
+
+        A forked process must not share the parent's pooled connections: two
+        processes on one socket read each other's responses.
+        """
+        if self._container is None or self._container_pid != os.getpid():
+            self._container_pid = os.getpid()
             from azure.storage.blob import BlobServiceClient
 
             s = self.settings
