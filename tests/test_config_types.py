@@ -33,6 +33,12 @@ ERRORS = [
     ("build timeout inf", VALID + "build: {timeout: .inf}\n", 11, "build.timeout: Input should be a finite number"),
     ("build timeout nan", VALID + "build: {timeout: .NaN}\n", 11, "build.timeout: Input should be a finite number"),
     (
+        "backend deadline inf",
+        VALID + "orchestrator: {kind: docker, deadline: .inf}\n",
+        11,
+        "orchestrator.deadline: Input should be a finite number",
+    ),
+    (
         "build timeout from env inf",
         VALID + "build: {timeout: '${BT}'}\n",
         11,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,8 @@ from shipway.domain import (
     valid_model_name,
     valid_version,
 )
-from shipway.errors import IntegrityError, ModelError
+from shipway.errors import IntegrityError, ModelError, NotFound, TagExists
+from shipway.manifest import Image
 from shipway.progress import NULL_REPORTER, Reporter
 
 
@@ -44,7 +45,7 @@ class BackendSettings(BaseModel):
     ``username: ${REGISTRY_USER:-}`` and leave the variable unset.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a deadline of .inf would never end
     kind: str
 
     @model_validator(mode="before")
@@ -303,6 +304,43 @@ class Registry(Backend):
     @abstractmethod
     def builds(self, app: str) -> list[tuple[ImageRef, dict[str, str]]]:
         """Verified shipway builds of ``app`` in the repository, newest first, with labels."""
+
+    bytes_uploaded: int = 0
+    """Bytes this backend sent to the registry so far (blobs and manifests); kept by push_image."""
+
+    def find(self, tag: str) -> ImageRef | None:
+        """The image ``tag`` names, or None: one manifest request (how ``run`` finds a build of the same inputs)."""
+        try:
+            return self.resolve(tag)
+        except NotFound:
+            return None
+
+    def upload_blobs(self, image: Image) -> int:
+        """Upload the blobs of ``image`` the registry lacks, before its manifest; returns the bytes sent.
+
+        Called while the image is being verified, so a model-only change overlaps
+        its upload with the verify run; blobs without a manifest name no image.
+        The default does nothing (:meth:`push_image` pushes everything).
+        """
+        return 0
+
+    def push_image(self, image: Image, tags: Sequence[str]) -> ImageRef:
+        """Push an assembled image (loaded in the engine as ``image.local_id``) under every tag in ``tags``.
+
+        A tag that already exists is never moved: one naming this very image is
+        left as it is, one naming another image raises :class:`TagExists`. The
+        default pushes through the Docker engine with :meth:`push`, for registries
+        that implement only that; the ``oci`` kind uploads through the
+        distribution API only the blobs the registry lacks.
+        """
+        ref: ImageRef | None = None
+        for tag in tags:
+            if self.find(tag) is not None:
+                raise TagExists(f"{self.repository()}:{tag} already exists: shipway never moves a tag")
+            ref = self.push(image.local_id, tag)
+        if ref is None:
+            raise ValueError("push_image needs at least one tag")
+        return ref
 
 
 class Orchestrator(Backend):
