@@ -388,7 +388,7 @@ class ModelStoreContract:
         out = store.fetch(version, tmp_path / "out")
         assert (out / "weights.bin").read_bytes() == (model_files / "weights.bin").read_bytes()
 
-    @pytest.mark.parametrize("have", ["none", "one byte", "half", "all but one byte", "all"])
+    @pytest.mark.parametrize("have", ["empty", "first-byte", "half", "all-but-last", "whole"])
     def test_download_completes_a_partial_file_exactly(
         self, store: ModelStore, model_files: Path, tmp_path: Path, have: str
     ) -> None:
@@ -396,7 +396,7 @@ class ModelStoreContract:
         version = self.seed(store, model_files, unique("m"))
         target = next(f for f in version.files if f.path == "weights.bin")
         data = (model_files / "weights.bin").read_bytes()
-        keep = {"none": 0, "one byte": 1, "half": len(data) // 2, "all but one byte": len(data) - 1, "all": len(data)}
+        keep = {"empty": 0, "first-byte": 1, "half": len(data) // 2, "all-but-last": len(data) - 1, "whole": len(data)}
         dest = tmp_path / "partial"
         dest.write_bytes(data[: keep[have]])
         store._download(version, target, dest)  # directly: fetch would retry a bad result whole

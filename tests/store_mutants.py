@@ -1,0 +1,324 @@
+"""Deliberately broken model stores: each breaks one promise of the writable store contract.
+
+``tests/test_contract_mutants.py`` runs the contract against each of them (in a
+pytester subprocess) and asserts that the contract rejects it. The mutants are
+subclasses of two stores that pass: the built-in ``local`` store and the
+``sqlite`` example plugin, so each one differs from a passing store by one fault.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipway.backends import local_store
+from shipway.backends.base import BackendContext, check_alias, check_publish, model_sources, next_version, sha256_file
+from shipway.backends.local_store import LocalModelStore, LocalStoreSettings
+from shipway.domain import ModelFile, ModelVersion, utcnow
+from shipway.errors import ModelError
+from shipway.testing.contracts import WritableModelStoreContract
+from shipway_sqlite_store import SqliteModelStore, SqliteStoreSettings
+
+# -- the two passing stores, as contract test classes --------------------------------------------
+
+
+class LocalContract(WritableModelStoreContract):
+    """The writable contract for ``store_class``, a LocalModelStore (sub)class."""
+
+    store_class: type[LocalModelStore] = LocalModelStore
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> LocalModelStore:
+        settings = LocalStoreSettings(kind="local", path=str(tmp_path / "store"))
+        return self.store_class(settings, BackendContext(cache_dir=tmp_path / "cache"))
+
+    def corrupt(self, store: LocalModelStore, version: ModelVersion, file: ModelFile) -> None:  # type: ignore[override]
+        path = store.root / version.name / "versions" / version.version / "files" / file.path
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+    def write_manifest(self, store: LocalModelStore, name: str, version: str, manifest: dict[str, Any]) -> None:  # type: ignore[override]
+        path = store.root / name / "versions" / version / "manifest.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(manifest))
+
+    def break_publish(  # type: ignore[override]
+        self, store: LocalModelStore, monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]
+    ) -> None:
+        copy = local_store._copy_hashing
+
+        def copy_then_act(src: Path, dest: Path) -> str:
+            digest = copy(src, dest)
+            action()
+            return digest
+
+        monkeypatch.setattr(local_store, "_copy_hashing", copy_then_act)
+
+
+class SqliteContract(WritableModelStoreContract):
+    """The writable contract for ``store_class``, a SqliteModelStore (sub)class."""
+
+    store_class: type[SqliteModelStore] = SqliteModelStore
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> SqliteModelStore:
+        settings = SqliteStoreSettings(kind="sqlite", path=str(tmp_path / "models.db"))
+        return self.store_class(settings, BackendContext(cache_dir=tmp_path / "cache"))
+
+    def corrupt(self, store: SqliteModelStore, version: ModelVersion, file: ModelFile) -> None:  # type: ignore[override]
+        with closing(sqlite3.connect(store.path, isolation_level=None)) as db:
+            (data,) = db.execute("SELECT data FROM chunks WHERE sha256 = ? AND offset = 0", (file.sha256,)).fetchone()
+            changed = bytearray(data)
+            changed[len(changed) // 2] ^= 0xFF
+            db.execute("UPDATE chunks SET data = ? WHERE sha256 = ? AND offset = 0", (bytes(changed), file.sha256))
+
+    def write_manifest(self, store: SqliteModelStore, name: str, version: str, manifest: dict[str, Any]) -> None:  # type: ignore[override]
+        with closing(sqlite3.connect(store.path, isolation_level=None)) as db:
+            db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?)", (name, version, json.dumps(manifest)))
+
+    def break_publish(  # type: ignore[override]
+        self, store: SqliteModelStore, monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]
+    ) -> None:
+        put = store._put_blob
+
+        def put_then_act(rel: str, src: Path) -> ModelFile:
+            entry = put(rel, src)
+            action()
+            return entry
+
+        monkeypatch.setattr(store, "_put_blob", put_then_act)
+
+
+# -- local store mutants ---------------------------------------------------------------------------
+
+
+class LocalDropsMetadata(LocalModelStore):
+    """publish ignores ``metadata``."""
+
+    def publish(
+        self, path: Path, name: str, version: str | None = None, aliases: tuple[str, ...] = (), metadata: Any = None
+    ) -> ModelVersion:
+        return super().publish(path, name, version=version, aliases=aliases)
+
+
+class LocalAppendingDownload(LocalModelStore):
+    """_download appends the whole file after whatever ``dest`` holds."""
+
+    def _download(self, version: ModelVersion, file: ModelFile, dest: Path) -> None:
+        src = self.root / version.name / "versions" / version.version / "files" / file.path
+        with dest.open("ab") as out:
+            out.write(src.read_bytes())
+
+
+class LocalNoWriteLock(LocalModelStore):
+    """No lock around numbering and the alias table."""
+
+    @contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        yield
+
+
+class LocalRepublishOverwrites(LocalModelStore):
+    """Republishing a version replaces it, then says it already existed."""
+
+    def _commit(
+        self,
+        staging: Path,
+        model_dir: Path,
+        name: str,
+        version: str | None,
+        files: tuple[ModelFile, ...],
+        metadata: dict[str, Any],
+    ) -> ModelVersion:
+        target = model_dir / "versions" / (version or "-")
+        if version is not None and target.exists():
+            shutil.rmtree(target)
+            super()._commit(staging, model_dir, name, version, files, metadata)
+            raise ModelError(f"model {name!r} version {version!r} already exists; versions are immutable")
+        return super()._commit(staging, model_dir, name, version, files, metadata)
+
+
+class LocalAliasSavesThenRaises(LocalModelStore):
+    """set_alias writes the alias, then checks that the version exists."""
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        with self._lock(name):
+            table = self.aliases(name)
+            table[alias] = version
+            local_store._write_json(self._model_dir(name) / "aliases.json", table)
+        super().set_alias(name, alias, version)
+
+
+class LocalAliasLostUpdate(LocalModelStore):
+    """set_alias reads, changes and writes the alias table without the lock."""
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        check_alias(alias)
+        if not (self._model_dir(name) / "versions" / version / "manifest.json").is_file():
+            raise ModelError(f"model {name!r} has no version {version!r}")
+        table = self.aliases(name)
+        table[alias] = version
+        local_store._write_json(self._model_dir(name) / "aliases.json", table)
+
+
+class LocalManifestFirst(LocalModelStore):
+    """publish writes the manifest into place, then copies the files beside it."""
+
+    def publish(
+        self, path: Path, name: str, version: str | None = None, aliases: tuple[str, ...] = (), metadata: Any = None
+    ) -> ModelVersion:
+        check_publish(name, version, aliases)
+        sources = model_sources(path)
+        files = tuple(ModelFile(path=rel, size=p.stat().st_size, sha256=sha256_file(p)) for rel, p in sources)
+        with self._lock(name):
+            number = version or next_version(self.versions(name))
+            target = self._model_dir(name) / "versions" / number
+            if target.exists():
+                raise ModelError(f"model {name!r} version {number!r} already exists; versions are immutable")
+            (target / "files").mkdir(parents=True)
+            mv = ModelVersion(name=name, version=number, created=utcnow(), files=files, metadata=metadata or {})
+            local_store._write_json(target / "manifest.json", mv.manifest())
+        for rel, src in sources:
+            dest = target / "files" / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            local_store._copy_hashing(src, dest)
+        for alias in aliases:
+            self.set_alias(name, alias, number)
+        return mv
+
+
+class LocalNoParseManifest(LocalModelStore):
+    """versions() builds versions from manifests itself instead of through parse_manifest."""
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        vdir = self._model_dir(name) / "versions"
+        found = []
+        for manifest in vdir.glob("*/manifest.json") if vdir.is_dir() else []:
+            data = json.loads(manifest.read_text())
+            found.append(ModelVersion.model_validate({k: v for k, v in data.items() if k != "digest"}))
+        return sorted(found, key=lambda v: v.created)
+
+
+# -- sqlite store mutants --------------------------------------------------------------------------
+
+
+class SqliteDropsMetadata(SqliteModelStore):
+    """publish ignores ``metadata``."""
+
+    def publish(
+        self, path: Path, name: str, version: str | None = None, aliases: tuple[str, ...] = (), metadata: Any = None
+    ) -> ModelVersion:
+        return super().publish(path, name, version=version, aliases=aliases)
+
+
+class SqliteAppendingDownload(SqliteModelStore):
+    """_download appends the whole file after whatever ``dest`` holds."""
+
+    def _download(self, version: ModelVersion, file: ModelFile, dest: Path) -> None:
+        with self._db() as db, dest.open("ab") as out:
+            for (data,) in db.execute("SELECT data FROM chunks WHERE sha256 = ? ORDER BY offset", (file.sha256,)):
+                out.write(data)
+
+
+class SqliteNoWriteLock(SqliteModelStore):
+    """The version number is chosen in one transaction and written in another (last writer wins)."""
+
+    def publish(
+        self, path: Path, name: str, version: str | None = None, aliases: tuple[str, ...] = (), metadata: Any = None
+    ) -> ModelVersion:
+        check_publish(name, version, aliases)
+        files = tuple(self._put_blob(rel, src) for rel, src in model_sources(path))
+        with self._db() as db:
+            existing = self._versions(db, name)
+        number = version or next_version(existing)
+        if any(v.version == number for v in existing):
+            raise ModelError(f"model {name!r} version {number!r} already exists; versions are immutable")
+        mv = ModelVersion(name=name, version=number, created=utcnow(), files=files, metadata=metadata or {})
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?)", (name, number, json.dumps(mv.manifest())))
+            for alias in aliases:
+                db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)", (name, alias, number))
+        return mv
+
+
+class SqliteRepublishOverwrites(SqliteModelStore):
+    """Republishing a version replaces its manifest, then says it already existed."""
+
+    def publish(
+        self, path: Path, name: str, version: str | None = None, aliases: tuple[str, ...] = (), metadata: Any = None
+    ) -> ModelVersion:
+        if version is not None and any(v.version == version for v in self.versions(name)):
+            files = tuple(self._put_blob(rel, src) for rel, src in model_sources(path))
+            mv = ModelVersion(name=name, version=version, created=utcnow(), files=files, metadata=metadata or {})
+            with self._db() as db:
+                db.execute(
+                    "INSERT OR REPLACE INTO versions VALUES (?, ?, ?)", (name, version, json.dumps(mv.manifest()))
+                )
+            raise ModelError(f"model {name!r} version {version!r} already exists; versions are immutable")
+        return super().publish(path, name, version=version, aliases=aliases, metadata=metadata)
+
+
+class SqliteAliasSavesThenRaises(SqliteModelStore):
+    """set_alias writes the alias, then checks that the version exists."""
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)", (name, alias, version))
+        super().set_alias(name, alias, version)
+
+
+class SqliteAliasLostUpdate(SqliteModelStore):
+    """set_alias reads the alias table, then rewrites it whole outside any transaction."""
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        check_alias(alias)
+        if version not in {v.version for v in self.versions(name)}:
+            raise ModelError(f"model {name!r} has no version {version!r}")
+        table = self.aliases(name)
+        table[alias] = version
+        with self._db() as db:
+            db.execute("DELETE FROM aliases WHERE name = ?", (name,))
+            db.executemany("INSERT INTO aliases VALUES (?, ?, ?)", [(name, a, v) for a, v in table.items()])
+
+
+class SqliteManifestFirst(SqliteModelStore):
+    """publish commits the manifest row first, then writes the files' contents."""
+
+    def publish(
+        self, path: Path, name: str, version: str | None = None, aliases: tuple[str, ...] = (), metadata: Any = None
+    ) -> ModelVersion:
+        check_publish(name, version, aliases)
+        sources = model_sources(path)
+        files = tuple(ModelFile(path=rel, size=p.stat().st_size, sha256=sha256_file(p)) for rel, p in sources)
+        with self._transaction() as db:
+            existing = self._versions(db, name)
+            number = version or next_version(existing)
+            if any(v.version == number for v in existing):
+                raise ModelError(f"model {name!r} version {number!r} already exists; versions are immutable")
+            mv = ModelVersion(name=name, version=number, created=utcnow(), files=files, metadata=metadata or {})
+            db.execute("INSERT INTO versions VALUES (?, ?, ?)", (name, number, json.dumps(mv.manifest())))
+            for alias in aliases:
+                db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)", (name, alias, number))
+        for rel, src in sources:
+            self._put_blob(rel, src)
+        return mv
+
+
+class SqliteNoParseManifest(SqliteModelStore):
+    """_versions builds versions from manifests itself instead of through parse_manifest."""
+
+    def _versions(self, db: sqlite3.Connection, name: str) -> list[ModelVersion]:
+        rows = db.execute("SELECT manifest FROM versions WHERE name = ?", (name,)).fetchall()
+        found = []
+        for (text,) in rows:
+            data = json.loads(text)
+            found.append(ModelVersion.model_validate({k: v for k, v in data.items() if k != "digest"}))
+        return sorted(found, key=lambda v: v.created)
