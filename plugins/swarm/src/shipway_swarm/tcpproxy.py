@@ -26,6 +26,7 @@ import time
 
 log = logging.getLogger("shipway-proxy")
 CHUNK = 65536
+Address = tuple[str, int]
 
 
 class Upstreams:
@@ -33,28 +34,28 @@ class Upstreams:
 
     def __init__(self, host: str, port: int, ttl: float = 0.5, penalty: float = 3.0) -> None:
         self.host, self.port, self.ttl, self.penalty = host, port, ttl, penalty
-        self._addresses: list[str] = []
+        self._addresses: list[Address] = []
         self._resolved = 0.0
-        self._bad: dict[str, float] = {}
+        self._bad: dict[Address, float] = {}
         self._turn = itertools.count()
 
-    async def resolve(self, force: bool = False) -> list[str]:
+    async def resolve(self, force: bool = False) -> list[Address]:
         now = time.monotonic()
         if force or now - self._resolved > self.ttl:
             try:
                 infos = await asyncio.get_running_loop().getaddrinfo(
                     self.host, self.port, family=socket.AF_INET, type=socket.SOCK_STREAM
                 )
-                self._addresses = sorted({str(info[4][0]) for info in infos})
+                self._addresses = sorted({(str(info[4][0]), self.port) for info in infos})
             except OSError:
                 self._addresses = []  # no healthy task right now (NXDOMAIN)
             self._resolved = now
         return self._addresses
 
-    def mark_bad(self, address: str) -> None:
+    def mark_bad(self, address: Address) -> None:
         self._bad[address] = time.monotonic() + self.penalty
 
-    async def pick(self, tried: set[str]) -> str | None:
+    async def pick(self, tried: set[Address]) -> Address | None:
         """The next address not tried by this connection, healthy ones first; None if there is none."""
         for force in (False, True):
             found = [a for a in await self.resolve(force) if a not in tried]
@@ -80,7 +81,7 @@ class Proxy:
         end = loop.time() + self.retry_window
         sent = bytearray()  # request bytes a task took but did not answer: replayed on the next task
         state = {"client_eof": False, "replayable": True}
-        tried: set[str] = set()
+        tried: set[Address] = set()
         try:
             while loop.time() < end:
                 address = await self.upstreams.pick(tried)
@@ -90,9 +91,7 @@ class Proxy:
                     continue
                 tried.add(address)
                 try:
-                    up_r, up_w = await asyncio.wait_for(
-                        asyncio.open_connection(address, self.upstreams.port), self.connect_timeout
-                    )
+                    up_r, up_w = await asyncio.wait_for(asyncio.open_connection(*address), self.connect_timeout)
                 except (OSError, TimeoutError):
                     self.upstreams.mark_bad(address)
                     self.retries += 1
@@ -102,7 +101,7 @@ class Proxy:
                     return
                 self.upstreams.mark_bad(address)
                 self.retries += 1
-                log.info("task %s closed before answering: retrying on another task", address)
+                log.info("task %s:%s closed before answering: retrying on another task", *address)
         finally:
             with contextlib.suppress(OSError):
                 client_w.close()

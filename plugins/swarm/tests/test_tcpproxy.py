@@ -1,0 +1,125 @@
+"""The front proxy on its own, on 127.0.0.1: which failures move a connection to another task, and which do not."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shipway.testing.services import free_port
+from shipway_swarm.tcpproxy import Address, Proxy, Upstreams
+
+REQUEST = b"POST /score HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello"
+
+
+class FixedUpstreams(Upstreams):
+    """Tasks at fixed addresses, in order (instead of Swarm's DNS)."""
+
+    def __init__(self, addresses: list[Address]) -> None:
+        super().__init__("tasks.test", 0)
+        self.fixed = addresses
+
+    async def resolve(self, force: bool = False) -> list[Address]:
+        return list(self.fixed)
+
+    async def pick(self, tried: set[Address]) -> Address | None:
+        return next((a for a in self.fixed if a not in tried), None)
+
+
+async def _task(behaviour: str, seen: list[bytes]) -> tuple[asyncio.Server, Address]:
+    """A fake task: ``answer`` echoes the request, ``close`` reads it and hangs up, ``partial`` answers half."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        data = await reader.readexactly(len(REQUEST))
+        seen.append(data)
+        if behaviour == "answer":
+            writer.write(b"HTTP/1.0 200 OK\r\n\r\n" + data)
+        elif behaviour == "partial":
+            writer.write(b"HTTP/1.0 200 OK\r\n")
+        await writer.drain()
+        writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    return server, ("127.0.0.1", port)
+
+
+async def _through_proxy(addresses: list[Address]) -> tuple[bytes, Proxy]:
+    proxy = Proxy(FixedUpstreams(addresses), connect_timeout=1, retry_window=5, replay_limit=1024)
+    port = free_port()
+    server = await asyncio.start_server(proxy.handle, "127.0.0.1", port)
+    async with server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(REQUEST)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    return answer, proxy
+
+
+def test_a_refused_connection_and_a_task_that_hangs_up_unanswered_move_the_request() -> None:
+    async def scenario() -> None:
+        closed_seen: list[bytes] = []
+        good_seen: list[bytes] = []
+        closing, closing_at = await _task("close", closed_seen)
+        good, good_at = await _task("answer", good_seen)
+        nothing = ("127.0.0.1", free_port())  # no task listens here: connection refused
+        async with closing, good:
+            answer, proxy = await _through_proxy([nothing, closing_at, good_at])
+        assert answer == b"HTTP/1.0 200 OK\r\n\r\n" + REQUEST  # the request bytes were replayed whole
+        assert closed_seen == [REQUEST]
+        assert good_seen == [REQUEST]
+        assert proxy.retries == 2
+
+    asyncio.run(scenario())
+
+
+def test_an_answered_request_is_never_replayed() -> None:
+    async def scenario() -> None:
+        partial_seen: list[bytes] = []
+        good_seen: list[bytes] = []
+        partial, partial_at = await _task("partial", partial_seen)
+        good, good_at = await _task("answer", good_seen)
+        async with partial, good:
+            answer, proxy = await _through_proxy([partial_at, good_at])
+        assert answer == b"HTTP/1.0 200 OK\r\n"  # what the task sent, then the close: no second try
+        assert good_seen == []
+        assert proxy.retries == 0
+
+    asyncio.run(scenario())
+
+
+def test_replay_limit_zero_never_replays() -> None:
+    async def scenario() -> None:
+        closed_seen: list[bytes] = []
+        good_seen: list[bytes] = []
+        closing, closing_at = await _task("close", closed_seen)
+        good, good_at = await _task("answer", good_seen)
+        async with closing, good:
+            proxy = Proxy(FixedUpstreams([closing_at, good_at]), connect_timeout=1, retry_window=5, replay_limit=0)
+            port = free_port()
+            server = await asyncio.start_server(proxy.handle, "127.0.0.1", port)
+            async with server:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(REQUEST)
+                await writer.drain()
+                answer = await asyncio.wait_for(reader.read(), 10)
+                writer.close()
+        assert answer == b""  # the client sees the task's hang-up, as without a proxy
+        assert good_seen == []
+
+    asyncio.run(scenario())
+
+
+def test_a_task_that_failed_recently_is_picked_last() -> None:
+    class Two(Upstreams):
+        async def resolve(self, force: bool = False) -> list[Address]:
+            return [("10.0.0.2", 8000), ("10.0.0.3", 8000)]
+
+    async def scenario() -> None:
+        upstreams = Two("tasks.test", 8000)
+        upstreams.mark_bad(("10.0.0.2", 8000))
+        picks = {await upstreams.pick(set()) for _ in range(4)}
+        assert picks == {("10.0.0.3", 8000)}
+        assert await upstreams.pick({("10.0.0.3", 8000)}) == ("10.0.0.2", 8000)  # still better than nothing
+        assert await upstreams.pick({("10.0.0.2", 8000), ("10.0.0.3", 8000)}) is None
+
+    asyncio.run(scenario())
