@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from browser import render
 
 from shipway import dockerutil
 from shipway.scaffold import GITHUB_WORKFLOW
@@ -119,10 +120,12 @@ def test_generated_workflow_commands_run_and_release_a_new_app(app_dir: Path, tm
         if str(step.get("run", "")).startswith("shipway ")
     ]
     assert [job for job, _ in commands] == ["run", "release"]
+    logs: dict[str, list[dict[str, Any]]] = {}
     try:
         for job, command in commands:
             proc = subprocess.run(["bash", "-c", command], cwd=app_dir, env=env, capture_output=True, text=True)
             assert proc.returncode == 0, f"{job}: {command}\n{proc.stderr[-4000:]}"
+            logs[job] = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
         build = json.loads((app_dir / "shipway-build.json").read_text())
         assert (build["status"], build["model"]["name"], build["model"]["version"]) == ("ok", "tiny", "1")
         assert "<testsuite" in (app_dir / "shipway-run.xml").read_text()
@@ -130,5 +133,15 @@ def test_generated_workflow_commands_run_and_release_a_new_app(app_dir: Path, tm
         assert release["action"] == "deployed"
         live = requests.get(f"http://127.0.0.1:{host_port}/predict", timeout=10).json()
         assert live == {"label": "owl", "model": "1"}
+        # --log-format json: every stage and the summary as JSON lines for the CI's log collector
+        assert {"stage", "summary"} <= {e["event"] for e in logs["run"]}
+        assert [e["outcome"] for e in logs["release"] if e["event"] == "summary"] == ["deployed"]
+        # --report: the run's HTML page, as a browser shows it
+        text = render(app_dir / "shipway-run.html", tmp_path / "run-report.png", tmp_path)
+        for fact in (f"shipway run: {name}", "tiny version 1", build["model_digest"], build["source"]["commit"]):
+            assert fact in text, fact
+        assert 'GET /ready ok status 200 {"ready": true}' in text
+        release_text = render(app_dir / "shipway-release.html", tmp_path / "release-report.png", tmp_path)
+        assert f"shipway release: {name} (default)" in release_text
     finally:
         subprocess.run([str(sh), "down"], cwd=app_dir, env=env, capture_output=True)

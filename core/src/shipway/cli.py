@@ -20,10 +20,14 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 class State:
     """Options shared by every command, and the lazily loaded project."""
 
-    def __init__(self, config: Path, debug: bool, quiet: bool) -> None:
+    def __init__(self, config: Path, debug: bool, quiet: bool, log_format: str = "text") -> None:
         self.config_path = config
         self.debug = debug
         self.quiet = quiet
+        self.log_format = log_format
+        self.command: str | None = None
+        """The subcommand being run (``run``, ``release``, ...)."""
+        self.report_path: Path | None = None
         self._host: Any = None
         self._project: Any = None
 
@@ -39,7 +43,7 @@ class State:
     def reporter(self) -> Any:
         from shipway.progress import Reporter
 
-        return Reporter(quiet=self.quiet)
+        return Reporter(quiet=self.quiet, log_format=self.log_format)
 
     def project(self) -> Any:
         if self._project is None:
@@ -50,10 +54,20 @@ class State:
                 raise ConfigError(f"{self.config_path}: file not found (use -c FILE or set SHIPWAY_CONFIG)")
             loaded = config.load(self.config_path, self.host)
             self._project = Project(loaded=loaded, host=self.host, reporter=self.reporter)
+            if self.command in OUTPUT_COMMANDS:
+                from shipway.command_outputs import CommandOutputs
+                from shipway.plugins import PluginInfo
+
+                outputs = CommandOutputs(self._project, self.command, self.report_path, self.config_path)
+                info = PluginInfo(name="shipway-outputs", dist=None, version=None, module=__name__, builtin=True)
+                self.host.add(outputs, info)
         return self._project
 
 
 pass_state = click.make_pass_decorator(State)
+OUTPUT_COMMANDS = ("run", "release", "rollback")
+"""Commands that end with a summary table and may write an HTML report (--report)."""
+LOG_FORMATS = click.Choice(["text", "json"])
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -67,11 +81,19 @@ pass_state = click.make_pass_decorator(State)
 )
 @click.option("--debug", is_flag=True, envvar="SHIPWAY_DEBUG", help="Show tracebacks for errors.")
 @click.option("-q", "--quiet", is_flag=True, help="Only print errors and results.")
+@click.option(
+    "--log-format",
+    type=LOG_FORMATS,
+    default="text",
+    envvar="SHIPWAY_LOG_FORMAT",
+    help="json: one JSON object per line on stderr, for CI log collectors.",
+)
 @click.version_option(__version__, prog_name="shipway")
 @click.pass_context
-def cli(ctx: click.Context, config: Path, debug: bool, quiet: bool) -> None:
+def cli(ctx: click.Context, config: Path, debug: bool, quiet: bool, log_format: str) -> None:
     """Take an AI app (code + a model version) from a commit to a running, verified service."""
-    ctx.obj = State(Path(config), debug, quiet)
+    ctx.obj = State(Path(config), debug, quiet, log_format)
+    ctx.obj.command = ctx.invoked_subcommand
 
 
 def _set_global(ctx: click.Context, param: click.Parameter, value: Any) -> None:
@@ -85,6 +107,10 @@ def _set_global(ctx: click.Context, param: click.Parameter, value: Any) -> None:
         state.debug = True
     elif param.name == "quiet":
         state.quiet = True
+    elif param.name == "log_format":
+        state.log_format = value
+    elif param.name == "report":
+        state.report_path = Path(value)
 
 
 def _global_options() -> list[click.Option]:
@@ -100,7 +126,20 @@ def _global_options() -> list[click.Option]:
         ),
         click.Option(["--debug"], is_flag=True, default=False, help="Show tracebacks for errors.", **common),
         click.Option(["-q", "--quiet"], is_flag=True, default=False, help="Only print errors and results.", **common),
+        click.Option(["--log-format"], type=LOG_FORMATS, default=None, help="text or json (JSON lines).", **common),
     ]
+
+
+def _report_option() -> click.Option:
+    """``--report FILE`` for run, release and rollback: one self-contained HTML page."""
+    return click.Option(
+        ["--report"],
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        expose_value=False,
+        callback=_set_global,
+        help="Write a self-contained HTML report here (also when the command fails).",
+    )
 
 
 def add_global_options(group: click.Group) -> None:
@@ -110,7 +149,8 @@ def add_global_options(group: click.Group) -> None:
             add_global_options(command)
         else:
             taken = {opt for p in command.params for opt in p.opts}
-            command.params.extend(o for o in _global_options() if not taken & set(o.opts))
+            extra = _global_options() + ([_report_option()] if command.name in OUTPUT_COMMANDS else [])
+            command.params.extend(o for o in extra if not taken & set(o.opts))
 
 
 def _output_options(f: Any) -> Any:

@@ -249,6 +249,8 @@ class CheckResult(BaseModel):
     check: str
     ok: bool
     detail: str = ""
+    response: str = ""
+    """The start of the response body (for reports), whitespace collapsed."""
 
 
 class BuildRecord(BaseModel):

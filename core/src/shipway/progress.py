@@ -1,11 +1,13 @@
-"""Human progress on a terminal, plain lines elsewhere (CI logs)."""
+"""Human progress on a terminal, plain lines elsewhere (CI logs), or JSON lines for log collectors."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Protocol
 
 from rich.console import Console
@@ -29,25 +31,44 @@ class _NullBytes:
 
 
 class Reporter:
-    """Prints what shipway is doing. Rich output on a TTY; plain, timestamp-free lines otherwise."""
+    """Prints what shipway is doing. Rich output on a TTY; plain, timestamp-free lines otherwise.
 
-    def __init__(self, console: Console | None = None, quiet: bool = False) -> None:
+    ``log_format="json"``: one JSON object per line on stderr instead (``{"ts", "level", "event", ...}``),
+    for CI log collectors; no bars, no colours.
+    """
+
+    def __init__(self, console: Console | None = None, quiet: bool = False, log_format: str = "text") -> None:
         self.console = console or Console(stderr=True, highlight=False)
         self.quiet = quiet
+        self.json = log_format == "json"
 
     @property
     def interactive(self) -> bool:
-        return self.console.is_terminal
+        return self.console.is_terminal and not self.json
+
+    def event(self, event: str, level: str = "info", **fields: object) -> None:
+        """One JSON log line (json format only): timestamp, level, event name and fields."""
+        line: dict[str, object] = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": level}
+        line["event"] = event
+        line.update(fields)
+        print(json.dumps(line, default=str), file=sys.stderr, flush=True)
 
     def info(self, message: str) -> None:
         if self.quiet:
             return
-        if self.interactive:
+        if self.json:
+            self.event("message", message=message)
+        elif self.interactive:
             self.console.print(message, markup=False)
         else:
             print(message, file=sys.stderr, flush=True)
 
     def stage(self, name: str, status: str, seconds: float, detail: str = "") -> None:
+        if self.json:
+            if not self.quiet or status == "failed":
+                level = "error" if status == "failed" else "info"
+                self.event("stage", level, stage=name, status=status, seconds=seconds, detail=detail)
+            return
         mark = {"ok": "✓", "failed": "✗", "skipped": "-"}.get(status, "·")
         line = f"{mark} {name:<8} {status:<7} {seconds:6.1f}s"
         if detail:
@@ -83,7 +104,10 @@ class Reporter:
             yield _NullBytes()
         if total and not self.quiet:
             took = time.monotonic() - start
-            self.info(f"  {description}: {total / 1e6:.1f} MB in {took:.1f}s")
+            if self.json:
+                self.event("transfer", what=description, bytes=total, seconds=round(took, 3))
+            else:
+                self.info(f"  {description}: {total / 1e6:.1f} MB in {took:.1f}s")
 
 
 NULL_REPORTER = Reporter(Console(stderr=True, quiet=True), quiet=True)

@@ -76,6 +76,18 @@ def run_check(base_url: str, check: VerifyCheck, base: Path) -> CheckResult:
         )
     except requests.RequestException as exc:
         return CheckResult(check=check.request, ok=False, detail=f"request failed: {type(exc).__name__}: {exc}")
+    result = _judge(check, resp)
+    return result.model_copy(update={"response": excerpt(resp.text)})
+
+
+def excerpt(text: str, limit: int = 300) -> str:
+    """The first ``limit`` characters of a response body, whitespace collapsed."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _judge(check: VerifyCheck, resp: requests.Response) -> CheckResult:
+    """Compare one response with what the check expects."""
     if resp.status_code != check.expect_status:
         return CheckResult(
             check=check.request,

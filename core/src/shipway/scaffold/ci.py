@@ -13,9 +13,11 @@ from shipway.scaffold.answers import Answers
 NIGHTLY_CRON = "0 2 * * *"
 RUN_FILES = ("shipway-build.json", "shipway-run.xml", "shipway-run.html")
 RELEASE_FILES = ("shipway-release.json", "shipway-release.xml", "shipway-release.html")
-RUN_COMMAND = "shipway run --output shipway-build.json --junit shipway-run.xml"
-RELEASE_COMMAND = "shipway release --output shipway-release.json --junit shipway-release.xml"
-LOG_FORMAT = ""
+RUN_COMMAND = "shipway run --output shipway-build.json --junit shipway-run.xml --report shipway-run.html"
+RELEASE_COMMAND = (
+    "shipway release --output shipway-release.json --junit shipway-release.xml --report shipway-release.html"
+)
+LOG_FORMAT = " --log-format json"
 
 _AZURE = {"azure_blob", "acr", "aks"}
 _AWS = {"s3", "ecr"}
