@@ -61,6 +61,7 @@ def test_generated_config_validates(preset: str, tmp_path: Path, host: plugins.P
         "S3_BUCKET": "ml-models",
         "AWS_ACCOUNT_ID": "123456789012",
         "AWS_REGION": "eu-west-1",
+        "EKS_CLUSTER": "ml-eks",
     }
     loaded = config.load(tmp_path / "shipway.yaml", host, env)
     assert (loaded.model_store.kind, loaded.registry.kind, loaded.orchestrator.kind) == PRESETS[preset]

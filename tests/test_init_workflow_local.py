@@ -1,8 +1,9 @@
 """The generated GitHub workflow's shipway commands, run locally on a new app against the local backends.
 
-The app is not the example: its own package served by gunicorn on port 9090, readiness on /ready, a
-model of two small files under weights/. Backends: the local store, the registry scripts/services.sh
-runs on 127.0.0.1:5000 (credentials from registry.env, as the workflow's secrets), the Docker engine.
+The app is not the example: the one docs/getting-started.md walks through, its own package served
+by gunicorn on port 9090, readiness on /ready, a model of two small files under weights/. Backends:
+the local store, the registry scripts/services.sh runs on 127.0.0.1:5000 (credentials from
+registry.env, as the workflow's secrets), the Docker engine.
 """
 
 from __future__ import annotations
@@ -30,29 +31,14 @@ BASE_IMAGE = os.environ.get("SHIPWAY_BASE_IMAGE", "shipway-base:bookworm")
 SHIPWAY_HOME = Path(os.environ.get("SHIPWAY_HOME", Path.home() / ".local/share/shipway-dev"))
 EXPR = re.compile(r"\$\{\{\s*(secrets|vars)\.([A-Z0-9_]+)\s*\}\}")
 
-APP = '''\
-"""A tiny scorer: picks a label using the model files shipway put under $MODEL_DIR."""
-import json
-import os
-from pathlib import Path
-
-MODEL = Path(os.environ.get("MODEL_DIR", "weights"))
+DOC = Path(__file__).resolve().parents[1] / "docs" / "getting-started.md"
 
 
-def app(environ, start_response):
-    path = environ.get("PATH_INFO", "/")
-    if path == "/ready":
-        status, body = "200 OK", {"ready": True}
-    elif path == "/predict":
-        weights = json.loads((MODEL / "weights.json").read_text())
-        labels = (MODEL / "labels.txt").read_text().split()
-        status, body = "200 OK", {"label": labels[weights["best"]], "model": os.environ.get("MODEL_VERSION")}
-    else:
-        status, body = "404 Not Found", {"error": path}
-    data = json.dumps(body).encode()
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-    return [data]
-'''
+def quickstart_app() -> str:
+    """The app docs/getting-started.md tells a newcomer to write (so the doc and this test cannot drift)."""
+    found = re.search(r"<!-- quickstart-app -->\s*```python\n(.*?)```", DOC.read_text(), re.S)
+    assert found, "docs/getting-started.md has no <!-- quickstart-app --> python block"
+    return found.group(1)
 
 
 def _registry_env() -> dict[str, str]:
@@ -71,7 +57,7 @@ def app_dir(tmp_path: Path) -> Path:
         pytest.fail(f"base image {BASE_IMAGE} is missing (or Docker is down): run scripts/services.sh", pytrace=False)
     folder = tmp_path / "scorer-app"
     (folder / "scorer").mkdir(parents=True)
-    (folder / "scorer" / "__init__.py").write_text(APP)
+    (folder / "scorer" / "__init__.py").write_text(quickstart_app())
     (folder / "requirements.txt").write_text("gunicorn==23.0.0\n")
     (folder / ".gitignore").write_text(".shipway/\nshipway-*\n")
     return folder

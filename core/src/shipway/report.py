@@ -157,7 +157,7 @@ def render(record: BuildRecord | ReleaseRecord, ctx: ReportContext) -> str:
     data = json.dumps(record.model_dump(mode="json"), indent=1, sort_keys=True)
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\'">'
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{_e(title)}</h1>"
         f"<p>{_status(status)} {_status(outcome)} <span class=muted>{_e(created)} · {total:.1f} s in stages"

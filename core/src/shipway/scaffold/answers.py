@@ -14,17 +14,17 @@ NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 PRESETS: dict[str, tuple[str, str, str]] = {
     "local": ("local", "oci", "docker"),
     "azure": ("azure_blob", "acr", "aks"),
-    "aws": ("s3", "ecr", "kubernetes"),
+    "aws": ("s3", "ecr", "eks"),
     "swarm": ("local", "oci", "swarm"),
     "kubernetes": ("local", "oci", "kubernetes"),
 }
 STORES = ("local", "azure_blob", "s3")
 REGISTRIES = ("oci", "acr", "ecr")
-ORCHESTRATORS = ("docker", "swarm", "kubernetes", "aks")
+ORCHESTRATORS = ("docker", "swarm", "kubernetes", "aks", "eks")
 CI_SYSTEMS = ("github", "azure-pipelines", "none")
 
 # The distribution each kind comes from: its extra goes into the CI's `pip install`.
-KIND_EXTRA = {"azure_blob": "azure", "acr": "azure", "aks": "azure", "s3": "aws", "ecr": "aws"}
+KIND_EXTRA = {"azure_blob": "azure", "acr": "azure", "aks": "azure", "s3": "aws", "ecr": "aws", "eks": "aws"}
 KIND_EXTRA.update(swarm="swarm", kubernetes="kubernetes")
 
 

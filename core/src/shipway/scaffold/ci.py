@@ -20,7 +20,7 @@ RELEASE_COMMAND = (
 LOG_FORMAT = " --log-format json"
 
 _AZURE = {"azure_blob", "acr", "aks"}
-_AWS = {"s3", "ecr"}
+_AWS = {"s3", "ecr", "eks"}
 
 
 def _kinds(a: Answers) -> set[str]:
@@ -83,6 +83,8 @@ def _github_env(a: Answers) -> str:
         names["AWS_REGION"] = "vars.AWS_REGION"
     if a.registry == "ecr":
         names["AWS_ACCOUNT_ID"] = "vars.AWS_ACCOUNT_ID"
+    if a.orchestrator == "eks":
+        names["EKS_CLUSTER"] = "vars.EKS_CLUSTER"
     return "".join(f"  {k}: ${{{{ {v} }}}}\n" for k, v in names.items())
 
 

@@ -92,6 +92,15 @@ orchestrator:
   namespace: ${{K8S_NAMESPACE:-default}}
   kubernetes_version: "1.30"
 """,
+    "eks": """\
+orchestrator:
+  kind: eks
+  # Credentials from AWS (the boto3 chain), as `aws eks get-token`: the identity needs
+  # eks:DescribeCluster and a Kubernetes role in the namespace (access entry or aws-auth).
+  cluster: ${{EKS_CLUSTER}}
+  region: ${{AWS_REGION:-}}
+  namespace: ${{K8S_NAMESPACE:-default}}
+""",
     "aks": """\
 orchestrator:
   kind: aks
@@ -112,6 +121,7 @@ SAMPLE_ENV = {
     "S3_BUCKET": "ml-models",
     "AWS_ACCOUNT_ID": "123456789012",
     "AWS_REGION": "eu-west-1",
+    "EKS_CLUSTER": "ml-eks",
     "AZURE_STORAGE_ACCOUNT_URL": "https://contosomodels.blob.core.windows.net",
 }
 
