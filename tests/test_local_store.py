@@ -15,7 +15,7 @@ from shipway.backends.base import BackendContext
 from shipway.backends.local_store import LocalModelStore, LocalStoreSettings
 from shipway.domain import ModelFile, ModelRef, ModelVersion
 from shipway.errors import ModelError
-from shipway.testing.contracts import WritableModelStoreContract, unique, write_model
+from shipway.testing.contracts import InjectedFailure, WritableModelStoreContract, unique, write_model
 
 
 def make_store(tmp_path: Path) -> LocalModelStore:
@@ -125,3 +125,77 @@ def test_symlinks_in_a_published_folder_are_refused(tmp_path: Path) -> None:
     (src / "link.txt").symlink_to(tmp_path / "secret.txt")
     with pytest.raises(ModelError, match=r"link\.txt is a symbolic link"):
         store.publish(src, unique("m"))
+
+
+def test_a_failed_publish_leaves_no_staging_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = make_store(tmp_path)
+    name = unique("m")
+    store.publish(write_model(tmp_path / "src", {"a.bin": b"1", "b.bin": b"2"}), name)
+
+    def fail(src: Path, dest: Path) -> str:
+        raise InjectedFailure("disk full")
+
+    monkeypatch.setattr(local_store, "_copy_hashing", fail)
+    with pytest.raises(InjectedFailure):
+        store.publish(tmp_path / "src", name)
+    assert [p.name for p in (store.root / name).iterdir() if p.name.startswith(".staging-")] == []
+
+
+def test_abandoned_staging_of_a_host_named_with_dashes_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(local_store.socket, "gethostname", lambda: "ci-runner-7")
+    store = make_store(tmp_path)
+    name = unique("m")
+    store.publish(write_model(tmp_path / "src", {"w.bin": b"1"}), name)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    mine = store.root / name / f".staging-ci-runner-7-{dead.stdout.strip()}-abc"
+    theirs = store.root / name / f".staging-ci-runner-8-{dead.stdout.strip()}-abc"  # same dead pid, other host
+    mine.mkdir()
+    theirs.mkdir()
+    store.publish(write_model(tmp_path / "src2", {"w.bin": b"2"}), name)
+    assert not mine.exists()
+    assert theirs.exists()
+
+
+def test_the_staging_folder_of_a_running_publisher_is_left_alone(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    store = make_store(tmp_path)
+    name = unique("m")
+    store.publish(write_model(tmp_path / "src", {"w.bin": b"1"}), name)
+    publisher = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        running = store.root / name / f".staging-{socket.gethostname()}-{publisher.pid}-abc"
+        running.mkdir()
+        store.publish(write_model(tmp_path / "src2", {"w.bin": b"2"}), name)
+        assert running.exists()
+        assert publisher.poll() is None  # not signalled either
+    finally:
+        publisher.kill()
+        publisher.wait()
+
+
+def test_hidden_entries_in_the_versions_folder_are_not_versions(tmp_path: Path) -> None:
+    """A sync tool's temporary copy (rsync writes `.name.XXXX`) is not a version, even with a manifest."""
+    store = make_store(tmp_path)
+    name = unique("m")
+    store.publish(write_model(tmp_path / "src", {"w.bin": b"1"}), name)
+    hidden = store.root / name / "versions" / ".1.Xy12"
+    hidden.mkdir()
+    (hidden / "manifest.json").write_text((store.root / name / "versions" / "1" / "manifest.json").read_text())
+    assert [v.version for v in store.versions(name)] == ["1"]
+
+
+def test_an_unreadable_manifest_names_its_file(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    name = unique("m")
+    store.publish(write_model(tmp_path / "src", {"w.bin": b"1"}), name)
+    (store.root / name / "versions" / "1" / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelError, match=rf"{name}/versions/1/manifest\.json: unreadable manifest"):
+        store.versions(name)

@@ -36,7 +36,7 @@ from shipway import labels as L
 from shipway.backends.base import BackendContext, ModelStore, Orchestrator, Registry
 from shipway.backends.blobcache import BlobCache
 from shipway.domain import ImageRef, ModelFile, ModelRef, ModelVersion, Release
-from shipway.errors import AuthError, BackendError, IntegrityError, ModelError, NotFound, ReadOnlyStore
+from shipway.errors import AuthError, BackendError, IntegrityError, ModelError, NotFound, ReadOnlyStore, TagExists
 
 
 def unique(prefix: str) -> str:
@@ -281,8 +281,9 @@ class ModelStoreContract:
             m["files"][0]["sha256"] = bad_sha
 
         name = self._hostile(store, model_files, change)
-        with pytest.raises(IntegrityError, match="sha256"):
+        with pytest.raises(IntegrityError, match="sha256") as err:
             store.resolve(ModelRef(name=name, select="2"))
+        assert name in str(err.value)  # the error says where the bad manifest is
 
     def test_manifest_naming_another_version_or_model_is_refused(self, store: ModelStore, model_files: Path) -> None:
         def change(m: dict[str, Any]) -> None:
@@ -291,6 +292,36 @@ class ModelStoreContract:
         name = self._hostile(store, model_files, change)
         with pytest.raises(ModelError):
             store.resolve(ModelRef(name=name))
+
+    @pytest.mark.parametrize("field", ["version", "name"])
+    def test_manifest_stored_under_another_version_is_refused(
+        self, store: ModelStore, model_files: Path, field: str
+    ) -> None:
+        """A valid manifest of version 1 (or of another model) copied to version 2's place."""
+
+        def change(m: dict[str, Any]) -> None:
+            m[field] = "1" if field == "version" else unique("other")
+
+        name = self._hostile(store, model_files, change)
+        with pytest.raises(ModelError, match="manifest says"):
+            store.versions(name)
+
+    def test_an_invalid_model_name_is_refused_when_reading(self, store: ModelStore) -> None:
+        for bad in ("../escape", "a/b", ".hidden"):
+            with pytest.raises(ModelError, match="invalid model name"):
+                store.versions(bad)
+            with pytest.raises(ModelError, match="invalid model name"):
+                store.aliases(bad)
+
+    def test_a_file_the_store_does_not_hold_is_a_clear_error(
+        self, store: ModelStore, model_files: Path, tmp_path: Path
+    ) -> None:
+        version = self.seed(store, model_files, unique("m"))
+        absent = ModelFile(path="not-there.bin", size=3, sha256=hashlib.sha256(b"abc").hexdigest())
+        dest = tmp_path / "partial"
+        dest.touch()
+        with pytest.raises(ModelError, match=r"not-there\.bin"):
+            store._download(version, absent, dest)
 
     def test_manifest_changed_after_publishing_is_refused(self, store: ModelStore, model_files: Path) -> None:
         """A file and its sha256 changed together in the store: the recorded digest no longer matches."""
@@ -625,6 +656,13 @@ class WritableModelStoreContract(ModelStoreContract):
         with pytest.raises(ModelError):
             store.set_alias(name, "production", "99")
 
+    def test_deeply_nested_folders_round_trip(self, store: ModelStore, tmp_path: Path) -> None:
+        files = {"a/b/c/d.bin": b"deep", "a/b/e.txt": b"e", "a/z/y/x.txt": b"x", "top.txt": b"t"}
+        version = store.publish(write_model(tmp_path / "nested", files), unique("m"))
+        assert sorted(f.path for f in version.files) == sorted(files)
+        out = store.fetch(store.resolve(ModelRef(name=version.name)), tmp_path / "out")
+        assert {rel: (out / rel).read_bytes() for rel in files} == files
+
     def test_publish_single_file(self, store: ModelStore, tmp_path: Path) -> None:
         path = tmp_path / "model.onnx"
         path.write_bytes(b"\x08\x07onnx")
@@ -664,13 +702,72 @@ class ReadOnlyModelStoreContract(ModelStoreContract):
         assert store.aliases(name) == {}
 
 
+def assembled_image(local_image: str, payload: bytes, cache_dir: Path, labels: dict[str, str] | None = None) -> Any:
+    """A :class:`shipway.manifest.Image` as ``shipway run`` makes one: ``local_image``'s layers plus a
+    deterministic layer holding ``payload`` (at /srv/payload/data.bin), loaded into the engine."""
+    from shipway import image as img
+    from shipway.layers import ModelLayer, model_entries, tar_chunks
+
+    folder = cache_dir / f"payload-{hashlib.sha256(payload).hexdigest()[:12]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "data.bin").write_bytes(payload)
+    digest = hashlib.sha256(payload).hexdigest()
+    version = ModelVersion(
+        name="payload",
+        version="1",
+        created="2026-01-01T00:00:00Z",
+        files=(ModelFile(path="data.bin", size=len(payload), sha256=digest),),
+    )
+    entries = tuple(model_entries(version, folder, "/srv/payload"))
+    layer_digest = "sha256:" + hashlib.sha256(b"".join(tar_chunks(entries))).hexdigest()
+    layer = ModelLayer("/srv/payload", entries, layer_digest, sum(len(c) for c in tar_chunks(entries)))
+    saved = img.save(local_image, cache_dir / "spool")
+    assembly = img.assemble(
+        saved, layer, 1, 0, "2026-01-01T00:00:00Z", labels or {}, f"shipway-contract/{unique('i')}:t", "payload"
+    )
+    img.load(assembly, cache_dir)
+    return assembly.image
+
+
 class RegistryContract:
-    """Login, push by digest, resolve, labels, newest verified build, auth failures.
+    """Login, push by digest, push assembled images, resolve, find, labels, newest verified build, auth failures.
 
     Fixtures to provide: ``registry`` (good credentials) and ``bad_registry``
     (the same registry with a wrong password). The kit's ``tiny_image``
-    fixture builds the images pushed.
+    fixture builds the images pushed. A registry that only implements
+    ``push()`` inherits a ``push_image()`` that pushes through the engine; the
+    ``oci`` kind and its subclasses (``acr``, ``ecr``) push through the
+    distribution API and send each blob at most once.
     """
+
+    def test_push_image_puts_every_tag_and_sends_each_blob_once(
+        self, registry: Registry, tiny_image: Any, tmp_path: Path
+    ) -> None:
+        image = assembled_image(tiny_image(), os.urandom(200_000), tmp_path, {"org.example.k": "v"})
+        first, second = unique("a"), unique("b")
+        pushed = registry.push_image(image, [first, second])
+        assert pushed.digest
+        assert pushed.repository == registry.repository()
+        assert registry.resolve(first) == pushed
+        assert registry.resolve(second).digest == pushed.digest
+        assert registry.labels(pushed)["org.example.k"] == "v"
+        before = registry.bytes_uploaded
+        again = registry.push_image(image, [unique("c")])
+        assert again.digest == pushed.digest
+        assert registry.bytes_uploaded - before < 10_000  # a manifest at most: every blob is already there
+
+    def test_push_image_never_moves_a_tag(self, registry: Registry, tiny_image: Any, tmp_path: Path) -> None:
+        tag = unique("t")
+        one = registry.push_image(assembled_image(tiny_image(), b"one", tmp_path), [tag])
+        with pytest.raises(TagExists):
+            registry.push_image(assembled_image(tiny_image(), b"two", tmp_path), [tag])
+        assert registry.resolve(tag).digest == one.digest
+
+    def test_find_is_none_or_the_tagged_image(self, registry: Registry, tiny_image: Any) -> None:
+        assert registry.find(unique("missing")) is None
+        tag = unique("t")
+        pushed = registry.push(tiny_image(), tag)
+        assert registry.find(tag) == pushed
 
     def test_login(self, registry: Registry) -> None:
         registry.login()

@@ -177,7 +177,7 @@ class AzureBlobStore(ModelStore):
                 if read is not None:
                     where = f"{self.describe()}: {blob.name}"
                     version = parse_manifest(read[0], where)
-                    if self._name(name, "versions", version.version, "manifest.json") != blob.name:
+                    if self._name(version.name, "versions", version.version, "manifest.json") != blob.name:
                         raise ModelError(f"{where}: the manifest says {version.name}:{version.version}")
                     found.append(version)
         return sorted(found, key=version_order)
