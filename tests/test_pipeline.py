@@ -87,7 +87,8 @@ def test_01_publish_run_release_serves_the_model(example: Example, tmp_path: Pat
     assert record["source"]["dirty"] is False
     assert record["model"]["version"] == "1"
     assert record["model_digest"].startswith("sha256:")
-    assert [s["name"] for s in record["stages"]] == ["test", "model", "build", "verify", "push"]
+    assert [s["name"] for s in record["stages"]] == ["test", "find", "model", "build", "verify", "push"]
+    assert record["action"] == "built"
     assert all(c["ok"] for c in record["checks"])
     assert len(record["checks"]) == 5
     digest = record["image"]["digest"]
@@ -127,6 +128,12 @@ def test_01_publish_run_release_serves_the_model(example: Example, tmp_path: Pat
 
 def test_02_code_only_change_reuses_the_model_layer(example: Example, tmp_path: Path) -> None:
     first = json.loads(sorted((example.root / ".shipway" / "builds").glob("*.json"))[-1].read_text())
+    base_layers = dockerutil.client().images.get(BASE_IMAGE).attrs["RootFS"]["Layers"]
+    above_base = len(base_layers)
+    # The model layer sits right above the base image's layers, below the dependencies and the code.
+    assert first["layers"][:above_base] == base_layers
+    assert first["layers"][above_base] == first["model_layer"]
+
     app_py = example.root / "digits_api" / "app.py"
     app_py.write_text(app_py.read_text() + "\n# a code-only change\n")
     example.commit("code-only change")
@@ -134,26 +141,21 @@ def test_02_code_only_change_reuses_the_model_layer(example: Example, tmp_path: 
     assert run.returncode == EXIT["ok"], run.stderr
     second = example.record(tmp_path / "code.json")
     assert second["image"]["digest"] != first["image"]["digest"]
+    assert second["model_layer"] == first["model_layer"]
+    assert second["uploaded_bytes"] < 1_000_000
+    # Base, model and the dependency layers (requirements, wheels, venv) are shared; the code is not.
+    assert second["layers"][: above_base + 4] == first["layers"][: above_base + 4]
+    assert second["layers"][-1] != first["layers"][-1]
 
-    # A model change (here: a bad version, stopped by verify) shows which layer is the model's.
+    # A model change (here: a bad version, stopped by verify) replaces the model layer and keeps the dependencies.
     bad = example.train(tmp_path / "bad", scramble=True)
     assert example.shipway("model", "publish", str(bad), "--name", "digits").returncode == 0
     model_run = example.shipway("run", "--skip-tests", "-o", str(tmp_path / "model.json"))
     assert model_run.returncode == EXIT["verify"]
     third = example.record(tmp_path / "model.json")
-
-    def shared_prefix(a: list[str], b: list[str]) -> int:
-        n = 0
-        while n < min(len(a), len(b)) and a[n] == b[n]:
-            n += 1
-        return n
-
-    code_prefix = shared_prefix(first["layers"], second["layers"])
-    model_prefix = shared_prefix(first["layers"], third["layers"])
-    # The code change keeps every layer up to and including the model's; the model
-    # change replaces exactly the layer after the dependencies.
-    assert code_prefix == model_prefix + 1, (code_prefix, model_prefix)
-    assert code_prefix < len(second["layers"])
+    assert third["model_layer"] != first["model_layer"]
+    assert third["layers"][above_base] == third["model_layer"]
+    assert third["layers"][above_base + 1 : above_base + 4] == first["layers"][above_base + 1 : above_base + 4]
 
 
 def test_03_failing_verify_blocks_the_push(example: Example, tmp_path: Path, shipway_registry: RegistryService) -> None:
@@ -247,7 +249,11 @@ def test_07_corrupted_model_file_stops_the_run_before_the_build(example: Example
     assert "!= manifest" in run.stderr
     record = example.record(tmp_path / "corrupt.json")
     assert record["status"] == "failed"
-    assert [(s["name"], s["status"]) for s in record["stages"]] == [("test", "skipped"), ("model", "failed")]
+    assert [(s["name"], s["status"]) for s in record["stages"]] == [
+        ("test", "skipped"),
+        ("find", "ok"),
+        ("model", "failed"),
+    ]
 
 
 def test_08_no_secret_in_records_or_images(example: Example, shipway_registry: RegistryService) -> None:
@@ -255,7 +261,9 @@ def test_08_no_secret_in_records_or_images(example: Example, shipway_registry: R
     for path in (example.root / ".shipway").rglob("*.json"):
         assert password not in path.read_text(), path
     client = dockerutil.client()
-    for image in client.images.list(name=f"{shipway_registry.address}/digits-api"):
+    images = client.images.list(name="shipway/digits-api")
+    assert images
+    for image in images:
         assert password not in json.dumps(image.attrs)
         assert password not in json.dumps(client.api.history(image.id))
 
@@ -337,6 +345,7 @@ def test_10_lifecycle_hooks_observe_run_and_release(example: Example, tmp_path: 
     events = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(e["name"], e["status"]) for e in events if e.get("command") == "run"] == [
         ("test", "skipped"),
+        ("find", "ok"),
         ("model", "ok"),
         ("build", "ok"),
         ("verify", "ok"),

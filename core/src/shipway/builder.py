@@ -1,38 +1,74 @@
 """Building the one image that holds the app's code and its model.
 
-The build context is staged in a scratch folder: the app's context, the
-fetched model under ``model.into`` and, optionally, a wheelhouse. The app's
-Dockerfile copies them in the order base → dependencies → model → code, so a
-code-only commit reuses the model layer from the engine's cache.
+Two ways, chosen by ``build.model_layer`` (default ``auto``):
+
+- ``shipway`` (fast path): the app image is built WITHOUT the model (the
+  context is the app folder filtered by ``.dockerignore``, streamed, never
+  copied); shipway writes the model layer itself (a deterministic,
+  uncompressed tar at ``model.into`` resolved against the image's WORKDIR) and
+  assembles the final image: base layers, model layer, the app's other layers.
+- ``dockerfile`` (slow path, for Dockerfiles that ``COPY`` the model): the
+  fetched model is part of the context and the Dockerfile places it.
+
+``auto`` takes the Dockerfile path when the Dockerfile copies ``model.into``,
+else the fast path. Either way the final config is rewritten to be
+reproducible and to carry shipway's labels, and loaded into the engine, so the
+image verify runs is byte for byte the image that is pushed.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
+import json
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import docker.errors
 
-from shipway import dockerutil
+from shipway import context as ctx
+from shipway import dockerfile as df
+from shipway import dockerutil, image, inputs
 from shipway.config import LoadedConfig
 from shipway.domain import ModelVersion
 from shipway.errors import BuildFailed
+from shipway.layers import Entry, ModelLayer, model_layer, tar_chunks
 from shipway.progress import Reporter
 from shipway.wheelhouse import prepare as prepare_wheelhouse
 
-_SKIP = {".git", ".shipway", "__pycache__", ".pytest_cache", ".venv", ".tox"}
+Mode = Literal["shipway", "dockerfile"]
+
+
+@dataclass
+class BuildPlan:
+    """Everything a build depends on, known before anything is built."""
+
+    mode: Mode
+    dockerfile: str
+    args: dict[str, str]
+    stages: list[df.Stage]
+    base: str | None
+    base_ids: dict[str, str]
+    entries: list[Entry]
+    context_digest: str
+    mtime: int
+    inputs: str
+    parts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class BuiltImage:
-    """A local image: its engine ID, the layers' diff IDs and the build log tail."""
+    """The final image, loaded in the engine: its ID (= config digest), diff IDs, and how to push it."""
 
     image_id: str
     layers: list[str]
+    assembly: image.Assembly
+    model_layer: str | None = None
+    loaded_bytes: int = 0
     log: list[str] = field(default_factory=list)
+
+    def cleanup(self) -> None:
+        self.assembly.saved.cleanup()
 
 
 def build_args(loaded: LoadedConfig, model: ModelVersion, commit: str) -> dict[str, str]:
@@ -49,91 +85,184 @@ def build_args(loaded: LoadedConfig, model: ModelVersion, commit: str) -> dict[s
     return args
 
 
-def stage_context(loaded: LoadedConfig, model_dir: Path, dest: Path, cache_dir: Path, reporter: Reporter) -> None:
-    """Fill ``dest`` with the build context, the model files and the wheelhouse."""
+def _mode(loaded: LoadedConfig, stages: list[df.Stage]) -> Mode:
+    chosen = loaded.config.build.model_layer
+    if chosen == "auto":
+        return "dockerfile" if df.copies_path(stages, loaded.config.model.into) else "shipway"
+    return chosen
+
+
+def _base_ids(stages: list[df.Stage]) -> dict[str, str]:
+    client = dockerutil.client()
+    out = {}
+    for name in df.external_bases(stages):
+        try:
+            out[name] = str(client.images.get(name).id)
+        except docker.errors.ImageNotFound:
+            out[name] = "not in the engine"
+        except docker.errors.APIError as exc:
+            raise BuildFailed(f"cannot inspect base image {name}: {exc.explanation or exc}") from None
+    return out
+
+
+def plan(
+    loaded: LoadedConfig,
+    model: ModelVersion,
+    commit: str,
+    labels: dict[str, str],
+    mtime: int,
+    cache_dir: Path,
+    reporter: Reporter,
+) -> BuildPlan:
+    """Read the Dockerfile, list the context, and compute the inputs digest (no build, no model bytes)."""
     cfg = loaded.config
     context = loaded.context
-    into = Path(cfg.model.into)
-    wheels = Path(cfg.build.wheelhouse.into) if cfg.build.wheelhouse else None
-    skip_paths = {context / into, *([context / wheels] if wheels else [])}
-
-    def ignore(folder: str, names: list[str]) -> set[str]:
-        return {n for n in names if n in _SKIP or Path(folder, n) in skip_paths}
-
-    shutil.copytree(context, dest, ignore=ignore, dirs_exist_ok=True, symlinks=True)
-    _link_tree(model_dir, dest / into)
-    if cfg.build.wheelhouse and wheels is not None:
+    dockerfile_path = context / cfg.app.dockerfile
+    if not dockerfile_path.is_file():
+        raise BuildFailed(f"app.dockerfile: {dockerfile_path} not found")
+    args = build_args(loaded, model, commit)
+    stages = df.parse(dockerfile_path.read_text(), args)
+    if not stages:
+        raise BuildFailed(f"app.dockerfile: {dockerfile_path} has no FROM")
+    mode = _mode(loaded, stages)
+    exclude = [cfg.model.into]
+    wheels: list[Entry] = []
+    if cfg.build.wheelhouse:
+        exclude.append(cfg.build.wheelhouse.into)
         found = prepare_wheelhouse(cfg.build.wheelhouse, context, cache_dir, reporter)
-        _link_tree(found, dest / wheels)
+        wheels = ctx.tree_entries(found, cfg.build.wheelhouse.into)
+    entries = ctx.merge(ctx.app_entries(context, cfg.app.dockerfile, exclude), wheels)
+    context_digest = ctx.digest(entries, mtime)
+    base_ids = _base_ids(stages)
+    parts: dict[str, Any] = {
+        "commit": commit,
+        "model": model.digest,
+        "model_into": cfg.model.into,
+        "mode": mode,
+        "context": context_digest,
+        "dockerfile": cfg.app.dockerfile,
+        "args": args,
+        "bases": base_ids,
+        "labels": labels,
+        "mtime": mtime,
+        # What "verified" meant for this build: the checks and how the app was run.
+        "verify": [c.model_dump(mode="json") for c in cfg.verify],
+        "app": {"port": cfg.app.port, "health": cfg.app.health, "env": cfg.app.env},
+    }
+    return BuildPlan(
+        mode=mode,
+        dockerfile=cfg.app.dockerfile,
+        args=args,
+        stages=stages,
+        base=df.final_base(stages),
+        base_ids=base_ids,
+        entries=entries,
+        context_digest=context_digest,
+        mtime=mtime,
+        inputs=inputs.digest(parts),
+        parts=parts,
+    )
 
 
-def _link_tree(src: Path, dest: Path) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    for path in sorted(src.rglob("*")):
-        if path.name.startswith(".") and path.is_file():
-            continue
-        target = dest / path.relative_to(src)
-        if path.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, target)
-        except OSError:
-            shutil.copy2(path, target)
+def _docker_build(loaded: LoadedConfig, bp: BuildPlan, entries: list[Entry], tag: str, reporter: Reporter) -> str:
+    client = dockerutil.client()
+    log: list[str] = []
+    image_id = None
+    try:
+        stream = client.api.build(
+            fileobj=tar_chunks(entries, bp.mtime),
+            custom_context=True,
+            dockerfile=bp.dockerfile,
+            tag=tag,
+            buildargs=bp.args,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+            timeout=int(loaded.config.build.timeout),
+        )
+        for event in stream:
+            if "stream" in event:
+                line = event["stream"].rstrip()
+                if line:
+                    log.append(line)
+                    if line.startswith("Step "):
+                        reporter.info("  " + line.splitlines()[0][:110])
+            if "error" in event:
+                tail = "\n".join(log[-15:])
+                raise BuildFailed(f"docker build failed: {event['error'].strip()}\n{tail}")
+            aux = event.get("aux")
+            if isinstance(aux, dict) and "ID" in aux:
+                image_id = aux["ID"]
+    except docker.errors.APIError as exc:
+        raise BuildFailed(f"docker build failed: {exc.explanation or exc}") from None
+    if image_id is None:
+        image_id = client.images.get(tag).id
+    return str(image_id)
+
+
+def model_target(workdir: str, into: str) -> str:
+    """``model.into`` as an absolute folder in the image (relative paths start at the WORKDIR)."""
+    return posixpath.normpath(posixpath.join("/", workdir or "/", into))
 
 
 def build(
     loaded: LoadedConfig,
+    bp: BuildPlan,
     model: ModelVersion,
     model_dir: Path,
-    commit: str,
     labels: dict[str, str],
+    created: str,
     tag: str,
     cache_dir: Path,
     reporter: Reporter,
 ) -> BuiltImage:
-    """Build the image with the local engine; raise BuildFailed with the log's tail."""
-    client = dockerutil.client()
-    scratch = cache_dir / "staging"
-    scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-        staged = Path(tmp)
-        stage_context(loaded, model_dir, staged, cache_dir, reporter)
-        dockerfile = loaded.config.app.dockerfile
-        if not (staged / dockerfile).is_file():
-            raise BuildFailed(f"app.dockerfile: {loaded.context / dockerfile} not found")
-        log: list[str] = []
-        image_id = None
-        try:
-            stream = client.api.build(
-                path=str(staged),
-                dockerfile=dockerfile,
-                tag=tag,
-                buildargs=build_args(loaded, model, commit),
-                labels=labels,
-                rm=True,
-                forcerm=True,
-                pull=False,
-                decode=True,
-                timeout=int(loaded.config.build.timeout),
-            )
-            for event in stream:
-                if "stream" in event:
-                    line = event["stream"].rstrip()
-                    if line:
-                        log.append(line)
-                        if line.startswith("Step ") and " : LABEL " not in line:
-                            reporter.info("  " + line.splitlines()[0][:110])
-                if "error" in event:
-                    tail = "\n".join(log[-15:])
-                    raise BuildFailed(f"docker build failed: {event['error'].strip()}\n{tail}")
-                aux = event.get("aux")
-                if isinstance(aux, dict) and "ID" in aux:
-                    image_id = aux["ID"]
-        except docker.errors.APIError as exc:
-            raise BuildFailed(f"docker build failed: {exc.explanation or exc}") from None
-    if image_id is None:
-        image_id = client.images.get(tag).id
-    attrs = client.images.get(image_id).attrs
-    return BuiltImage(image_id=image_id, layers=list(attrs["RootFS"]["Layers"]), log=log[-40:])
+    """Build the app image, add the model layer (fast path), load the final image into the engine."""
+    cfg = loaded.config
+    app_tag = f"shipway/{cfg.app.name}:app"
+    entries = bp.entries
+    if bp.mode == "dockerfile":
+        entries = ctx.merge(entries, ctx.tree_entries(model_dir, cfg.model.into))
+    app_id = _docker_build(loaded, bp, entries, app_tag, reporter)
+    saved = image.save(app_id, cache_dir / "spool")
+    try:
+        layer: ModelLayer | None = None
+        position: int | None = None
+        base_history = 0
+        if bp.mode == "shipway":
+            workdir = (json.loads(saved.config).get("config") or {}).get("WorkingDir") or "/"
+            target = model_target(workdir, cfg.model.into)
+            layer = model_layer(model, model_dir, target, cache_dir)
+            base = image.base_layers(bp.base)
+            position = image.model_position(saved.diff_ids, base)
+            if position == len(saved.diff_ids) and saved.diff_ids:
+                reporter.info("  base image layers not found below the app's: the model layer goes on top")
+        if bp.base:
+            try:
+                base_history = len(dockerutil.client().api.history(bp.base))
+            except docker.errors.APIError:
+                base_history = 0
+        description = (
+            f"shipway: model {model.name}:{model.version} ({model.digest[:19]}) at {layer.target}" if layer else ""
+        )
+        assembly = image.assemble(
+            saved,
+            layer,
+            position,
+            base_history,
+            created,
+            labels,
+            tag=f"shipway/{cfg.app.name}:{tag}",
+            description=description,
+        )
+        sent = image.load(assembly, cache_dir)
+    except BaseException:
+        saved.cleanup()
+        raise
+    return BuiltImage(
+        image_id=assembly.image.local_id,
+        layers=[b.digest for b in assembly.image.layers],
+        assembly=assembly,
+        model_layer=layer.digest if layer else None,
+        loaded_bytes=sent,
+    )

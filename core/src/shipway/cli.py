@@ -171,13 +171,16 @@ def _outputs(output: Path | None, junit: Path | None) -> Any:
 @cli.command()
 @click.option("--skip-tests", is_flag=True, help="Do not run the test command.")
 @click.option("--no-push", is_flag=True, help="Build and verify, but do not push.")
+@click.option("--rebuild", is_flag=True, help="Build even if the registry has a verified build of the same inputs.")
 @_output_options
 @pass_state
-def run(state: State, skip_tests: bool, no_push: bool, output: Path | None, junit: Path | None) -> None:
-    """Test, fetch the model, build ONE image, verify it, push it."""
+def run(state: State, skip_tests: bool, no_push: bool, rebuild: bool, output: Path | None, junit: Path | None) -> None:
+    """Test, find a build of the same inputs or build ONE image, verify it, push it."""
     from shipway import engine
 
-    record = engine.run(state.project(), skip_tests=skip_tests, push=not no_push, outputs=_outputs(output, junit))
+    record = engine.run(
+        state.project(), skip_tests=skip_tests, push=not no_push, outputs=_outputs(output, junit), rebuild=rebuild
+    )
     click.echo(str(record.image) if record.image else record.local_image_id)
 
 

@@ -12,7 +12,7 @@ import itertools
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -300,18 +300,7 @@ def _load(doc: Document, path: Path, backends: Any) -> LoadedConfig:
     if not isinstance(doc.data, dict):
         raise doc.error((), "the top level must be a mapping of sections (app, model, registry, ...)")
     config = _validate(Config, doc.data, doc, ())
-    settings = {}
-    for section in SECTIONS:
-        raw = getattr(config, section)
-        kind = raw.get("kind")
-        if "kind" in raw and not isinstance(kind, str):
-            raise doc.error((section, "kind"), f"kind must be a string (for example: kind: local), got {shown(kind)}")
-        if not isinstance(kind, str) or not kind:
-            raise doc.error((section,), "field 'kind' is required (for example: kind: local)")
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", kind):
-            raise doc.error((section, "kind"), f"{shown(kind)} is not a backend kind (a short name such as local)")
-        cls = backends.backend_class(section, kind, where=doc.where((section, "kind")))
-        settings[section] = _validate(cls.Settings, raw, doc, (section,))
+    settings = {section: _backend_settings(doc, section, getattr(config, section), backends) for section in SECTIONS}
     secret_vars = _check_secrets(config.app, doc, ("app",))  # variables secrets are read from
     for section in SECTIONS:
         secret_vars |= _check_secrets(settings[section], doc, (section,))
@@ -338,6 +327,71 @@ def _load(doc: Document, path: Path, backends: Any) -> LoadedConfig:
     if not context.is_dir():
         raise doc.error(("app", "context"), f"folder {context} does not exist")
     return LoadedConfig(config=config, file=path.resolve(), **settings)
+
+
+def _backend_settings(doc: Document, section: str, raw: dict[str, Any], backends: Any) -> BackendSettings:
+    """One backend section validated by the Settings of the kind it names."""
+    kind = raw.get("kind")
+    if "kind" in raw and not isinstance(kind, str):
+        raise doc.error((section, "kind"), f"kind must be a string (for example: kind: local), got {shown(kind)}")
+    if not isinstance(kind, str) or not kind:
+        raise doc.error((section,), "field 'kind' is required (for example: kind: local)")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", kind):
+        raise doc.error((section, "kind"), f"{shown(kind)} is not a backend kind (a short name such as local)")
+    cls = backends.backend_class(section, kind, where=doc.where((section, "kind")))
+    return _validate(cls.Settings, raw, doc, (section,))  # type: ignore[no-any-return]
+
+
+@dataclass
+class StoreConfig:
+    """Only the ``model_store`` section of a config file: all the ``shipway model`` commands need."""
+
+    file: Path
+    model_store: BackendSettings
+
+    @property
+    def root(self) -> Path:
+        """Folder of the config file; relative paths in it start here."""
+        return self.file.parent
+
+
+def load_model_store(path: Path, backends: Any, environ: Mapping[str, str] | None = None) -> StoreConfig:
+    """Load and validate only ``model_store`` (default ``kind: local``) from ``path``.
+
+    The other sections are not read, so a file for publishing models needs no
+    ``app``, ``registry`` or ``orchestrator`` (nor the variables they name).
+    """
+    env = os.environ if environ is None else environ
+    # Variables that only other sections read need not be set: find them with every variable "set".
+    probe = load_file(path, _EveryVariableSet())
+    store_reads = {n for p, w in probe.written.items() if p[:1] == ("model_store",) for n in w.names}
+    others_read = {n for w in probe.written.values() for n in w.names} - store_reads
+    unused = {name: "unused" for name in others_read if env.get(name, "") == ""}
+    doc = load_file(path, {**env, **unused})
+    try:
+        if not isinstance(doc.data, dict):
+            raise doc.error((), "the top level must be a mapping of sections (app, model, registry, ...)")
+        raw = doc.data.get("model_store", {"kind": "local"})
+        if not isinstance(raw, dict):
+            raise doc.error(("model_store",), "model_store must be a mapping (for example: kind: local)")
+        settings = _backend_settings(doc, "model_store", raw, backends)
+        _check_secrets(settings, doc, ("model_store",))
+        return StoreConfig(file=path.resolve(), model_store=settings)
+    except ConfigError as exc:
+        raise _scrubbed(exc, doc, env) from None
+
+
+class _EveryVariableSet(Mapping[str, str]):
+    """An environment in which every variable is set (to find which variables a file reads, and where)."""
+
+    def __getitem__(self, name: str) -> str:
+        return "set"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
 
 
 def _validate(model: type[BaseModel], data: Any, doc: Document, prefix: Path_) -> Any:

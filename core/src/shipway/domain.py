@@ -229,6 +229,8 @@ class SourceInfo(Frozen):
     dirty: bool
     branch: str | None = None
     url: str | None = None
+    committed: datetime | None = None
+    """Commit time: the source date of reproducible builds (``SOURCE_DATE_EPOCH`` convention)."""
 
 
 StageStatus = Literal["ok", "failed", "skipped"]
@@ -265,6 +267,13 @@ class BuildRecord(BaseModel):
     local_image_id: str | None = None
     layers: list[str] = Field(default_factory=list)
     base_image: str | None = None
+    action: Literal["built", "reused"] = "built"
+    """``reused``: a verified build of the same inputs was already in the registry; nothing was built or pushed."""
+    inputs: str | None = None
+    """Digest of everything the image is made from (see :mod:`shipway.inputs`)."""
+    model_layer: str | None = None
+    uploaded_bytes: int | None = None
+    """Bytes sent to the registry by this run (blobs and manifests)."""
     created: datetime = Field(default_factory=utcnow)
     stages: list[StageResult] = Field(default_factory=list)
     checks: list[CheckResult] = Field(default_factory=list)

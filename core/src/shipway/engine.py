@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from shipway import builder, junit, labels
+from shipway import builder, inputs, junit, labels
 from shipway.backends.base import BackendContext, ModelStore, Orchestrator, Registry
 from shipway.config import LoadedConfig
 from shipway.domain import (
@@ -23,6 +24,7 @@ from shipway.domain import (
     CheckResult,
     Deployment,
     ImageRef,
+    ModelVersion,
     Release,
     ReleaseRecord,
     StageResult,
@@ -34,11 +36,13 @@ from shipway.errors import (
     NotFound,
     RolledBack,
     ShipwayError,
+    TagExists,
     TestsFailed,
     VerifyFailed,
 )
 from shipway.gitinfo import source_info
 from shipway.imagecheck import verify_built_image
+from shipway.manifest import Image
 from shipway.plugins import PluginHost
 from shipway.progress import Reporter
 from shipway.verify import run_checks
@@ -132,12 +136,24 @@ class Stages:
 # -- run ------------------------------------------------------------------------
 
 
-def run(project: Project, skip_tests: bool = False, push: bool = True, outputs: Outputs = Outputs()) -> BuildRecord:
-    """The commit pipeline. Returns the build record; raises the error that ended it."""
+def run(
+    project: Project,
+    skip_tests: bool = False,
+    push: bool = True,
+    outputs: Outputs = Outputs(),
+    rebuild: bool = False,
+) -> BuildRecord:
+    """The commit pipeline. Returns the build record; raises the error that ended it.
+
+    ``find`` asks the registry (one manifest request) for a verified build of
+    the same inputs; when there is one, nothing is fetched, built or pushed
+    (``action: reused``) unless ``rebuild``.
+    """
     cfg = project.loaded.config
     stages: list[StageResult] = []
     st = Stages(project, "run", stages)
     record = BuildRecord(app=cfg.app.name, source=source_info(project.loaded.context), base_image=cfg.build.base_image)
+    built: builder.BuiltImage | None = None
     try:
         if push:
             # Fail on bad registry credentials in a second, not after the tests and the build.
@@ -148,47 +164,182 @@ def run(project: Project, skip_tests: bool = False, push: bool = True, outputs: 
             with st.stage("test") as detail:
                 _run_tests(project)
                 detail.append(" ".join(cfg.test.command))
-        with st.stage("model") as detail:
+        with st.stage("find") as detail:
             model = project.store.resolve(cfg.model.ref)
             record.model, record.model_digest = model, model.digest
-            model_dir = project.store.fetch(model, project.context.cache_dir / "models" / model.name / model.version)
-            detail.append(f"{model.name}:{model.version} ({model.size / 1e6:.1f} MB, {model.digest[:19]})")
-        with st.stage("build") as detail:
-            image_labels = labels.for_build(record)
+            created = labels.source_date(record)
+            image_labels = labels.for_build(record, created)
             for extra in project.host.hook.shipway_build_labels(build=record):
                 image_labels = labels.merge_extra(image_labels, extra or {})
-            tag = image_tag(record)
-            built = builder.build(
+            bp = builder.plan(
                 project.loaded,
                 model,
-                model_dir,
                 record.source.commit,
                 image_labels,
-                f"shipway/{cfg.app.name}:{tag}",
+                int(created.timestamp()),
                 project.context.cache_dir,
                 project.reporter,
             )
-            record.local_image_id = built.image_id
-            record.layers = built.layers
-            detail.append(f"{built.image_id[:19]}, {len(built.layers)} layers")
-        with st.stage("verify") as detail:
-            record.checks = verify_image(project, built.image_id)
-            _raise_on_failed(record.checks, "the built image")
-            detail.append(f"{len(record.checks)} checks passed")
-        if not push:
-            st.skip("push", "--no-push")
+            record.inputs = bp.inputs
+            found = _find_same_inputs(project, record, push, rebuild, detail)
+        if found is not None:
+            record.action, record.image, record.uploaded_bytes = "reused", found, 0
+            for name in ("model", "build", "verify", "push"):
+                st.skip(name, f"reused {found.digest}")
+            project.reporter.info(f"action: reused {found} (same inputs {bp.inputs[:19]}; --rebuild builds anyway)")
         else:
-            with st.stage("push") as detail:
-                record.image = project.registry.push(built.image_id, tag)
-                detail.append(str(record.image))
+            built = _build_verify_push(project, st, record, bp, model, image_labels, labels.iso(created), push)
     except ShipwayError as exc:
         record.status, record.error = "failed", str(exc)
         record.stages = stages
         _finish_run(project, record, outputs)
         raise
+    finally:
+        if built is not None:
+            built.cleanup()
     record.stages = stages
     _finish_run(project, record, outputs)
     return record
+
+
+def _find_same_inputs(
+    project: Project, record: BuildRecord, push: bool, rebuild: bool, detail: list[str]
+) -> ImageRef | None:
+    assert record.inputs is not None
+    detail.append(f"inputs {record.inputs[:19]}")
+    why_not = (
+        "--no-push" if not push else "--rebuild" if rebuild else "dirty work tree" if record.source.dirty else None
+    )
+    if why_not:
+        detail.append(f"not looked up ({why_not})")
+        return None
+    found = project.registry.find(inputs.tag(record.inputs))
+    detail.append(f"verified build {found.digest}" if found else "no verified build of these inputs yet")
+    return found
+
+
+def _build_verify_push(
+    project: Project,
+    st: Stages,
+    record: BuildRecord,
+    bp: builder.BuildPlan,
+    model: ModelVersion,
+    image_labels: dict[str, str],
+    created: str,
+    push: bool,
+) -> builder.BuiltImage:
+    cfg = project.loaded.config
+    with st.stage("model") as detail:
+        model_dir = project.store.fetch(model, project.context.cache_dir / "models" / model.name / model.version)
+        detail.append(f"{model.name}:{model.version} ({model.size / 1e6:.1f} MB, {model.digest[:19]})")
+    tag = image_tag(record)
+    with st.stage("build") as detail:
+        built = builder.build(
+            project.loaded,
+            bp,
+            model,
+            model_dir,
+            image_labels,
+            created,
+            tag,
+            project.context.cache_dir,
+            project.reporter,
+        )
+        record.local_image_id = built.image_id
+        record.layers = built.layers
+        record.model_layer = built.model_layer
+        detail.append(f"{built.image_id[:19]}, {len(built.layers)} layers ({bp.mode} model layer)")
+    uploading = _BlobUpload(project.registry, built.assembly.image) if push else None
+    try:
+        with st.stage("verify") as detail:
+            record.checks = verify_image(project, built.image_id)
+            _raise_on_failed(record.checks, "the built image")
+            detail.append(f"{len(record.checks)} checks passed")
+    except BaseException:
+        if uploading is not None:
+            uploading.cancel()
+        raise
+    if uploading is None:
+        st.skip("push", "--no-push")
+        return built
+    with st.stage("push") as detail:
+        before = project.registry.bytes_uploaded
+        uploading.wait()
+        image = built.assembly.image
+        human = _free_tag(project, tag, image.digest, cfg.build.existing_tag)
+        tags = [human]
+        same_inputs = inputs.tag(bp.inputs)
+        existing = project.registry.find(same_inputs)
+        if existing is None or existing.digest == image.digest:
+            tags.append(same_inputs)  # last: it is what the next run with these inputs finds
+        pushed = project.registry.push_image(image, tags)
+        record.image = ImageRef(repository=pushed.repository, tag=human, digest=pushed.digest)
+        record.uploaded_bytes = uploading.sent + project.registry.bytes_uploaded - before
+        detail.append(f"{record.image} ({record.uploaded_bytes / 1e6:.1f} MB uploaded)")
+    return built
+
+
+class _BlobUpload:
+    """Uploads an image's missing blobs in a thread while it is verified; cancelled if verify fails."""
+
+    def __init__(self, registry: Registry, image: Image) -> None:
+        self._cancelled = threading.Event()
+        self._error: BaseException | None = None
+        self.sent = 0
+        self._registry = registry
+        guarded = Image(
+            config=image.config,
+            layers=tuple(replace(b, opener=self._guard(b.opener)) for b in image.layers),
+            local_id=image.local_id,
+        )
+        self._thread = threading.Thread(target=self._run, args=(guarded,), daemon=True, name="shipway-upload")
+        self._thread.start()
+
+    def _guard(self, opener: Callable[[], Iterable[bytes]] | None) -> Callable[[], Iterable[bytes]] | None:
+        if opener is None:
+            return None
+        cancelled = self._cancelled
+
+        def chunks() -> Iterator[bytes]:
+            for chunk in opener():
+                if cancelled.is_set():
+                    raise BackendError("upload cancelled: the image failed verification")
+                yield chunk
+
+        return chunks
+
+    def _run(self, image: Image) -> None:
+        before = self._registry.bytes_uploaded
+        try:
+            self._registry.upload_blobs(image)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in wait()
+            self._error = exc
+        self.sent = self._registry.bytes_uploaded - before
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        self._thread.join(timeout=30)
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _free_tag(project: Project, tag: str, digest: str, policy: str) -> str:
+    """``tag`` if it is free (or already names ``digest``); else ``tag.2``, ``tag.3``... or refuse."""
+    registry = project.registry
+    for n in range(1, 100):
+        candidate = tag if n == 1 else f"{tag}.{n}"[:128]
+        found = registry.find(candidate)
+        if found is None or found.digest == digest:
+            return candidate
+        if policy == "refuse":
+            raise TagExists(
+                f"{registry.repository()}:{candidate} already names {found.digest}, and this build is {digest}: "
+                "shipway never moves a tag (build.existing_tag: suffix pushes under a new tag instead)"
+            )
+    raise TagExists(f"{registry.repository()}: tags {tag} to {tag}.99 are all taken")
 
 
 def image_tag(record: BuildRecord) -> str:
@@ -394,7 +545,7 @@ def plan(project: Project) -> dict[str, Any]:
     draft = BuildRecord(app=cfg.app.name, source=source, model=model, model_digest=model.digest, created=utcnow())
     out: dict[str, Any] = {
         "model": {"ref": str(cfg.model.ref), "version": model.version, "digest": model.digest, "bytes": model.size},
-        "source": source.model_dump(),
+        "source": source.model_dump(mode="json"),
         "image": f"{project.registry.repository()}:{image_tag(draft)}",
     }
     current = project.orchestrator.status(project.app, project.environment)

@@ -74,6 +74,10 @@ class NotFound(BackendError):
     """A backend does not hold the requested object."""
 
 
+class TagExists(BackendError):
+    """A registry tag already names another image; shipway never moves a tag."""
+
+
 class ModelError(ShipwayError):
     """A model version is missing, or its files do not match their manifest."""
 

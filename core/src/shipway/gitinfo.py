@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shipway.domain import SourceInfo
@@ -31,9 +32,11 @@ def source_info(path: Path) -> SourceInfo:
     status = _git(path, "status", "--porcelain", "--untracked-files=normal", "--", ".", ":(exclude,glob)**/.shipway/**")
     branch = _git(path, "rev-parse", "--abbrev-ref", "HEAD")
     url = _git(path, "remote", "get-url", "origin")
+    epoch = _git(path, "show", "-s", "--format=%ct", "HEAD")
     return SourceInfo(
         commit=commit,
         dirty=bool(status),
+        committed=datetime.fromtimestamp(int(epoch), UTC) if epoch and epoch.isdigit() else None,
         branch=None if branch in (None, "HEAD") else branch,
         url=strip_credentials(url) if url else None,
     )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
 from shipway.domain import BuildRecord
 
 REVISION = "org.opencontainers.image.revision"
@@ -22,12 +26,36 @@ TRACE = (REVISION, CREATED, MODEL_NAME, MODEL_VERSION, MODEL_DIGEST)
 RESERVED_PREFIXES = ("org.opencontainers.image.", "io.shipway.")
 
 
-def for_build(build: BuildRecord) -> dict[str, str]:
+def source_date(build: BuildRecord, environ: Mapping[str, str] | None = None) -> datetime:
+    """The time an image says it was made: a function of its inputs, never of the build's clock.
+
+    ``SOURCE_DATE_EPOCH`` when set; for a clean tree the later of the commit
+    time and the model version's time (so a model-only change sorts as newer);
+    a dirty tree has no reproducible date and gets the build time.
+    """
+    env = os.environ if environ is None else environ
+    epoch = env.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch.isdigit():
+        return datetime.fromtimestamp(int(epoch), UTC)
+    if build.source.dirty or build.source.committed is None:
+        return build.created.replace(microsecond=0)
+    found = build.source.committed
+    if build.model is not None and build.model.created > found:
+        found = build.model.created
+    return found.astimezone(UTC).replace(microsecond=0)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def for_build(build: BuildRecord, created: datetime | None = None) -> dict[str, str]:
     """Labels that trace an image to its commit and model version.
 
     ``io.shipway.verified`` is set because shipway pushes an image only after
     its verify checks passed: every image carrying these labels in a registry
-    is a verified build.
+    is a verified build. Nothing here changes between two builds of the same
+    inputs (no build time, no branch name), so identical builds stay identical.
     """
     assert build.model is not None
     assert build.model_digest is not None
@@ -35,7 +63,7 @@ def for_build(build: BuildRecord) -> dict[str, str]:
         TITLE: build.app,
         APP: build.app,
         REVISION: build.source.commit,
-        CREATED: build.created.isoformat().replace("+00:00", "Z"),
+        CREATED: iso(created or source_date(build)),
         DIRTY: "true" if build.source.dirty else "false",
         MODEL_NAME: build.model.name,
         MODEL_VERSION: build.model.version,
@@ -44,8 +72,6 @@ def for_build(build: BuildRecord) -> dict[str, str]:
     }
     if build.source.url:
         labels[SOURCE] = build.source.url
-    if build.source.branch:
-        labels[BRANCH] = build.source.branch
     return labels
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import requests
@@ -72,9 +73,10 @@ class OciClient:
         realm = params.pop("realm", None)
         if not realm:
             raise BackendError(f"registry {self.address} sent a bearer challenge without a realm")
+        query: dict[str, Any] = dict(params)
         if scope:
-            params["scope"] = scope
-        resp = self._send("GET", realm, params=params, auth=self._basic())
+            query["scope"] = scope.split()
+        resp = self._send("GET", realm, params=query, auth=self._basic())
         if resp.status_code in (401, 403):
             raise self._auth_error()
         if resp.status_code != 200:
@@ -107,8 +109,8 @@ class OciClient:
             raise BackendError(f"registry {self.address} did not answer within {self.timeout}s ({url})") from None
 
     def request(self, method: str, path: str, scope: str = "", **kwargs: Any) -> requests.Response:
-        """Send one API request, answering basic or bearer challenges once."""
-        url = self.base + path
+        """Send one API request (``path`` from ``/v2/``, or an absolute upload URL), answering challenges once."""
+        url = path if path.startswith(("http://", "https://")) else self.base + path
         headers = dict(kwargs.pop("headers", {}))
         token = self._tokens.get(scope)
         if token:
@@ -170,6 +172,63 @@ class OciClient:
             path = link if link and link.startswith("/") else None
         return out
 
+    def has_blob(self, repo: str, digest: str) -> bool:
+        """Whether ``repo`` holds blob ``digest`` (``HEAD``)."""
+        resp = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope=_pull(repo))
+        if resp.status_code == 404:
+            return False
+        self._check(resp, f"blob {repo}@{digest}")
+        return True
+
+    def mount_blob(self, repo: str, digest: str, source: str) -> str | None:
+        """Cross-repository mount of ``digest`` from ``source``: None when mounted, else an upload URL."""
+        scope = f"{_push(repo)} {_pull(source)}"
+        resp = self.request("POST", f"/v2/{repo}/blobs/uploads/?mount={digest}&from={source}", scope=scope)
+        if resp.status_code == 201:
+            return None
+        self._check(resp, f"blob mount {source}@{digest} into {repo}")
+        return self._location(resp)
+
+    def upload_blob(
+        self, repo: str, digest: str, size: int, chunks: Callable[[], Iterable[bytes]], location: str | None = None
+    ) -> None:
+        """Monolithic upload (``POST`` then one streamed ``PUT`` with the digest); the registry checks it."""
+        if location is None:
+            resp = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope=_push(repo))
+            self._check(resp, f"blob upload to {repo}")
+            location = self._location(resp)
+        sep = "&" if "?" in location else "?"
+        resp = self.request(
+            "PUT",
+            f"{location}{sep}digest={digest}",
+            scope=_push(repo),
+            data=_Body(chunks, size),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+        )
+        self._check(resp, f"blob {digest} upload to {repo}")
+        if resp.status_code != 201:
+            raise BackendError(f"registry {self.address} answered {resp.status_code} to the upload of {digest}")
+
+    def put_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> str:
+        """``PUT`` a manifest under a tag or its digest; returns the digest the registry reports."""
+        resp = self.request(
+            "PUT",
+            f"/v2/{repo}/manifests/{reference}",
+            scope=_push(repo),
+            data=body,
+            headers={"Content-Type": media_type},
+        )
+        self._check(resp, f"manifest {repo}:{reference}")
+        return resp.headers.get("Docker-Content-Digest") or _sha256(body)
+
+    def _location(self, resp: requests.Response) -> str:
+        location = resp.headers.get("Location")
+        if not location:
+            raise BackendError(f"registry {self.address} started an upload without a Location")
+        if location.startswith(("http://", "https://")):
+            return location
+        return self.base + location if location.startswith("/") else f"{self.base}/{location}"
+
     def _check(self, resp: requests.Response, what: str) -> None:
         if resp.status_code == 404:
             raise NotFound(f"registry {self.address} has no {what}")
@@ -181,6 +240,26 @@ class OciClient:
 
 def _pull(repo: str) -> str:
     return f"repository:{repo}:pull"
+
+
+def _push(repo: str) -> str:
+    return f"repository:{repo}:pull,push"
+
+
+class _Body:
+    """A streamed request body of known length that can be read again (for a retried request)."""
+
+    def __init__(self, chunks: Callable[[], Iterable[bytes]], size: int) -> None:
+        self._chunks = chunks
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks():
+            if chunk:
+                yield chunk
 
 
 def _sha256(data: bytes) -> str:

@@ -1,24 +1,31 @@
 """The ``oci`` registry: any OCI distribution registry, basic or token auth.
 
-Pushes go through the Docker engine (its stream is read to the end, since a
-failed push does not raise) and are confirmed by digest through the
-distribution API; tags, labels and the newest verified build are read through
-that API directly.
+Assembled images are pushed through the distribution API: each blob is
+``HEAD``-ed first and uploaded only when the registry lacks it (or mounted
+from another repository of the same registry that has it), then the manifest
+is put under tags that do not exist yet; a tag is never moved. ``push()`` of a
+plain local image goes through the Docker engine (its stream is read to the
+end, since a failed push does not raise) and is confirmed by digest. Tags,
+labels and the newest verified build are read through the API directly.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import docker.auth
 from pydantic import Field, SecretStr
 
-from shipway import dockerutil, labels
+from shipway import dockerutil, inputs, labels
 from shipway.backends.base import BackendContext, BackendSettings, Registry
 from shipway.domain import ImageRef
-from shipway.errors import BackendError, NotFound
+from shipway.errors import BackendError, NotFound, TagExists
 from shipway.hookspecs import hookimpl
+from shipway.manifest import MANIFEST_V2, Image
 from shipway.oci import OciClient, config_labels
 
 
@@ -31,6 +38,11 @@ class OciRegistrySettings(BackendSettings):
     username: str | None = Field(None, description="Basic-auth user; else the docker config is used")
     password: SecretStr | None = Field(None, description="From the environment: ${REGISTRY_PASSWORD}")
     secure: bool | None = Field(None, description="HTTPS; default: HTTP only for loopback addresses")
+    mount_from: list[str] = Field(
+        default_factory=list,
+        description="Other repositories of this registry to mount blobs from (e.g. another app with the same "
+        "model) instead of uploading them",
+    )
 
 
 class OciRegistry(Registry):
@@ -115,6 +127,75 @@ class OciRegistry(Registry):
             raise BackendError(f"push of {repo}:{tag}: registry holds {confirmed}, engine reported {pushed}")
         return ImageRef(repository=repo, tag=tag, digest=confirmed)
 
+    # -- assembled images through the distribution API -------------------------
+    def upload_blobs(self, image: Image) -> int:
+        sent = 0
+        repo = self.settings.repository
+        for blob in (*image.layers, image.config_blob):
+            if self.api.has_blob(repo, blob.digest):
+                continue
+            location = None
+            for source in self._mount_sources(blob.digest):
+                location = self.api.mount_blob(repo, blob.digest, source)
+                if location is None:
+                    break
+            else:
+                if blob.opener is None:
+                    raise BackendError(f"{self.repository()} lacks blob {blob.digest} and shipway does not have it")
+                self.api.upload_blob(repo, blob.digest, blob.size, blob.opener, location)
+                sent += blob.size
+            self._remember_blob(blob.digest)
+        self.bytes_uploaded += sent
+        return sent
+
+    def push_image(self, image: Image, tags: Sequence[str]) -> ImageRef:
+        if not tags:
+            raise ValueError("push_image needs at least one tag")
+        repo = self.settings.repository
+        self.upload_blobs(image)
+        manifest = image.manifest()
+        digest = image.digest
+        first: str | None = None
+        for tag in tags:
+            found = self.api.head_manifest(repo, tag)
+            if found is None:
+                pushed = self.api.put_manifest(repo, tag, manifest, MANIFEST_V2)
+                self.bytes_uploaded += len(manifest)
+                if pushed != digest:
+                    raise BackendError(f"{self.repository()}:{tag}: the registry reports {pushed}, expected {digest}")
+            elif found != digest:
+                raise TagExists(
+                    f"{self.repository()}:{tag} already names {found}; shipway never moves a tag "
+                    f"(this image is {digest})"
+                )
+            first = first or tag
+        return ImageRef(repository=self.repository(), tag=first, digest=digest)
+
+    def _blob_index(self) -> Path:
+        return self.context.cache_dir / "oci-blobs" / f"{self.address.replace(':', '_')}.json"
+
+    def _mount_sources(self, digest: str) -> list[str]:
+        """Repositories of this registry that may hold ``digest``: those shipway put it in, then mount_from."""
+        path = self._blob_index()
+        known: list[str] = json.loads(path.read_text()).get(digest, []) if path.is_file() else []
+        out = [r for r in [*known, *self.settings.mount_from] if r != self.settings.repository]
+        return list(dict.fromkeys(out))
+
+    def _remember_blob(self, digest: str) -> None:
+        if not digest.startswith("sha256:"):
+            return
+        path = self._blob_index()
+        data: dict[str, list[str]] = json.loads(path.read_text()) if path.is_file() else {}
+        repos = data.setdefault(digest, [])
+        if self.settings.repository in repos:
+            return
+        repos.append(self.settings.repository)
+        data[digest] = repos[-5:]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(path)
+
     def resolve(self, tag: str) -> ImageRef:
         repo = self.settings.repository
         digest = self.api.head_manifest(repo, tag)
@@ -144,19 +225,43 @@ class OciRegistry(Registry):
         return found
 
     def builds(self, app: str) -> list[tuple[ImageRef, dict[str, str]]]:
+        """One tag listing, then a manifest request only for tags not seen before.
+
+        shipway never moves a tag, so the digest and config of a tag seen once
+        are kept in the cache (per registry and repository); configs are cached
+        by digest. Tags naming the inputs of a build (``inputs-…``) are skipped:
+        each also has a readable tag.
+        """
         repo = self.settings.repository
+        index_path = self.context.cache_dir / "oci-tags" / self.address.replace(":", "_") / f"{repo}.json"
+        index: dict[str, list[str]] = json.loads(index_path.read_text()) if index_path.is_file() else {}
+        current: dict[str, list[str]] = {}
         seen: dict[str, tuple[ImageRef, dict[str, str]]] = {}
         for tag in self.api.tags(repo):
-            try:
-                digest, manifest = self.api.manifest(repo, tag)
-            except NotFound:
-                continue  # deleted between listing and reading
+            if inputs.is_inputs_tag(tag):
+                continue
+            entry = index.get(tag)
+            if entry is None:
+                try:
+                    digest, manifest = self.api.manifest(repo, tag)
+                except NotFound:
+                    continue  # deleted between listing and reading
+                entry = [digest, json.dumps(manifest.get("config") or {})]
+            current[tag] = entry
+            digest = entry[0]
             if digest in seen:
                 continue
-            found = self._config_labels(repo, manifest)
+            found = self._config_labels(repo, {"config": json.loads(entry[1])})
             if found.get(labels.APP) == app and found.get(labels.VERIFIED) == "true":
                 seen[digest] = (ImageRef(repository=self.repository(), tag=tag, digest=digest), found)
-        return sorted(seen.values(), key=lambda item: item[1].get(labels.CREATED, ""), reverse=True)
+        if current != index:
+            index_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = index_path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(current))
+            tmp.replace(index_path)
+        return sorted(
+            seen.values(), key=lambda item: (item[1].get(labels.CREATED, ""), item[0].digest or ""), reverse=True
+        )
 
 
 # The shipway.testing contract version this backend passes (shown by `shipway plugins`).

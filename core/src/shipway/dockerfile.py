@@ -1,0 +1,127 @@
+"""Just enough Dockerfile reading: the images stages start from, and what COPY/ADD take.
+
+shipway needs the final stage's base image (to put the model layer right
+above it, and to key builds by the base's image ID) and whether the
+Dockerfile copies the model itself (the slow path, see builder.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-+]([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@dataclass
+class Stage:
+    """One ``FROM`` and the instructions under it."""
+
+    base: str
+    name: str | None
+    copies: list[list[str]] = field(default_factory=list)
+    """Source paths of each COPY/ADD that reads the build context (not ``--from``)."""
+
+
+def _lines(text: str) -> list[str]:
+    out: list[str] = []
+    current = ""
+    for raw in text.splitlines():
+        stripped = raw.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        current += stripped
+        out.append(current)
+        current = ""
+    if current.strip():
+        out.append(current)
+    return out
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(3)
+        found = env.get(name)
+        if found:
+            return found
+        return m.group(2) or ""
+
+    return _VAR.sub(sub, value)
+
+
+def parse(text: str, build_args: dict[str, str]) -> list[Stage]:
+    """The stages of a Dockerfile with build args and ``ARG`` defaults expanded."""
+    stages: list[Stage] = []
+    global_args: dict[str, str] = {}
+    stage_env: dict[str, str] = {}
+    for line in _lines(text):
+        word, _, rest = line.partition(" ")
+        instr = word.upper()
+        rest = rest.strip()
+        if instr == "ARG":
+            name, eq, default = rest.partition("=")
+            name = name.strip()
+            value = build_args.get(
+                name, _expand(default.strip().strip('"'), {**global_args, **stage_env}) if eq else ""
+            )
+            (global_args if not stages else stage_env)[name] = value
+        elif instr == "FROM":
+            parts = [p for p in rest.split() if not p.startswith("--")]
+            base = _expand(parts[0], global_args) if parts else ""
+            alias = parts[2].lower() if len(parts) >= 3 and parts[1].upper() == "AS" else None
+            stages.append(Stage(base=base, name=alias))
+            stage_env = {}
+        elif instr in ("COPY", "ADD") and stages:
+            if any(p.startswith("--from") for p in rest.split()):
+                continue
+            if rest.startswith("["):
+                try:
+                    args = [str(a) for a in json.loads(rest)]
+                except json.JSONDecodeError:
+                    continue
+            else:
+                args = [p for p in rest.split() if not p.startswith("--")]
+            env = {**global_args, **stage_env}
+            stages[-1].copies.append([_expand(a, env) for a in args[:-1]])
+    return stages
+
+
+def external_bases(stages: list[Stage]) -> list[str]:
+    """Images the build starts from (not earlier stages, not ``scratch``), in order."""
+    names = {s.name for s in stages if s.name}
+    out: list[str] = []
+    for s in stages:
+        if s.base.lower() not in names and s.base != "scratch" and s.base not in out:
+            out.append(s.base)
+    return out
+
+
+def final_base(stages: list[Stage]) -> str | None:
+    """The image the final stage builds on, following ``FROM <earlier stage>``; None for scratch."""
+    if not stages:
+        return None
+    by_name = {s.name: s for s in stages if s.name}
+    base = stages[-1].base
+    seen: set[str] = set()
+    while base.lower() in by_name and base.lower() not in seen:
+        seen.add(base.lower())
+        base = by_name[base.lower()].base
+    return None if base == "scratch" else base
+
+
+def copies_path(stages: list[Stage], path: str) -> bool:
+    """Whether any stage COPYs or ADDs ``path`` (or something inside it) from the build context."""
+    want = path.strip("/").removeprefix("./").rstrip("/")
+    for stage in stages:
+        for sources in stage.copies:
+            for src in sources:
+                s = src.strip().removeprefix("./").rstrip("/")
+                if s == want or s.startswith(want + "/"):
+                    return True
+    return False

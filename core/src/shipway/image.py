@@ -1,0 +1,302 @@
+"""Assembling the final image from the app image and the model layer, and loading it into the engine.
+
+The app image comes out of ``docker save`` (its config and uncompressed
+layers); the final config is the app's with the model layer's diff ID
+inserted right above the base image's layers, reproducible fields (created
+from the source date, no build container, no engine version) and shipway's
+labels. ``docker load`` then gives the engine exactly that image (its ID is
+the config digest), sending only the layers the engine does not hold yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+
+from shipway import dockerutil
+from shipway.errors import BackendError, BuildFailed
+from shipway.layers import Entry, ModelLayer, tar_chunks
+from shipway.manifest import Blob, Image, sha256
+
+
+class _StreamReader:
+    """A read()-able view of an iterator of byte chunks (for tarfile's stream mode)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._it = iter(chunks)
+        self._buf = b""
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buf) < n:
+            try:
+                self._buf += next(self._it)
+            except StopIteration:
+                break
+        if n < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            yield chunk
+
+
+@dataclass
+class SavedImage:
+    """An image from ``docker save``: its config and its layers spooled to ``folder``."""
+
+    config: bytes
+    diff_ids: list[str]
+    sizes: list[int]
+    paths: list[Path]
+    folder: Path
+
+    def blob(self, i: int) -> Blob:
+        path = self.paths[i]
+        return Blob(self.diff_ids[i], self.sizes[i], opener=lambda: _file_chunks(path))
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def save(image_id: str, spool: Path) -> SavedImage:
+    """Stream ``docker save`` of one image, keeping its config and each layer's tar."""
+    client = dockerutil.client()
+    spool.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=spool))
+    files: dict[str, Path] = {}
+    blobs: dict[str, bytes] = {}
+    try:
+        stream = client.api.get_image(image_id, chunk_size=1 << 20)
+        with tarfile.open(fileobj=_StreamReader(stream), mode="r|") as archive:  # type: ignore[call-overload]
+            for member in archive:
+                if not member.isfile():
+                    continue
+                src = archive.extractfile(member)
+                assert src is not None
+                if member.name.endswith(".tar"):
+                    target = folder / f"{len(files)}.tar"
+                    with target.open("wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                    files[member.name] = target
+                elif member.name.endswith(".json") and member.size < 16 << 20:
+                    blobs[member.name] = src.read()
+    except (docker.errors.APIError, tarfile.TarError) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise BuildFailed(f"docker save of {image_id[:19]} failed: {exc}") from None
+    manifest = json.loads(blobs["manifest.json"])[0]
+    config = blobs[manifest["Config"]]
+    diff_ids = list(json.loads(config)["rootfs"]["diff_ids"])
+    paths = [files[name] for name in manifest["Layers"]]
+    return SavedImage(
+        config=config, diff_ids=diff_ids, sizes=[p.stat().st_size for p in paths], paths=paths, folder=folder
+    )
+
+
+def base_layers(base: str | None) -> list[str] | None:
+    """Diff IDs of a local base image; ``[]`` for scratch; None when the engine does not have it."""
+    if base is None:
+        return []
+    try:
+        return list(dockerutil.client().images.get(base).attrs["RootFS"]["Layers"])
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.APIError as exc:
+        raise BackendError(f"cannot inspect base image {base}: {exc.explanation or exc}") from None
+
+
+def model_position(app_layers: list[str], base: list[str] | None) -> int:
+    """Where the model layer goes: right above the base's layers, else on top of everything.
+
+    Above the base, the model's chain (base + model) does not change with the
+    code or the dependencies, so engines and nodes that hold it never take it
+    in again; on top (when the base is unknown) every new app layer below it
+    makes the engine store the model once more.
+    """
+    if base is not None and app_layers[: len(base)] == base:
+        return len(base)
+    return len(app_layers)
+
+
+@dataclass
+class Assembly:
+    """What the final image is made of, before it is loaded or pushed."""
+
+    image: Image
+    position: int | None
+    model_layer: ModelLayer | None
+    saved: SavedImage
+    tag: str
+    chains: list[str] = field(default_factory=list)
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """The engine's layer chain IDs (each layer's identity given everything below it)."""
+    out: list[str] = []
+    for d in diff_ids:
+        out.append(d if not out else sha256(f"{out[-1]} {d}".encode()))
+    return out
+
+
+def assemble(
+    saved: SavedImage,
+    model_layer: ModelLayer | None,
+    position: int | None,
+    base_history: int,
+    created: str,
+    labels: dict[str, str],
+    tag: str,
+    description: str,
+) -> Assembly:
+    """The final config and layer list: app layers with the model layer at ``position``."""
+    cfg: dict[str, Any] = json.loads(saved.config)
+    for key in ("container", "container_config", "docker_version"):
+        cfg.pop(key, None)
+    cfg["created"] = created
+    inner = cfg.setdefault("config", {})
+    inner["Image"] = ""
+    inner["Hostname"] = ""
+    inner["Labels"] = {**(inner.get("Labels") or {}), **labels}
+    history: list[dict[str, Any]] = list(cfg.get("history") or [])
+    for i, entry in enumerate(history):
+        if i >= base_history:
+            entry["created"] = created
+    blobs = [saved.blob(i) for i in range(len(saved.diff_ids))]
+    diff_ids = list(saved.diff_ids)
+    if model_layer is not None and position is not None:
+        blobs.insert(position, Blob(model_layer.digest, model_layer.size, opener=model_layer.chunks))
+        diff_ids.insert(position, model_layer.digest)
+        history.insert(
+            _history_index(history, position),
+            {"created": created, "created_by": description, "comment": "shipway model layer"},
+        )
+    cfg["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
+    cfg["history"] = history
+    config = json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()
+    image = Image(config=config, layers=tuple(blobs), local_id=sha256(config))
+    return Assembly(image, position, model_layer, saved, tag, chain_ids(diff_ids))
+
+
+def _history_index(history: list[dict[str, Any]], layer: int) -> int:
+    """Index in ``history`` before which a new (non-empty) entry becomes layer number ``layer``."""
+    seen = 0
+    for i, entry in enumerate(history):
+        if seen == layer:
+            return i
+        if not entry.get("empty_layer"):
+            seen += 1
+    return len(history)
+
+
+def _index_path(cache_dir: Path) -> Path:
+    return cache_dir / "engine-chains.json"
+
+
+def _known_chains(cache_dir: Path) -> dict[str, str]:
+    path = _index_path(cache_dir)
+    return dict(json.loads(path.read_text())) if path.is_file() else {}
+
+
+def present_chains(chains: list[str], first: int, cache_dir: Path) -> int:
+    """How many chains from ``first`` on the engine holds (an image it still has contains them)."""
+    known = _known_chains(cache_dir)
+    client = dockerutil.client()
+    alive: dict[str, bool] = {}
+    n = first
+    for chain in chains[first:]:
+        image_id = known.get(chain)
+        if image_id is None:
+            break
+        if image_id not in alive:
+            try:
+                client.images.get(image_id)
+                alive[image_id] = True
+            except docker.errors.ImageNotFound:
+                alive[image_id] = False
+        if not alive[image_id]:
+            break
+        n += 1
+    return n
+
+
+def load(assembly: Assembly, cache_dir: Path) -> int:
+    """``docker load`` the final image, sending only layers the engine lacks; returns bytes sent.
+
+    Layers below the model are the app image's own, so the engine has them.
+    When the engine lost a layer shipway thought it had, the load is retried
+    with every layer above the base.
+    """
+    image = assembly.image
+    first = assembly.position if assembly.position is not None else len(image.layers)
+    start = present_chains(assembly.chains, first, cache_dir)
+    try:
+        sent = _load(assembly, start)
+    except BuildFailed:
+        if start == first:
+            raise
+        sent = _load(assembly, first)
+    known = _known_chains(cache_dir)
+    known.update(dict.fromkeys(assembly.chains, image.local_id))
+    if len(known) > 5000:
+        known = dict(list(known.items())[-5000:])
+    path = _index_path(cache_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(known))
+    tmp.replace(path)
+    return sent
+
+
+def _load(assembly: Assembly, send_from: int) -> int:
+    image = assembly.image
+    names = [f"layers/{b.digest.split(':', 1)[1]}.tar" for b in image.layers]
+    manifest = [{"Config": "config.json", "RepoTags": [assembly.tag], "Layers": names}]
+    entries = [
+        Entry(name="config.json", size=len(image.config), data=image.config),
+        Entry(name="manifest.json", size=len(json.dumps(manifest)), data=json.dumps(manifest).encode()),
+    ]
+    sent = 0
+    for i, blob in enumerate(image.layers):
+        if i >= send_from and blob.opener is not None:
+            entries.append(Entry(name=names[i], size=blob.size, opener=blob.opener))
+            sent += blob.size
+    entries.insert(0, Entry(name="layers", kind="dir"))
+    client = dockerutil.client()
+    try:
+        stream = client.api.load_image(tar_chunks(entries))
+        dockerutil.follow(stream, f"docker load of {assembly.tag}")
+    except (docker.errors.APIError, BackendError) as exc:
+        raise BuildFailed(f"docker load of the assembled image failed: {exc}") from None
+    try:
+        loaded = client.images.get(assembly.tag).id
+    except docker.errors.ImageNotFound:
+        raise BuildFailed(f"docker load did not create {assembly.tag}") from None
+    if loaded != image.local_id:
+        raise BuildFailed(f"the engine loaded {loaded}, the assembled config is {image.local_id}")
+    return sent
+
+
+def sha256_stream(chunks: Iterable[bytes]) -> tuple[str, int]:
+    """(digest, size) of a byte stream."""
+    h = hashlib.sha256()
+    n = 0
+    for chunk in chunks:
+        h.update(chunk)
+        n += len(chunk)
+    return "sha256:" + h.hexdigest(), n
+
+
+__all__ = ["Assembly", "SavedImage", "assemble", "base_layers", "load", "model_position", "save"]

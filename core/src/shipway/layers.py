@@ -1,0 +1,181 @@
+"""Deterministic tar streams: the model layer shipway writes, build contexts, image archives.
+
+Every tar written here is a pure function of its entries: names sorted,
+fixed owner (0:0, no user or group names), fixed modes, one mtime for every
+entry, PAX headers only where USTAR cannot hold a name or size, and exactly
+two zero blocks at the end (no record padding). So the same model files give
+the same layer digest on any machine, with any cache, at any time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shipway.domain import ModelVersion
+from shipway.errors import BuildFailed
+
+CHUNK = 1 << 20
+BLOCK = 512
+LAYER_FORMAT = "shipway-model-layer/1"
+"""Changes whenever the bytes of the model layer would change for the same files."""
+
+DIR_MODE = 0o755
+FILE_MODE = 0o644
+EXEC_MODE = 0o755
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One tar entry: a directory, a regular file (read from ``source`` or ``data``) or a symlink."""
+
+    name: str
+    kind: str = "file"  # "file", "dir" or "symlink"
+    size: int = 0
+    mode: int = FILE_MODE
+    source: Path | None = None
+    data: bytes | None = None
+    opener: Callable[[], Iterable[bytes]] | None = field(default=None, compare=False)
+    linkname: str = ""
+
+    def header(self, mtime: int) -> bytes:
+        info = tarfile.TarInfo(self.name)
+        info.type = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE}[self.kind]
+        info.mode = self.mode
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mtime = mtime
+        info.size = self.size if self.kind == "file" else 0
+        info.linkname = self.linkname
+        return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
+
+    def chunks(self) -> Iterator[bytes]:
+        if self.kind != "file":
+            return
+        if self.data is not None:
+            yield self.data
+            return
+        if self.opener is not None:
+            yield from self.opener()
+            return
+        assert self.source is not None
+        with self.source.open("rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % BLOCK)
+
+
+def tar_size(entries: Iterable[Entry], mtime: int = 0) -> int:
+    """The exact byte length of :func:`tar_chunks` for these entries."""
+    total = 2 * BLOCK
+    for e in entries:
+        total += len(e.header(mtime))
+        if e.kind == "file":
+            total += e.size + len(_padding(e.size))
+    return total
+
+
+def tar_chunks(entries: Iterable[Entry], mtime: int = 0) -> Iterator[bytes]:
+    """The tar stream of ``entries`` in the order given; a file whose size changed is an error."""
+    for e in entries:
+        yield e.header(mtime)
+        if e.kind != "file":
+            continue
+        written = 0
+        for chunk in e.chunks():
+            written += len(chunk)
+            yield chunk
+        if written != e.size:
+            raise BuildFailed(f"{e.name}: {written} bytes read, {e.size} expected (the file changed while read)")
+        yield _padding(e.size)
+    yield b"\0" * (2 * BLOCK)
+
+
+def sort_key(name: str) -> tuple[str, ...]:
+    """Parents before children, siblings by name: the order every tar here is written in."""
+    return tuple(name.rstrip("/").split("/"))
+
+
+def with_parents(files: list[Entry], prefix: str = "") -> list[Entry]:
+    """``files`` plus an entry for every directory above them (under ``prefix`` too), sorted."""
+    dirs: set[str] = set()
+    for e in files:
+        parts = e.name.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            dirs.add("/".join(parts[:i]))
+    if prefix:
+        parts = prefix.strip("/").split("/")
+        for i in range(1, len(parts) + 1):
+            dirs.add("/".join(parts[:i]))
+    names = {e.name for e in files}
+    out = [Entry(name=d, kind="dir", mode=DIR_MODE) for d in dirs if d not in names]
+    return sorted(out + files, key=lambda e: sort_key(e.name))
+
+
+@dataclass(frozen=True)
+class ModelLayer:
+    """The model files as one uncompressed layer at ``target`` (absolute path in the image)."""
+
+    target: str
+    entries: tuple[Entry, ...]
+    digest: str
+    size: int
+
+    def chunks(self) -> Iterator[bytes]:
+        return tar_chunks(self.entries)
+
+
+def model_entries(model: ModelVersion, model_dir: Path, target: str) -> list[Entry]:
+    """Tar entries for the model's files under ``target`` (an absolute folder in the image)."""
+    root = target.strip("/")
+    files = []
+    for f in sorted(model.files, key=lambda f: f.path):
+        rel = posixpath.normpath(f.path)
+        if rel.startswith("../") or posixpath.isabs(rel):
+            raise BuildFailed(f"model file {f.path!r} is outside the model folder")
+        source = model_dir / f.path
+        size = source.stat().st_size
+        if size != f.size:
+            raise BuildFailed(f"model file {source}: {size} bytes, the manifest says {f.size}")
+        name = f"{root}/{rel}" if root else rel
+        files.append(Entry(name=name, size=f.size, mode=FILE_MODE, source=source))
+    return with_parents(files, prefix=root)
+
+
+def model_layer(model: ModelVersion, model_dir: Path, target: str, cache_dir: Path) -> ModelLayer:
+    """The model layer, its digest from the cache index when these files were tarred before.
+
+    The index key covers the layer format, the target folder and every file's
+    path, size and sha256 (all verified by the store's fetch), so a hit is
+    exact and saves reading the model once more.
+    """
+    entries = tuple(model_entries(model, model_dir, target))
+    key_body = {
+        "format": LAYER_FORMAT,
+        "target": target,
+        "files": sorted((f.path, f.size, f.sha256) for f in model.files),
+    }
+    key = hashlib.sha256(json.dumps(key_body, sort_keys=True).encode()).hexdigest()
+    index = cache_dir / "model-layers" / f"{key}.json"
+    size = tar_size(entries)
+    if index.is_file():
+        found = json.loads(index.read_text())
+        if found.get("size") == size:
+            return ModelLayer(target=target, entries=entries, digest=found["digest"], size=size)
+    digest = hashlib.sha256()
+    for chunk in tar_chunks(entries):
+        digest.update(chunk)
+    layer = ModelLayer(target=target, entries=entries, digest="sha256:" + digest.hexdigest(), size=size)
+    index.parent.mkdir(parents=True, exist_ok=True)
+    tmp = index.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"digest": layer.digest, "size": size, **key_body}))
+    tmp.replace(index)
+    return layer

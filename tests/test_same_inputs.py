@@ -1,0 +1,293 @@
+"""Same inputs, same image; a commit costs what changed; tags never move.
+
+A second, differently shaped app (tests/apps/scorer: no dependencies, a
+two-stage Dockerfile, port 9090, ``/ready``, a nested model at
+``artifacts/model`` under WORKDIR /srv/scorer) goes through ``shipway run``
+against the real registry behind a proxy that behaves like a registry with
+immutable tags: it refuses (and records) every PUT of a manifest to a tag
+that already exists. The scenario runs in order: build, reuse, release,
+code-only change, cold cache, model-only change, tag conflicts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+import requests
+
+from shipway import dockerutil
+from shipway.localhttp import LocalServer
+from shipway.testing.project import AppProject
+from shipway.testing.services import RegistryService, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "tests" / "apps" / "scorer"
+BASE_IMAGE = os.environ.get("SHIPWAY_BASE_IMAGE", "shipway-base:bookworm")
+MODEL_BYTES = 3 << 20
+_TAG_PUT = re.compile(r"^/v2/(?P<repo>.+)/manifests/(?P<ref>[^/]+)$")
+_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization"}
+
+
+class ImmutableTagRegistry:
+    """A proxy in front of a real registry that refuses to overwrite tags, like ECR's immutable repositories."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = f"http://{upstream}"
+        self.refused: list[str] = []
+        self.tag_puts: list[str] = []
+        self.server = LocalServer(self._handler())
+        self.address = self.server.url.removeprefix("http://")
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP and k.lower() != "host"}
+                match = _TAG_PUT.match(self.path.split("?")[0])
+                if self.command == "PUT" and match and not match["ref"].startswith("sha256:"):
+                    proxy.tag_puts.append(match["ref"])
+                    probe = requests.head(
+                        f"{proxy.upstream}/v2/{match['repo']}/manifests/{match['ref']}",
+                        headers={k: v for k, v in headers.items() if k.lower() in ("authorization",)}
+                        | {"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+                        timeout=10,
+                    )
+                    if probe.status_code == 200:
+                        proxy.refused.append(match["ref"])
+                        data = json.dumps({"errors": [{"code": "TAG_INVALID", "message": "tag is immutable"}]})
+                        self.send_response(400)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data.encode())
+                        return
+                resp = requests.request(
+                    self.command, proxy.upstream + self.path, headers=headers, data=body, allow_redirects=False
+                )
+                content = resp.content
+                self.send_response(resp.status_code)
+                for key, value in resp.headers.items():
+                    if key.lower() in _HOP or key.lower() == "content-length":
+                        continue
+                    if key.lower() == "location":
+                        value = value.replace(proxy.upstream, f"http://{proxy.address}")
+                    self.send_header(key, value)
+                length_header = resp.headers.get("Content-Length") if self.command == "HEAD" else str(len(content))
+                self.send_header("Content-Length", length_header or "0")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(content)
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _forward
+
+        return Handler
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+class Scorer(AppProject):
+    """The scorer app with a model store, published random models and the registry's view."""
+
+    def publish(self, tmp: Path, label: str, seed: bytes) -> str:
+        folder = tmp / f"model-{uuid.uuid4().hex[:6]}"
+        (folder / "weights").mkdir(parents=True)
+        (folder / "weights" / "layer1.bin").write_bytes((seed * (MODEL_BYTES // len(seed) + 1))[:MODEL_BYTES])
+        (folder / "labels.txt").write_text(f"{label}\nother\n")
+        out = self.shipway("model", "publish", str(folder), "--name", "scorer-model")
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def run(self, tmp: Path, *args: str, env: dict[str, str] | None = None) -> dict:
+        out = tmp / f"run-{uuid.uuid4().hex[:6]}.json"
+        proc = self.shipway("run", "-o", str(out), *args, env=env)
+        record = json.loads(out.read_text())
+        record["_exit"] = proc.returncode
+        record["_stderr"] = proc.stderr
+        return record
+
+
+@pytest.fixture(scope="module")
+def immutable(shipway_registry: RegistryService) -> Iterator[ImmutableTagRegistry]:
+    proxy = ImmutableTagRegistry(shipway_registry.address)
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def scorer(
+    tmp_path_factory: pytest.TempPathFactory,
+    shipway_registry: RegistryService,
+    immutable: ImmutableTagRegistry,
+    shipway_docker: None,
+) -> Iterator[Scorer]:
+    try:
+        dockerutil.client().images.get(BASE_IMAGE)
+    except Exception:  # noqa: BLE001
+        pytest.fail(f"base image {BASE_IMAGE} is missing: run scripts/services.sh", pytrace=False)
+    work = tmp_path_factory.mktemp("scorer")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPWAY_", "MODEL_SELECT", "SOURCE_DATE_EPOCH"))}
+    env.update(
+        SHIPWAY_REGISTRY=immutable.address,
+        SHIPWAY_REGISTRY_USERNAME=shipway_registry.username,
+        SHIPWAY_REGISTRY_PASSWORD=shipway_registry.password,
+        SHIPWAY_MODEL_STORE=str(work / "store"),
+        SHIPWAY_CACHE_DIR=str(work / "cache"),
+        SCORER_PORT=str(port),
+        SHIPWAY_ENVIRONMENT=f"test-{uuid.uuid4().hex[:8]}",
+        RUNTIME_IMAGE=BASE_IMAGE,
+        DOCKER_BUILDKIT="0",
+    )
+    app = Scorer.copy(APP, work / "app", env, port)
+    # Files the app folder holds but .dockerignore excludes: never part of the context.
+    (app.root / "notes").mkdir()
+    (app.root / "notes" / "todo.txt").write_text("not sent\n")
+    app.git("add", "-A")
+    app.commit("notes")
+    yield app
+    app.shipway("down")
+
+
+def _resolve(reg: RegistryService, address: str, tag: str) -> str | None:
+    resp = requests.head(
+        f"http://{address}/v2/team/scorer/manifests/{tag}",
+        auth=(reg.username, reg.password),
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        timeout=10,
+    )
+    return resp.headers.get("Docker-Content-Digest") if resp.status_code == 200 else None
+
+
+def test_01_first_run_builds_with_the_model_layer_above_the_base(scorer: Scorer, tmp_path: Path) -> None:
+    scorer.publish(tmp_path, "cat", b"model-one")
+    record = scorer.run(tmp_path)
+    assert record["_exit"] == 0, record["_stderr"]
+    assert record["action"] == "built"
+    assert [s["name"] for s in record["stages"]] == ["test", "find", "model", "build", "verify", "push"]
+    base_layers = dockerutil.client().images.get(BASE_IMAGE).attrs["RootFS"]["Layers"]
+    assert record["layers"][: len(base_layers)] == base_layers
+    assert record["layers"][len(base_layers)] == record["model_layer"]
+    assert record["uploaded_bytes"] > MODEL_BYTES
+    assert record["image"]["tag"] == f"{scorer.git('rev-parse', 'HEAD')[:12]}-m1"
+
+
+def test_02_same_inputs_are_reused_and_nothing_moves(
+    scorer: Scorer, tmp_path: Path, shipway_registry: RegistryService, immutable: ImmutableTagRegistry
+) -> None:
+    first = json.loads(sorted((scorer.root / ".shipway" / "builds").glob("*.json"))[-1].read_text())
+    again = scorer.run(tmp_path)
+    assert again["_exit"] == 0, again["_stderr"]
+    assert again["action"] == "reused"
+    assert again["image"]["digest"] == first["image"]["digest"]
+    assert again["inputs"] == first["inputs"]
+    assert again["uploaded_bytes"] == 0
+    assert [(s["name"], s["status"]) for s in again["stages"]] == [
+        ("test", "skipped"),
+        ("find", "ok"),
+        ("model", "skipped"),
+        ("build", "skipped"),
+        ("verify", "skipped"),
+        ("push", "skipped"),
+    ]
+    assert _resolve(shipway_registry, shipway_registry.address, first["image"]["tag"]) == first["image"]["digest"]
+    assert immutable.refused == []
+
+
+def test_03_release_after_a_reused_run_is_a_noop(scorer: Scorer, tmp_path: Path) -> None:
+    rel = scorer.shipway("release", "-o", str(tmp_path / "rel.json"))
+    assert rel.returncode == 0, rel.stderr
+    assert scorer.record(tmp_path / "rel.json")["action"] == "deployed"
+    assert requests.get(scorer.url("/model"), timeout=5).json()["count"] == 2
+    assert requests.post(scorer.url("/predict"), json={}, timeout=5).json() == {"label": "cat"}
+    assert scorer.run(tmp_path)["action"] == "reused"
+    again = scorer.shipway("release", "-o", str(tmp_path / "again.json"))
+    assert again.returncode == 0, again.stderr
+    assert scorer.record(tmp_path / "again.json")["action"] == "noop"
+
+
+def test_04_code_only_change_uploads_no_model_byte(scorer: Scorer, tmp_path: Path) -> None:
+    before = json.loads(sorted((scorer.root / ".shipway" / "builds").glob("*.json"))[0].read_text())
+    server = scorer.root / "server.py"
+    server.write_text(server.read_text() + "\n# a code-only change\n")
+    scorer.commit("code-only change")
+    record = scorer.run(tmp_path)
+    assert record["_exit"] == 0, record["_stderr"]
+    assert record["action"] == "built"
+    assert record["image"]["digest"] != before["image"]["digest"]
+    assert record["model_layer"] == before["model_layer"]
+    assert record["uploaded_bytes"] < 1_000_000
+
+
+def test_05_cold_cache_uploads_no_model_byte_and_gets_the_same_model_layer(scorer: Scorer, tmp_path: Path) -> None:
+    before = json.loads(sorted((scorer.root / ".shipway" / "builds").glob("*.json"))[-1].read_text())
+    server = scorer.root / "server.py"
+    server.write_text(server.read_text() + "# another code change, on a fresh runner\n")
+    scorer.commit("code change on a cold runner")
+    cold = tmp_path / "empty-cache"
+    record = scorer.run(tmp_path, env={"SHIPWAY_CACHE_DIR": str(cold)})
+    assert record["_exit"] == 0, record["_stderr"]
+    assert record["model_layer"] == before["model_layer"]
+    assert record["uploaded_bytes"] < 1_000_000
+    shutil.rmtree(cold, ignore_errors=True)
+
+
+def test_06_model_only_change_uploads_the_model_once(scorer: Scorer, tmp_path: Path) -> None:
+    before = json.loads(sorted((scorer.root / ".shipway" / "builds").glob("*.json"))[-1].read_text())
+    scorer.publish(tmp_path, "dog", b"model-two")
+    record = scorer.run(tmp_path)
+    assert record["_exit"] == 0, record["_stderr"]
+    assert record["action"] == "built"
+    assert record["model"]["version"] == "2"
+    assert record["image"]["digest"] != before["image"]["digest"]
+    assert record["model_layer"] != before["model_layer"]
+    assert MODEL_BYTES < record["uploaded_bytes"] < MODEL_BYTES * 1.05 + 1_000_000
+    assert scorer.run(tmp_path)["action"] == "reused"
+
+
+def test_07_a_taken_tag_is_never_overwritten(
+    scorer: Scorer, tmp_path: Path, shipway_registry: RegistryService, immutable: ImmutableTagRegistry
+) -> None:
+    records = [json.loads(p.read_text()) for p in sorted((scorer.root / ".shipway" / "builds").glob("*.json"))]
+    latest = [r for r in records if r["action"] == "built"][-1]
+    tag = latest["image"]["tag"]
+    # Another source date: other labels, so other inputs and another image for the same commit and model.
+    record = scorer.run(tmp_path, env={"SOURCE_DATE_EPOCH": "1000000000"})
+    assert record["_exit"] == 0, record["_stderr"]
+    assert record["action"] == "built"
+    assert record["image"]["digest"] != latest["image"]["digest"]
+    assert record["image"]["tag"] == f"{tag}.2"
+    assert _resolve(shipway_registry, shipway_registry.address, tag) == latest["image"]["digest"]
+    refused = scorer.run(tmp_path, env={"SOURCE_DATE_EPOCH": "1000000001", "EXISTING_TAG": "refuse"})
+    assert refused["_exit"] == 7
+    assert "never moves a tag" in refused["_stderr"]
+    assert _resolve(shipway_registry, shipway_registry.address, tag) == latest["image"]["digest"]
+    assert immutable.refused == []
+    assert tag in immutable.tag_puts  # it was pushed once, by the first build of that commit and model
+
+
+def test_08_rebuild_builds_again_and_release_stays_on_the_newest(scorer: Scorer, tmp_path: Path) -> None:
+    record = scorer.run(tmp_path, "--rebuild")
+    assert record["_exit"] == 0, record["_stderr"]
+    assert record["action"] == "built"
+    assert [s["status"] for s in record["stages"] if s["name"] == "find"] == ["ok"]
+    assert "--rebuild" in next(s["detail"] for s in record["stages"] if s["name"] == "find")
+    rel = scorer.shipway("release", "-o", str(tmp_path / "rel.json"))
+    assert rel.returncode == 0, rel.stderr
+    assert requests.post(scorer.url("/predict"), json={}, timeout=5).json() == {"label": "dog"}
