@@ -40,7 +40,7 @@ def test_the_proxy_needs_a_stable_port() -> None:
 
 def test_dnsrr_cannot_publish_through_the_routing_mesh() -> None:
     with pytest.raises(ValidationError, match="dnsrr cannot publish through the ingress routing mesh"):
-        settings(endpoint_mode="dnsrr", publish_mode="ingress", published_port=8080)
+        settings(endpoint_mode="dnsrr", publish_mode="ingress")
     assert settings(endpoint_mode="dnsrr", publish_mode="host", published_port=8080).publish_mode == "host"
 
 
@@ -94,7 +94,7 @@ def test_secret_values_never_enter_the_spec() -> None:
     rel = release(secrets={"api_token": SecretStr("s3cr3t-value")})
     template = spec.task_template(rel, settings(), "net", [])
     body = spec.service_body("scorer-prod", template, spec.app_labels(rel, "app", 1), 3, spec.endpoint_spec(
-        "vip", None, 9123, "ingress"), settings())  # fmt: skip
+        "vip", 9123, "ingress", None, publish=False), settings())  # fmt: skip
     assert "s3cr3t-value" not in json.dumps(body)
 
 
@@ -113,7 +113,9 @@ def test_policy_is_start_first_with_swarm_rollback_and_compared_key_by_key() -> 
 
 
 def test_endpoint_spec_publishes_in_the_configured_mode() -> None:
-    host = spec.endpoint_spec("dnsrr", 8080, 9123, "host")
+    host = spec.endpoint_spec("dnsrr", 9123, "host", 8080)
     assert host["Mode"] == "dnsrr"
     assert host["Ports"] == [{"PublishedPort": 8080, "TargetPort": 9123, "Protocol": "tcp", "PublishMode": "host"}]
-    assert "Ports" not in spec.endpoint_spec("vip", None, 9123, "ingress")
+    assert "Ports" not in spec.endpoint_spec("vip", 9123, "ingress", 8080, publish=False)
+    per_task = spec.endpoint_spec("dnsrr", 9123, "host", None)  # Swarm picks a port for each task
+    assert per_task["Ports"] == [{"TargetPort": 9123, "Protocol": "tcp", "PublishMode": "host"}]

@@ -23,3 +23,19 @@ class TestSwarmOrchestrator(OrchestratorContract):
     @pytest.fixture
     def pull_auth(self, contract_registry: Any) -> dict[str, str] | None:
         return contract_registry.credentials()
+
+
+class TestSwarmHostPortsWithoutProxy(OrchestratorContract):
+    """No proxy: host-mode ports chosen by Swarm per task (the endpoint is a running task's port)."""
+
+    @pytest.fixture
+    def orchestrator(self, swarm_factory: Any) -> SwarmOrchestrator:
+        return swarm_factory(proxy={"enabled": False}, published_port=None)
+
+    @pytest.fixture
+    def images(self, contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
+        return contract_images
+
+    @pytest.fixture
+    def pull_auth(self, contract_registry: Any) -> dict[str, str] | None:
+        return contract_registry.credentials()

@@ -96,12 +96,13 @@ class SwarmOrchestrator(Orchestrator):
         if self.settings.proxy.enabled:
             self._ensure_proxy(release, name, network, node)
         template = spec.task_template(release, self.settings, network, self._secrets(release, name))
-        if self.settings.proxy.enabled:  # the proxy publishes; the app only joins the network
-            endpoint = spec.endpoint_spec(self.settings.endpoint_mode, None, release.port, self.settings.publish_mode)
-        else:
-            endpoint = spec.endpoint_spec(
-                self.settings.endpoint_mode, self.settings.published_port, release.port, self.settings.publish_mode
-            )
+        endpoint = spec.endpoint_spec(  # with the proxy, the proxy publishes and the app only joins the network
+            self.settings.endpoint_mode,
+            release.port,
+            self.settings.publish_mode,
+            self.settings.published_port,
+            publish=not self.settings.proxy.enabled,
+        )
         current = self.api.service(name)
         image = release.image.pinned
         if current is None:
@@ -194,6 +195,11 @@ class SwarmOrchestrator(Orchestrator):
         if status.get("Message"):
             lines.append(f"  swarm: {status['Message']}")
         lines += [f"  {e}" for e in errors[:5]]
+        if any("host-mode port already in use" in str(t.get("Status", {}).get("Err", "")) for t in tasks):
+            lines.append(
+                "  hint: start-first cannot bind one fixed host port twice on a node: enable orchestrator.proxy, "
+                "or leave published_port unset (Swarm then picks a port per task)"
+            )
         return "\n".join(lines)
 
     # -- the pieces beside the service ---------------------------------------------------------

@@ -108,5 +108,5 @@ def service_body(
         "Labels": labels,
         "TaskTemplate": template,
         "Mode": types.ServiceMode("replicated", replicas=1),
-        "EndpointSpec": spec.endpoint_spec("dnsrr", port, port, settings.publish_mode),
+        "EndpointSpec": spec.endpoint_spec("dnsrr", port, settings.publish_mode, port),
     }

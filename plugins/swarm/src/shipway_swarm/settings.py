@@ -93,8 +93,7 @@ class SwarmSettings(BackendSettings):
     def _consistent(self) -> SwarmSettings:
         if self.proxy.enabled and self.published_port is None:
             raise ValueError("proxy.enabled needs published_port (the stable port the proxy listens on)")
-        ingress = self.publish_mode == "ingress" and self.published_port is not None
-        if not self.proxy.enabled and self.endpoint_mode == "dnsrr" and ingress:
+        if not self.proxy.enabled and self.endpoint_mode == "dnsrr" and self.publish_mode == "ingress":
             raise ValueError(
                 "endpoint_mode dnsrr cannot publish through the ingress routing mesh: "
                 "use publish_mode host, or proxy.enabled"

@@ -121,10 +121,18 @@ def resources(settings: SwarmSettings) -> types.Resources | None:
     )
 
 
-def endpoint_spec(mode: str, published: int | None, target_port: int, publish_mode: str) -> types.EndpointSpec:
-    """Endpoint mode (vip/dnsrr) and, when ``published`` is set, the port published in ingress or host mode."""
-    ports: dict[int, Any] = {published: (target_port, "tcp", publish_mode)} if published is not None else {}
-    return types.EndpointSpec(mode=mode, ports=ports or None)
+def endpoint_spec(
+    mode: str, target_port: int, publish_mode: str, published: int | None, publish: bool = True
+) -> types.EndpointSpec:
+    """Endpoint mode (vip/dnsrr) and, when ``publish``, the target port published in ingress or host mode:
+    on ``published``, or on a port Swarm picks (per task in host mode) when that is None."""
+    if not publish:
+        return types.EndpointSpec(mode=mode)
+    if published is None:
+        return types.EndpointSpec(
+            mode=mode, ports=[{"TargetPort": target_port, "Protocol": "tcp", "PublishMode": publish_mode}]
+        )
+    return types.EndpointSpec(mode=mode, ports={published: (target_port, "tcp", publish_mode)})
 
 
 def app_labels(release: Release, role: str, revision: int | None = None) -> dict[str, str]:
