@@ -21,9 +21,9 @@ from shipway.scaffold.answers import PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-# Presets whose plugins live in this repository; each must be installed where the tests run.
-PLUGIN_OF = {"azure": "azure", "aws": "aws", "swarm": "swarm", "kubernetes": "kubernetes"}
-PRESET_LIST = [p for p in sorted(PRESETS) if p == "local" or (REPO / "plugins" / PLUGIN_OF[p]).is_dir()]
+# Presets whose plugin the test environment declares (tox.ini deps); each must then validate.
+TOX_DEPS = (REPO / "tox.ini").read_text()
+PRESET_LIST = [p for p in sorted(PRESETS) if p == "local" or f"-e plugins/{p}" in TOX_DEPS]
 
 
 def make_app(folder: Path) -> Path:
