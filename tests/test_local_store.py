@@ -1,55 +1,24 @@
-"""The local model store: the shared store contract plus local specifics."""
+"""The local model store: the kit's contract suite for it (TestLocalStore) plus local specifics."""
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from shipway.backends import local_store
 from shipway.backends.base import BackendContext
 from shipway.backends.local_store import LocalModelStore, LocalStoreSettings
-from shipway.domain import ModelFile, ModelRef, ModelVersion
+from shipway.domain import ModelRef
 from shipway.errors import ModelError
-from shipway.testing.contracts import InjectedFailure, WritableModelStoreContract, unique, write_model
+from shipway.testing.contracts import InjectedFailure, unique, write_model
+from shipway.testing.local_contract import TestLocalStore  # noqa: F401 - the contract suite, collected here
 
 
 def make_store(tmp_path: Path) -> LocalModelStore:
     settings = LocalStoreSettings(kind="local", path=str(tmp_path / "store"))
     return LocalModelStore(settings, BackendContext(cache_dir=tmp_path / "cache"))
-
-
-class TestLocalStore(WritableModelStoreContract):
-    @pytest.fixture
-    def store(self, tmp_path: Path) -> LocalModelStore:
-        return make_store(tmp_path)
-
-    def corrupt(self, store: LocalModelStore, version: ModelVersion, file: ModelFile) -> None:  # type: ignore[override]
-        path = store.root / version.name / "versions" / version.version / "files" / file.path
-        data = bytearray(path.read_bytes())
-        data[len(data) // 2] ^= 0xFF
-        path.write_bytes(bytes(data))
-
-    def write_manifest(self, store: LocalModelStore, name: str, version: str, manifest: dict[str, Any]) -> None:  # type: ignore[override]
-        path = store.root / name / "versions" / version / "manifest.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(manifest))
-
-    def break_publish(  # type: ignore[override]
-        self, store: LocalModelStore, monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]
-    ) -> None:
-        copy = local_store._copy_hashing
-
-        def copy_then_act(src: Path, dest: Path) -> str:
-            digest = copy(src, dest)
-            action()  # one file is in the staging folder
-            return digest
-
-        monkeypatch.setattr(local_store, "_copy_hashing", copy_then_act)
 
 
 def test_concurrent_publishes_get_distinct_complete_versions(tmp_path: Path) -> None:

@@ -226,9 +226,9 @@ def test_plugins_text_shows_declared_contract_versions(site: Path, capsys, monke
     monkeypatch.delenv("SHIPWAY_PLUGINS", raising=False)
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
-    assert "local_store (built-in, passes contract v1)" in out
+    assert "local_store (built-in, declares contract v1)" in out
     assert "fake_mirror (shipway-mirror 1.0, no contract declared)" in out
-    assert "fake_old (shipway-old 1.0, tested against contract v0, current is v1)" in out
+    assert "fake_old (shipway-old 1.0, declares contract v0, current is v1)" in out
 
 
 MISSPELLED_PLUGIN = """

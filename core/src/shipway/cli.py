@@ -63,6 +63,19 @@ class State:
                 self.host.add(outputs, info)
         return self._project
 
+    def store(self) -> Any:
+        """The configured model store, from the ``model_store`` section alone (what the model commands use)."""
+        if self._project is not None:
+            return self._project.store
+        from shipway import config
+        from shipway.backends.base import BackendContext
+
+        if not self.config_path.is_file():
+            raise ConfigError(f"{self.config_path}: file not found (use -c FILE or set SHIPWAY_CONFIG)")
+        loaded = config.load_model_store(self.config_path, self.host)
+        cls = self.host.backend_class("model_store", loaded.model_store.kind)
+        return cls(loaded.model_store, BackendContext(root=loaded.root, reporter=self.reporter, hook=self.host.hook))
+
 
 pass_state = click.make_pass_decorator(State)
 OUTPUT_COMMANDS = ("run", "release", "rollback")
@@ -283,11 +296,17 @@ def schema(state: State) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--check", "check_kind", metavar="KIND", help="Run the contract tests of the plugin providing KIND.")
 @pass_state
-def plugins(state: State, as_json: bool) -> None:
-    """List plugins, their versions, backend kinds and hooks."""
+def plugins(state: State, as_json: bool, check_kind: str | None) -> None:
+    """List plugins, their versions, backend kinds and hooks; or check one against its contract."""
     from shipway.testing import CONTRACT_VERSION
 
+    if check_kind is not None:
+        from shipway.contract_check import check
+
+        click.echo(check(state.host, check_kind, echo=None if state.quiet else click.echo))
+        return
     infos = list(state.host.plugins.values())
     if as_json:
         click.echo(json.dumps([vars(i) for i in infos], indent=2))
@@ -298,9 +317,9 @@ def plugins(state: State, as_json: bool) -> None:
         if info.contract_version is None:
             contract = "no contract declared"
         elif info.contract_version == CONTRACT_VERSION:
-            contract = f"passes contract v{info.contract_version}"
+            contract = f"declares contract v{info.contract_version}"
         else:
-            contract = f"tested against contract v{info.contract_version}, current is v{CONTRACT_VERSION}"
+            contract = f"declares contract v{info.contract_version}, current is v{CONTRACT_VERSION}"
         click.echo(f"{info.name} ({origin}, {contract})")
         click.echo(f"  kinds: {kinds}")
         click.echo(f"  hooks: {', '.join(info.hooks)}")
@@ -328,7 +347,7 @@ def model_publish(
         if not sep or not key:
             raise ConfigError(f"--meta {item!r}: write KEY=VALUE")
         metadata[key] = value
-    store = state.project().store
+    store = state.store()
     published = store.publish(path, name, version=version, aliases=aliases, metadata=metadata)
     click.echo(f"published {published.name}:{published.version} {published.digest} ({published.size} bytes)")
 
@@ -339,7 +358,7 @@ def model_publish(
 @pass_state
 def model_list(state: State, name: str, as_json: bool) -> None:
     """List the versions of model NAME, newest last, with aliases."""
-    store = state.project().store
+    store = state.store()
     versions = store.versions(name)
     aliases = store.aliases(name)
     if as_json:
@@ -362,7 +381,7 @@ def model_list(state: State, name: str, as_json: bool) -> None:
 @pass_state
 def model_alias(state: State, name: str, alias: str, version: str) -> None:
     """Point ALIAS of model NAME at VERSION."""
-    state.project().store.set_alias(name, alias.lstrip("@"), version)
+    state.store().set_alias(name, alias.lstrip("@"), version)
     click.echo(f"{name}@{alias.lstrip('@')} -> {version}")
 
 

@@ -59,7 +59,9 @@ class PluginInfo:
     kinds: dict[str, list[str]] = field(default_factory=dict)
     hooks: list[str] = field(default_factory=list)
     contract_version: int | None = None
-    """The ``shipway.testing`` contract version the plugin says it passes (module ``SHIPWAY_CONTRACT_VERSION``)."""
+    """The ``shipway.testing`` contract version the plugin declares (module ``SHIPWAY_CONTRACT_VERSION``)."""
+    contract_tests: str | None = None
+    """Module holding the plugin's contract test classes (``SHIPWAY_CONTRACT_TESTS``): ``plugins --check`` runs it."""
 
 
 class PluginHost:
@@ -95,6 +97,8 @@ class PluginHost:
             self.pm.subset_hook_caller(hook_name, remove_plugins=others)(register=self._register_for(section, info))
         declared = getattr(plugin, "SHIPWAY_CONTRACT_VERSION", None)
         info.contract_version = declared if isinstance(declared, int) else None
+        tests = getattr(plugin, "SHIPWAY_CONTRACT_TESTS", None)
+        info.contract_tests = tests if isinstance(tests, str) else None
 
     def _register_for(self, section: str, info: PluginInfo) -> Callable[[type], None]:
         base = SECTION_BASES[section]

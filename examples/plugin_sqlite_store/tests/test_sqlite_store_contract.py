@@ -1,10 +1,8 @@
-"""The sqlite store passes shipway's writable model store contract, using only the public test kit."""
+"""The sqlite store: the writable store contract (shipped in the package, see contract_tests.py) plus specifics."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -12,50 +10,15 @@ from typing import Any
 import pytest
 
 from shipway.backends.base import BackendContext
-from shipway.domain import ModelFile, ModelVersion
 from shipway.errors import BackendError
-from shipway.testing.contracts import WritableModelStoreContract, unique, write_model
+from shipway.testing.contracts import unique, write_model
 from shipway_sqlite_store import SqliteModelStore, SqliteStoreSettings
+from shipway_sqlite_store.contract_tests import TestSqliteStore  # noqa: F401 - the contract suite, collected here
 
 
 def make_store(tmp_path: Path, **options: Any) -> SqliteModelStore:
     settings = SqliteStoreSettings(kind="sqlite", path=str(tmp_path / "store" / "models.db"), **options)
     return SqliteModelStore(settings, BackendContext(root=tmp_path, cache_dir=tmp_path / "cache"))
-
-
-def execute(store: SqliteModelStore, sql: str, *args: object) -> None:
-    """Write to the database behind the store's back, as anyone with access to the file could."""
-    with closing(sqlite3.connect(store.path, isolation_level=None)) as db:
-        db.execute(sql, args)
-
-
-class TestSqliteStore(WritableModelStoreContract):
-    @pytest.fixture
-    def store(self, tmp_path: Path) -> SqliteModelStore:
-        return make_store(tmp_path)
-
-    def corrupt(self, store: SqliteModelStore, version: ModelVersion, file: ModelFile) -> None:  # type: ignore[override]
-        with closing(sqlite3.connect(store.path)) as db:
-            (data,) = db.execute("SELECT data FROM chunks WHERE sha256 = ? AND offset = 0", (file.sha256,)).fetchone()
-        changed = bytearray(data)
-        changed[len(changed) // 2] ^= 0xFF
-        execute(store, "UPDATE chunks SET data = ? WHERE sha256 = ? AND offset = 0", bytes(changed), file.sha256)
-
-    def write_manifest(self, store: SqliteModelStore, name: str, version: str, manifest: dict[str, Any]) -> None:  # type: ignore[override]
-        sql = "INSERT OR REPLACE INTO versions (name, version, manifest) VALUES (?, ?, ?)"
-        execute(store, sql, name, version, json.dumps(manifest))
-
-    def break_publish(  # type: ignore[override]
-        self, store: SqliteModelStore, monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]
-    ) -> None:
-        put = store._put_blob
-
-        def put_then_act(rel: str, src: Path) -> ModelFile:
-            entry = put(rel, src)
-            action()  # one file's content is committed to the database
-            return entry
-
-        monkeypatch.setattr(store, "_put_blob", put_then_act)
 
 
 def test_relative_path_is_relative_to_the_config_folder(tmp_path: Path) -> None:

@@ -5,8 +5,10 @@ from shipway_sqlite_store.store import SqliteModelStore, SqliteStoreSettings
 
 # The version of shipway.testing's contracts this plugin's tests run; `shipway plugins` shows it.
 SHIPWAY_CONTRACT_VERSION = 1
+# The module holding its contract tests: `shipway plugins --check sqlite` runs it.
+SHIPWAY_CONTRACT_TESTS = "shipway_sqlite_store.contract_tests"
 
-__all__ = ["SHIPWAY_CONTRACT_VERSION", "SqliteModelStore", "SqliteStoreSettings"]
+__all__ = ["SHIPWAY_CONTRACT_TESTS", "SHIPWAY_CONTRACT_VERSION", "SqliteModelStore", "SqliteStoreSettings"]
 
 
 @hookimpl
