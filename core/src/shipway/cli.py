@@ -398,6 +398,17 @@ _add_commands()
 add_global_options(cli)
 
 
+def _json_logs(argv: list[str]) -> bool:
+    """Whether --log-format json (or SHIPWAY_LOG_FORMAT=json) is in force, read before click parses."""
+    chosen = os.environ.get("SHIPWAY_LOG_FORMAT", "text")
+    for i, arg in enumerate(argv):
+        if arg == "--log-format" and i + 1 < len(argv):
+            chosen = argv[i + 1]
+        elif arg.startswith("--log-format="):
+            chosen = arg.split("=", 1)[1]
+    return chosen == "json"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: errors become one clear message and a documented exit code."""
     debug = "--debug" in (argv or sys.argv) or os.environ.get("SHIPWAY_DEBUG") not in (None, "", "0")
@@ -406,7 +417,12 @@ def main(argv: list[str] | None = None) -> int:
     except ShipwayError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"error: {exc}", err=True)
+        if _json_logs(argv if argv is not None else sys.argv[1:]):
+            from shipway.progress import Reporter
+
+            Reporter(log_format="json").event("error", "error", message=str(exc), exit_code=int(exc.exit_code))
+        else:
+            click.echo(f"error: {exc}", err=True)
         return int(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
