@@ -155,3 +155,13 @@ def test_json_log_lines(capsys: object) -> None:
         ("message", None, "pushing"),
     ]
     assert lines[0]["seconds"] == 1.25
+
+
+def test_error_is_a_json_line_with_the_exit_code(tmp_path: Path, capsys: object) -> None:
+    from shipway.cli import main
+
+    missing = tmp_path / "none.yaml"
+    assert main(["validate", "-c", str(missing), "--log-format", "json"]) == 2
+    line = json.loads(capsys.readouterr().err.strip())  # type: ignore[attr-defined]
+    assert (line["event"], line["level"], line["exit_code"]) == ("error", "error", 2)
+    assert f"{missing}: file not found" in line["message"]
