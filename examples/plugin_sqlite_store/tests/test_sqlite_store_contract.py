@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from shipway.backends.base import BackendContext
 from shipway.errors import BackendError
+from shipway.plugins import PluginHost
 from shipway.testing.contracts import unique, write_model
 from shipway_sqlite_store import SqliteModelStore, SqliteStoreSettings
 from shipway_sqlite_store.contract_tests import TestSqliteStore  # noqa: F401 - the contract suite, collected here
@@ -65,13 +67,14 @@ def test_unchanged_files_are_stored_once(tmp_path: Path) -> None:
         assert db.execute("SELECT count(*) FROM chunks").fetchone() == (5,)  # 3 for the weights, 1 per config
 
 
-def test_registered_through_its_entry_point() -> None:
-    from shipway import plugins
-
-    host = plugins.load(environ={})
+def test_registered_through_its_entry_point(load_plugins: Callable[..., PluginHost]) -> None:
+    host = load_plugins("shipway-sqlite-store")  # the built-ins and this distribution, as shipway loads them
     assert host.kinds("model_store")["sqlite"] is SqliteModelStore
+    assert set(host.kinds("model_store")) == {"local", "sqlite"}  # no other third-party plugin loaded
     info = host.plugins["sqlite_store"]
     assert (info.dist, info.builtin, info.contract_version) == ("shipway-sqlite-store", False, 1)
+    assert info.contract_tests == "shipway_sqlite_store.contract_tests"
+    assert sorted(k for ks in info.kinds.values() for k in ks) == ["sqlite"]
 
 
 def test_unique_names_do_not_collide(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ Fixtures
 ``shipway_registry``    a real OCI registry with htpasswd auth, one per session
 ``tiny_image``          factory: build a tiny HTTP image, returns its image ID
 ``plugin_host``         an isolated plugin host: built-in backends only, no autoload
+``load_plugins``        factory: a plugin host with the built-ins and the named installed plugins
 ``register_plugin``     register a plugin object on ``plugin_host`` for one test
 ``contract_registry``   an ``oci`` registry backend on ``shipway_registry``
 ``contract_images``     good / good2 / bad images for the orchestrator contract, pushed by digest
@@ -65,6 +66,23 @@ def tiny_image(shipway_docker: None) -> Callable[..., str]:
 def plugin_host() -> PluginHost:
     """A plugin host with the built-in backends only (third-party autoload off)."""
     return plugins.load(environ={plugins.ENV_VAR: ""})
+
+
+@pytest.fixture
+def load_plugins() -> Callable[..., PluginHost]:
+    """``load_plugins("my_plugin")``: a plugin host with the built-ins and the named installed plugins.
+
+    Names are entry-point names in group ``shipway`` (or distribution names), as
+    in ``SHIPWAY_PLUGINS``: a plugin tests that its own entry point registers
+    its kinds, exactly as shipway will load it, without other plugins around.
+    """
+
+    def load(*names: str) -> PluginHost:
+        if not names:
+            raise ValueError("name the plugins to load (entry-point or distribution names)")
+        return plugins.load(environ={plugins.ENV_VAR: ",".join(names)})
+
+    return load
 
 
 @pytest.fixture
