@@ -144,7 +144,8 @@ def test_the_staging_folder_of_a_running_publisher_is_left_alone(tmp_path: Path)
         running.mkdir()
         store.publish(write_model(tmp_path / "src2", {"w.bin": b"2"}), name)
         assert running.exists()
-        assert publisher.poll() is None  # not signalled either
+        with pytest.raises(subprocess.TimeoutExpired):  # not signalled either: it keeps running
+            publisher.wait(timeout=1)
     finally:
         publisher.kill()
         publisher.wait()
@@ -168,3 +169,22 @@ def test_an_unreadable_manifest_names_its_file(tmp_path: Path) -> None:
     (store.root / name / "versions" / "1" / "manifest.json").write_text("{not json")
     with pytest.raises(ModelError, match=rf"{name}/versions/1/manifest\.json: unreadable manifest"):
         store.versions(name)
+
+
+def test_the_staging_folder_of_another_users_publisher_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    store = make_store(tmp_path)
+    name = unique("m")
+    store.publish(write_model(tmp_path / "src", {"w.bin": b"1"}), name)
+    theirs = store.root / name / f".staging-{socket.gethostname()}-4242-abc"
+    theirs.mkdir()
+
+    def not_permitted(pid: int, signal: int) -> None:
+        raise PermissionError(1, "Operation not permitted")  # a process of another user: it exists
+
+    monkeypatch.setattr(local_store.os, "kill", not_permitted)
+    store.publish(write_model(tmp_path / "src2", {"w.bin": b"2"}), name)
+    assert theirs.exists()
