@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,78 +23,32 @@ from shipway.backends.base import BackendContext, check_alias, check_publish, mo
 from shipway.backends.local_store import LocalModelStore, LocalStoreSettings
 from shipway.domain import ModelFile, ModelVersion, utcnow
 from shipway.errors import ModelError
-from shipway.testing.contracts import WritableModelStoreContract
-from shipway_sqlite_store import SqliteModelStore, SqliteStoreSettings
+from shipway.testing import local_contract
+from shipway_sqlite_store import SqliteModelStore, SqliteStoreSettings, contract_tests
 
 # -- the two passing stores, as contract test classes --------------------------------------------
 
 
-class LocalContract(WritableModelStoreContract):
-    """The writable contract for ``store_class``, a LocalModelStore (sub)class."""
+class LocalContract(local_contract.TestLocalStore):
+    """The writable contract (the kit's own suite for ``local``) run against ``store_class``."""
 
     store_class: type[LocalModelStore] = LocalModelStore
 
     @pytest.fixture
     def store(self, tmp_path: Path) -> LocalModelStore:
         settings = LocalStoreSettings(kind="local", path=str(tmp_path / "store"))
-        return self.store_class(settings, BackendContext(cache_dir=tmp_path / "cache"))
-
-    def corrupt(self, store: LocalModelStore, version: ModelVersion, file: ModelFile) -> None:  # type: ignore[override]
-        path = store.root / version.name / "versions" / version.version / "files" / file.path
-        data = bytearray(path.read_bytes())
-        data[len(data) // 2] ^= 0xFF
-        path.write_bytes(bytes(data))
-
-    def write_manifest(self, store: LocalModelStore, name: str, version: str, manifest: dict[str, Any]) -> None:  # type: ignore[override]
-        path = store.root / name / "versions" / version / "manifest.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(manifest))
-
-    def break_publish(  # type: ignore[override]
-        self, store: LocalModelStore, monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]
-    ) -> None:
-        copy = local_store._copy_hashing
-
-        def copy_then_act(src: Path, dest: Path) -> str:
-            digest = copy(src, dest)
-            action()
-            return digest
-
-        monkeypatch.setattr(local_store, "_copy_hashing", copy_then_act)
+        return self.store_class(settings, BackendContext(root=tmp_path, cache_dir=tmp_path / "cache"))
 
 
-class SqliteContract(WritableModelStoreContract):
-    """The writable contract for ``store_class``, a SqliteModelStore (sub)class."""
+class SqliteContract(contract_tests.TestSqliteStore):
+    """The writable contract (the sqlite plugin's own suite) run against ``store_class``."""
 
     store_class: type[SqliteModelStore] = SqliteModelStore
 
     @pytest.fixture
     def store(self, tmp_path: Path) -> SqliteModelStore:
-        settings = SqliteStoreSettings(kind="sqlite", path=str(tmp_path / "models.db"))
-        return self.store_class(settings, BackendContext(cache_dir=tmp_path / "cache"))
-
-    def corrupt(self, store: SqliteModelStore, version: ModelVersion, file: ModelFile) -> None:  # type: ignore[override]
-        with closing(sqlite3.connect(store.path, isolation_level=None)) as db:
-            (data,) = db.execute("SELECT data FROM chunks WHERE sha256 = ? AND offset = 0", (file.sha256,)).fetchone()
-            changed = bytearray(data)
-            changed[len(changed) // 2] ^= 0xFF
-            db.execute("UPDATE chunks SET data = ? WHERE sha256 = ? AND offset = 0", (bytes(changed), file.sha256))
-
-    def write_manifest(self, store: SqliteModelStore, name: str, version: str, manifest: dict[str, Any]) -> None:  # type: ignore[override]
-        with closing(sqlite3.connect(store.path, isolation_level=None)) as db:
-            db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?)", (name, version, json.dumps(manifest)))
-
-    def break_publish(  # type: ignore[override]
-        self, store: SqliteModelStore, monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]
-    ) -> None:
-        put = store._put_blob
-
-        def put_then_act(rel: str, src: Path) -> ModelFile:
-            entry = put(rel, src)
-            action()
-            return entry
-
-        monkeypatch.setattr(store, "_put_blob", put_then_act)
+        settings = SqliteStoreSettings(kind="sqlite", path="models.db")
+        return self.store_class(settings, BackendContext(root=tmp_path, cache_dir=tmp_path / "cache"))
 
 
 # -- local store mutants ---------------------------------------------------------------------------
