@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""What a commit costs: shipway vs a seed-style pipeline vs the no-model floor, warm and cold.
+
+Run after the README's setup (a Docker engine, Debian's docker-registry, the
+base image ``shipway-base:bookworm``, the venv)::
+
+    .venv/bin/python bench/commit_cost.py --model-mib 256 --reps 3
+
+Everything runs side by side in one invocation, alternating scenario by
+scenario inside each repetition; the table shows medians. Scenarios:
+
+- ``shipway warm``: a code-only commit of the example app with a model of
+  ``--model-mib`` MiB, ``shipway run --skip-tests`` (build, verify, push).
+- ``seed warm``: the same commit through the seed's pipeline: the model copied
+  into the context, ``ADD . /code/`` before ``pip install``, ``docker build``,
+  a ``sleep 10`` smoke test, ``docker push``.
+- ``floor warm``: shipway with a tiny model (the app's own 20 KB weights).
+- ``* cold``: the same on a runner with nothing cached: an empty shipway cache
+  and a base image the engine has never built on (a fresh one-line layer on
+  ``shipway-base``, so no app layer and no model layer is in the engine;
+  wheels stay cached, PyPI is not what is measured).
+- ``reused``: ``shipway run`` again with nothing changed (the nightly case).
+- ``model-only``: a new model version, same code; ``plain upload``: the same
+  number of random bytes uploaded as one blob to the same registry.
+
+Bytes uploaded are what the registry's storage grew by. The registry is a
+fresh ``docker-registry`` with htpasswd auth on a free 127.0.0.1 port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import requests
+
+from shipway.oci import OciClient
+from shipway.testing.services import RegistryService, free_port, start_registry
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "flask_app"
+BASE = os.environ.get("SHIPWAY_BASE_IMAGE", "shipway-base:bookworm")
+
+SEED_DOCKERFILE = """\
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH MODEL_DIR=/code/model PORT=8000
+ADD . /code/
+WORKDIR /code
+RUN python3 -m venv /opt/venv \\
+ && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /code/wheels -r requirements.txt
+CMD ["gunicorn", "-c", "/code/gunicorn.conf.py", "digits_api:create_app()"]
+"""
+
+
+def sh(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def stored_bytes(reg: RegistryService) -> int:
+    return sum(p.stat().st_size for p in (reg.root / "data").rglob("*") if p.is_file())
+
+
+class Bench:
+    def __init__(self, work: Path, model_mib: int) -> None:
+        self.work = work
+        self.model_bytes = model_mib << 20
+        self.reg = start_registry(work / "registry")
+        self.docker_config = work / "docker-config"
+        self.docker_config.mkdir()
+        self.images: list[str] = []
+        auth = base64.b64encode(f"{self.reg.username}:{self.reg.password}".encode()).decode()
+        (self.docker_config / "config.json").write_text(json.dumps({"auths": {self.reg.address: {"auth": auth}}}))
+        self.results: dict[str, list[tuple[float, int]]] = {}
+        self.trained = work / "trained"
+        sh([sys.executable, "train.py", "--out", str(self.trained)], cwd=EXAMPLE)
+        self.apps = {name: self._app(name) for name in ("big", "tiny")}
+        self.seed = self._seed_app()
+
+    # -- setup -------------------------------------------------------------------
+    def env(self, app: str, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPWAY_", "SOURCE_DATE_EPOCH"))}
+        env.update(
+            SHIPWAY_REGISTRY=self.reg.address,
+            SHIPWAY_REGISTRY_USERNAME=self.reg.username,
+            SHIPWAY_REGISTRY_PASSWORD=self.reg.password,
+            SHIPWAY_MODEL_STORE=str(self.work / f"store-{app}"),
+            SHIPWAY_CACHE_DIR=str(self.work / f"cache-{app}"),
+            SHIPWAY_ENVIRONMENT=f"bench-{app}",
+            DIGITS_PORT=str(free_port()),
+            BASE_IMAGE=BASE,
+            DOCKER_BUILDKIT="0",
+            DOCKER_CONFIG=str(self.docker_config),
+            PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        )
+        env.update(extra)
+        return env
+
+    def shipway(self, app: str, *args: str, **env: str) -> dict:
+        out = self.work / f"record-{uuid.uuid4().hex[:8]}.json"
+        cmd = [sys.executable, "-m", "shipway.cli", *args]
+        if args[0] == "run":
+            cmd += ["--skip-tests", "-o", str(out)]
+        sh(cmd, cwd=self.work / app, env=self.env(app, **env))
+        return json.loads(out.read_text()) if out.is_file() else {}
+
+    def _git_init(self, folder: Path) -> None:
+        sh(["git", "init", "-q", "-b", "main"], cwd=folder)
+        self.commit(folder, "app")
+
+    def commit(self, folder: Path, message: str) -> None:
+        sh(["git", "add", "-A"], cwd=folder)
+        sh(["git", "-c", "user.name=bench", "-c", "user.email=bench@invalid", "commit", "-qm", message], cwd=folder)
+
+    def model_folder(self, app: str) -> Path:
+        folder = self.work / f"model-{app}-{uuid.uuid4().hex[:6]}"
+        shutil.copytree(self.trained, folder)
+        if app == "big":
+            with (folder / "pad.bin").open("wb") as f:
+                for _ in range(self.model_bytes >> 20):
+                    f.write(os.urandom(1 << 20))
+        return folder
+
+    def publish(self, app: str) -> None:
+        folder = self.model_folder(app)
+        self.shipway(app, "model", "publish", str(folder), "--name", "digits")
+        shutil.rmtree(folder)
+
+    def _app(self, name: str) -> str:
+        shutil.copytree(EXAMPLE, self.work / name, ignore=shutil.ignore_patterns(".shipway", "build", "__pycache__"))
+        self._git_init(self.work / name)
+        self.publish(name)
+        self.shipway(name, "run")  # first build: fills the caches, not timed
+        return name
+
+    def _seed_app(self) -> Path:
+        folder = self.work / "seed"
+        shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns(".shipway", "build", "__pycache__"))
+        (folder / "Dockerfile").write_text(SEED_DOCKERFILE)
+        (folder / ".dockerignore").write_text(".git\n")
+        model = self.model_folder("big")
+        shutil.copytree(model, folder / "model")
+        wheels = next((self.work / "cache-big" / "wheelhouse").glob("*/"))
+        shutil.copytree(wheels, folder / "wheels")
+        self._git_init(folder)
+        self.seed_pipeline(BASE)  # first build, not timed
+        return folder
+
+    # -- pipelines -----------------------------------------------------------------
+    def seed_pipeline(self, base: str) -> None:
+        folder = self.work / "seed"
+        image = f"{self.reg.address}/seed:{uuid.uuid4().hex[:12]}"
+        self.images.append(image)
+        env = {**os.environ, "DOCKER_BUILDKIT": "0", "DOCKER_CONFIG": str(self.docker_config)}
+        sh(["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", image, "."], cwd=folder, env=env)
+        port = free_port()
+        cid = sh(["docker", "run", "-d", "-p", f"127.0.0.1:{port}:8000", image], env=env).strip()
+        try:
+            time.sleep(10)
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).raise_for_status()
+        finally:
+            sh(["docker", "rm", "-f", cid], env=env)
+        sh(["docker", "push", "-q", image], env=env)
+
+    def code_change(self, folder: Path) -> None:
+        app_py = folder / "digits_api" / "app.py"
+        app_py.write_text(app_py.read_text() + f"\n# change {uuid.uuid4().hex[:8]}\n")
+        self.commit(folder, "code-only change")
+
+    def fresh_base(self) -> str:
+        tag = f"bench-base:{uuid.uuid4().hex[:10]}"
+        self.images.append(tag)
+        dockerfile = f"FROM {BASE}\nRUN echo {tag} > /etc/bench-base\n"
+        subprocess.run(
+            ["docker", "build", "-q", "-t", tag, "-"],
+            input=dockerfile,
+            text=True,
+            capture_output=True,
+            check=True,
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        )
+        return tag
+
+    def measure(self, name: str, action: Callable[[], object]) -> None:
+        before = stored_bytes(self.reg)
+        start = time.monotonic()
+        found = action()
+        seconds = time.monotonic() - start
+        self.results.setdefault(name, []).append((seconds, stored_bytes(self.reg) - before))
+        stages = ""
+        if isinstance(found, dict) and found.get("stages"):
+            stages = "  (" + ", ".join(f"{s['name']} {s['seconds']:.1f}" for s in found["stages"]) + ")"
+        print(f"  {name:<18} {seconds:7.2f} s  {(stored_bytes(self.reg) - before) / 1e6:9.1f} MB{stages}", flush=True)
+
+    def cold_cache(self, app: str) -> str:
+        cache = self.work / f"cold-{app}-{uuid.uuid4().hex[:6]}"
+        wheels = self.work / f"cache-{app}" / "wheelhouse"
+        shutil.copytree(wheels, cache / "wheelhouse")
+        return str(cache)
+
+    def plain_upload(self) -> None:
+        """The floor of a model-only change: the same number of bytes as one blob, to the same registry."""
+        client = OciClient(self.reg.address, self.reg.username, self.reg.password)
+        block = os.urandom(1 << 20)
+        count = self.model_bytes >> 20
+
+        def chunks() -> Iterator[bytes]:
+            for i in range(count):
+                yield block[:-8] + i.to_bytes(8, "big")
+
+        digest = hashlib.sha256()
+        for chunk in chunks():
+            digest.update(chunk)
+        name = "sha256:" + digest.hexdigest()
+        self.measure("plain upload", lambda: client.upload_blob("plain", name, count << 20, chunks))
+
+    def rep(self) -> None:
+        big, tiny, seed = self.work / "big", self.work / "tiny", self.work / "seed"
+        self.code_change(big)
+        self.measure("shipway warm", lambda: self.shipway("big", "run"))
+        self.measure("reused (nightly)", lambda: self.shipway("big", "run"))
+        self.code_change(seed)
+        self.measure("seed warm", lambda: self.seed_pipeline(BASE))
+        self.code_change(tiny)
+        self.measure("floor warm", lambda: self.shipway("tiny", "run"))
+        base = self.fresh_base()
+        self.code_change(big)
+        cache = self.cold_cache("big")
+        self.measure("shipway cold", lambda: self.shipway("big", "run", BASE_IMAGE=base, SHIPWAY_CACHE_DIR=cache))
+        self.code_change(seed)
+        self.measure("seed cold", lambda: self.seed_pipeline(base))
+        self.code_change(tiny)
+        cache = self.cold_cache("tiny")
+        other = self.fresh_base()  # its own: the big app's cold build would warm Docker's cache for it
+        self.measure("floor cold", lambda: self.shipway("tiny", "run", BASE_IMAGE=other, SHIPWAY_CACHE_DIR=cache))
+        self.publish("big")
+        self.measure("model-only", lambda: self.shipway("big", "run"))
+        self.plain_upload()
+
+
+def table(bench: Bench, reps: int, model_mib: int) -> str:
+    med = {
+        name: (statistics.median(s for s, _ in runs), statistics.median(b for _, b in runs))
+        for name, runs in bench.results.items()
+    }
+    lines = [
+        f"model: {model_mib} MiB of random bytes (+ the app's 20 KB weights); {reps} repetitions, medians",
+        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "",
+        "| scenario | seconds | MB uploaded |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, (sec, up) in med.items():
+        lines.append(f"| {name} | {sec:.2f} | {up / 1e6:.1f} |")
+
+    def ratio(a: str, b: str) -> str:
+        return f"{med[a][0] / med[b][0]:.2f}x" if a in med and b in med and med[b][0] else "n/a"
+
+    lines += [
+        "",
+        "| ratio | value |",
+        "| --- | ---: |",
+        f"| seed warm / shipway warm (target >= 20x) | {ratio('seed warm', 'shipway warm')} |",
+        f"| shipway warm / floor warm (target <= 1.2x) | {ratio('shipway warm', 'floor warm')} |",
+        f"| seed cold / shipway cold | {ratio('seed cold', 'shipway cold')} |",
+        f"| shipway cold / floor cold | {ratio('shipway cold', 'floor cold')} |",
+        f"| model-only / plain upload (target <= 1.5x) | {ratio('model-only', 'plain upload')} |",
+        f"| model-only MB uploaded / model MB (target <= 1.05) | {med['model-only'][1] / (model_mib << 20):.3f} |",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-mib", type=int, default=256)
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="shipway-bench-"))
+    bench = None
+    try:
+        print(f"setting up in {work} ...", flush=True)
+        bench = Bench(work, args.model_mib)
+        for i in range(args.reps):
+            print(f"repetition {i + 1}/{args.reps}", flush=True)
+            bench.rep()
+        print()
+        print(table(bench, args.reps, args.model_mib))
+    finally:
+        if bench is not None:
+            bench.reg.stop()
+            subprocess.run(["docker", "rmi", "-f", *bench.images], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
