@@ -156,11 +156,16 @@ class EcrRegistry(OciRegistry):
         return super().api
 
     def login(self) -> None:
+        """Check the token against the registry, and that the repository exists (created when missing).
+
+        This is ``shipway run``'s preflight: a missing permission shows before the tests and the build.
+        """
         try:
             super().login()
         except AuthError:
             self._forget_token()  # refreshed once: the cached token may have been revoked
             super().login()
+        self.ensure_repository()
 
     # -- repository --------------------------------------------------------------------
     def ensure_repository(self) -> str:
