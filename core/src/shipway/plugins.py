@@ -42,6 +42,7 @@ KNOWN_PROVIDERS = {
     "aks": "shipway-azure",
     "s3": "shipway-aws",
     "ecr": "shipway-aws",
+    "eks": "shipway-aws",
     "swarm": "shipway-swarm",
     "kubernetes": "shipway-kubernetes",
 }
