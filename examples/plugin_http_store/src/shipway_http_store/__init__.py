@@ -5,8 +5,10 @@ from shipway_http_store.store import HttpModelStore, HttpStoreSettings
 
 # The version of shipway.testing's contracts these tests pass; `shipway plugins` shows it.
 SHIPWAY_CONTRACT_VERSION = 1
+# The module holding its contract tests: `shipway plugins --check http` runs it.
+SHIPWAY_CONTRACT_TESTS = "shipway_http_store.contract_tests"
 
-__all__ = ["SHIPWAY_CONTRACT_VERSION", "HttpModelStore", "HttpStoreSettings"]
+__all__ = ["SHIPWAY_CONTRACT_TESTS", "SHIPWAY_CONTRACT_VERSION", "HttpModelStore", "HttpStoreSettings"]
 
 
 @hookimpl
