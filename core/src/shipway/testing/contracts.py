@@ -643,6 +643,16 @@ class WritableModelStoreContract(ModelStoreContract):
         assert store.publish(model_files, name).version == "2"
         assert store.resolve(ModelRef(name=name)).version == "2"
 
+    def test_numbering_counts_integer_versions_only(self, store: ModelStore, model_files: Path) -> None:
+        name = unique("m")
+        store.publish(model_files, name, version="2024.1")
+        assert store.publish(model_files, name).version == "1"
+        store.publish(model_files, name, version="10")
+        store.publish(model_files, name, version="rc-99")
+        assert store.publish(model_files, name).version == "11"
+        assert [v.version for v in store.versions(name)] == ["2024.1", "1", "10", "rc-99", "11"]
+        assert store.resolve(ModelRef(name=name)).version == "11"
+
     def test_explicit_version_is_immutable(self, store: ModelStore, model_files: Path) -> None:
         name = unique("m")
         store.publish(model_files, name, version="2024.1")
