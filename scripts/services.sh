@@ -5,6 +5,7 @@
 #   Docker engine        unix:///var/run/docker.sock (Debian's docker.io), a single-node swarm manager
 #   OCI registry         127.0.0.1:${SHIPWAY_REGISTRY_PORT:-5000}, htpasswd auth
 #   Azurite (Azure Blob)  127.0.0.1:${SHIPWAY_AZURITE_PORT:-10000} (npm azurite, dev account devstoreaccount1)
+#   moto (S3, ECR, EKS, STS APIs)  127.0.0.1:${SHIPWAY_MOTO_PORT:-5001} (PyPI moto[server], its own venv)
 #   base image           shipway-base:bookworm (Debian minbase + python3, via debootstrap)
 #   (tests make the tiny busybox image they need themselves: shipway.testing.services)
 #
@@ -104,6 +105,23 @@ if ! curl -s -o /dev/null "http://127.0.0.1:$AZURITE_PORT/"; then
 fi
 curl -s -o /dev/null "http://127.0.0.1:$AZURITE_PORT/" || { log "azurite did not start; see $SHIPWAY_HOME/azurite.log"; exit 1; }
 log "azurite 127.0.0.1:$AZURITE_PORT is up"
+
+# --- moto: the AWS APIs (S3, ECR, EKS, STS) for the aws plugin (PyPI) ---------
+# Point boto3 at it with AWS_ENDPOINT_URL=http://127.0.0.1:$MOTO_PORT and any test keys.
+MOTO_PORT=${SHIPWAY_MOTO_PORT:-5001}
+MOTO=$SHIPWAY_HOME/moto/bin/moto_server
+if [ ! -x "$MOTO" ]; then
+  log "installing moto[server] into $SHIPWAY_HOME/moto"
+  python3 -m venv "$SHIPWAY_HOME/moto"
+  "$SHIPWAY_HOME/moto/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5.1'
+fi
+if ! curl -fs -o /dev/null "http://127.0.0.1:$MOTO_PORT/moto-api/"; then
+  log "starting moto on 127.0.0.1:$MOTO_PORT"
+  setsid "$MOTO" -H 127.0.0.1 -p "$MOTO_PORT" >"$SHIPWAY_HOME/moto.log" 2>&1 < /dev/null &
+  for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$MOTO_PORT/moto-api/" && break; sleep 0.1; done
+fi
+curl -fs -o /dev/null "http://127.0.0.1:$MOTO_PORT/moto-api/" || { log "moto did not start; see $SHIPWAY_HOME/moto.log"; exit 1; }
+log "moto 127.0.0.1:$MOTO_PORT is up"
 
 # --- base images (no image can be pulled here: build them locally) ----------
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
