@@ -147,3 +147,19 @@ def test_inputs_digest_and_tag() -> None:
     assert inputs.is_inputs_tag(tag)
     assert len(tag) <= 128
     assert tag == inputs.tag(first)
+
+
+def test_context_digest_cache_gives_the_same_digest_and_sees_changes(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "Dockerfile").write_text("FROM scratch\n")
+    (app / "data.bin").write_bytes(os.urandom(2 << 20))
+    cache = tmp_path / "cache"
+    plain = context.digest(context.app_entries(app, "Dockerfile", []), mtime=1)
+    assert context.digest(context.app_entries(app, "Dockerfile", []), mtime=1, cache_dir=cache) == plain
+    assert (cache / "context-hashes.json").is_file()
+    assert context.digest(context.app_entries(app, "Dockerfile", []), mtime=1, cache_dir=cache) == plain
+    (app / "data.bin").write_bytes(os.urandom(2 << 20))
+    changed = context.digest(context.app_entries(app, "Dockerfile", []), mtime=1, cache_dir=cache)
+    assert changed != plain
+    assert changed == context.digest(context.app_entries(app, "Dockerfile", []), mtime=1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -66,6 +67,12 @@ class BuiltImage:
     model_layer: str | None = None
     loaded_bytes: int = 0
     log: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Where the build stage's time went: docker build, docker save, model layer, docker load."""
+
+    def describe(self) -> str:
+        steps = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
+        return f"{steps}; {self.loaded_bytes / 1e6:.1f} MB sent to the engine"
 
     def cleanup(self) -> None:
         self.assembly.saved.cleanup()
@@ -132,7 +139,7 @@ def plan(
         found = prepare_wheelhouse(cfg.build.wheelhouse, context, cache_dir, reporter)
         wheels = ctx.tree_entries(found, cfg.build.wheelhouse.into)
     entries = ctx.merge(ctx.app_entries(context, cfg.app.dockerfile, exclude), wheels)
-    context_digest = ctx.digest(entries, mtime)
+    context_digest = ctx.digest(entries, mtime, cache_dir)
     base_ids = _base_ids(stages)
     parts: dict[str, Any] = {
         "commit": commit,
@@ -223,9 +230,15 @@ def build(
     entries = bp.entries
     if bp.mode == "dockerfile":
         entries = ctx.merge(entries, ctx.tree_entries(model_dir, cfg.model.into))
+    seconds: dict[str, float] = {}
+    start = time.monotonic()
     app_id = _docker_build(loaded, bp, entries, app_tag, reporter)
+    seconds["docker build"] = time.monotonic() - start
+    start = time.monotonic()
     saved = image.save(app_id, cache_dir / "spool")
+    seconds["docker save"] = time.monotonic() - start
     try:
+        start = time.monotonic()
         layer: ModelLayer | None = None
         position: int | None = None
         base_history = 0
@@ -255,7 +268,10 @@ def build(
             tag=f"shipway/{cfg.app.name}:{tag}",
             description=description,
         )
+        seconds["model layer"] = time.monotonic() - start
+        start = time.monotonic()
         sent = image.load(assembly, cache_dir)
+        seconds["docker load"] = time.monotonic() - start
     except BaseException:
         saved.cleanup()
         raise
@@ -265,4 +281,5 @@ def build(
         assembly=assembly,
         model_layer=layer.digest if layer else None,
         loaded_bytes=sent,
+        seconds=seconds,
     )

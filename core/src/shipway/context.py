@@ -9,13 +9,14 @@ context's digest is a fair part of a build's inputs.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from pathlib import Path
 
 from docker.utils.build import exclude_paths
 
-from shipway.layers import DIR_MODE, EXEC_MODE, FILE_MODE, Entry, sort_key, tar_chunks, with_parents
+from shipway.layers import DIR_MODE, EXEC_MODE, FILE_MODE, Entry, sort_key, with_parents
 
 ALWAYS_SKIPPED = (".git", ".shipway", "__pycache__", ".pytest_cache", ".venv", ".tox")
 
@@ -77,9 +78,45 @@ def merge(*groups: list[Entry]) -> list[Entry]:
     return sorted(out, key=lambda e: sort_key(e.name))
 
 
-def digest(entries: list[Entry], mtime: int) -> str:
-    """sha256 of the tar these entries stream as."""
+def digest(entries: list[Entry], mtime: int, cache_dir: Path | None = None) -> str:
+    """sha256 over every entry's tar header and content hash: names the context as sent.
+
+    A file's content hash is kept in ``cache_dir`` under its device, inode,
+    size and times, so a large file that stays in the context is not read
+    again by every run just to compute the inputs digest.
+    """
+    path = cache_dir / "context-hashes.json" if cache_dir else None
+    known: dict[str, str] = json.loads(path.read_text()) if path and path.is_file() else {}
+    used: dict[str, str] = {}
     h = hashlib.sha256()
-    for chunk in tar_chunks(entries, mtime):
-        h.update(chunk)
+    for e in entries:
+        h.update(e.header(mtime))
+        if e.kind == "file":
+            h.update(_content_hash(e, known, used).encode())
+    if path is not None and any(known.get(k) != v for k, v in used.items()):
+        merged = {**dict(list(known.items())[-20000:]), **used}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(merged))
+        tmp.replace(path)
     return "sha256:" + h.hexdigest()
+
+
+def _content_hash(e: Entry, known: dict[str, str], used: dict[str, str]) -> str:
+    if e.source is None:
+        return hashlib.sha256(b"".join(e.chunks())).hexdigest()
+    st = os.stat(e.source)
+    key = f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    found = known.get(key)
+    if found is None:
+        found = hashlib.sha256(b"".join(e.chunks())).hexdigest() if st.st_size < 1 << 20 else _hash_file(e.source)
+    used[key] = found
+    return found
+
+
+def _hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

@@ -248,7 +248,7 @@ def _build_verify_push(
         record.local_image_id = built.image_id
         record.layers = built.layers
         record.model_layer = built.model_layer
-        detail.append(f"{built.image_id[:19]}, {len(built.layers)} layers ({bp.mode} model layer)")
+        detail.append(f"{built.image_id[:19]}, {len(built.layers)} layers ({bp.mode} model layer; {built.describe()})")
     uploading = _BlobUpload(project.registry, built.assembly.image) if push else None
     try:
         with st.stage("verify") as detail:
