@@ -6,6 +6,7 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,17 @@ class TestS3Store(WritableModelStoreContract):
         data = bytearray(store.client.get_object(Bucket=store.settings.bucket, Key=key)["Body"].read())
         data[7] ^= 0xFF
         store.client.put_object(Bucket=store.settings.bucket, Key=key, Body=bytes(data))
+
+    def break_publish(  # type: ignore[override]
+        self, store: S3Store, monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]
+    ) -> None:
+        upload = store._upload_blob
+
+        def upload_then_act(name: str, src: Path, f: ModelFile, progress: Any) -> None:
+            upload(name, src, f, progress)
+            action()  # one content object is in the bucket, the manifest is not
+
+        monkeypatch.setattr(store, "_upload_blob", upload_then_act)
 
     def write_manifest(self, store: S3Store, name: str, version: str, manifest: dict[str, Any]) -> None:  # type: ignore[override]
         key = f"team-a/{name}/versions/{version}/manifest.json"

@@ -17,6 +17,7 @@ an interrupted download resumes with a ranged GET.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,7 @@ class S3Store(ModelStore):
     def __init__(self, settings: BackendSettings, context: Any = None) -> None:
         super().__init__(settings, context)
         self._client: Any = None
+        self._client_pid = 0
         self._session: Any = None
 
     # -- connection ----------------------------------------------------------------
@@ -96,8 +98,12 @@ class S3Store(ModelStore):
 
     @property
     def client(self) -> Any:
-        """The boto3 S3 client, built on first use (boto3 costs every command a fraction of a second)."""
-        if self._client is None:
+        """The boto3 S3 client, built on first use (boto3 costs every command a fraction of a second).
+
+        A forked process builds its own: two processes must not share pooled connections.
+        """
+        if self._client is None or self._client_pid != os.getpid():
+            self._client_pid = os.getpid()
             from botocore.config import Config
 
             s = self.settings
@@ -213,7 +219,7 @@ class S3Store(ModelStore):
             if read is not None:
                 where = f"{self.describe()}: {key}"
                 version = parse_manifest(read[0], where)
-                if self._key(name, "versions", version.version, "manifest.json") != key:
+                if self._key(version.name, "versions", version.version, "manifest.json") != key:
                     raise ModelError(f"{where}: the manifest says {version.name}:{version.version}")
                 found.append(version)
         return sorted(found, key=version_order)
