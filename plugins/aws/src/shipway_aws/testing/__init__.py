@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import logging
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ def start_moto() -> MotoService:
         from moto.server import ThreadedMotoServer
     except ImportError:
         raise ServiceError("moto's server is not installed: pip install 'moto[server]'") from None
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
