@@ -52,6 +52,10 @@ def _task_image(task: dict[str, Any]) -> str:
     return str(task.get("Spec", {}).get("ContainerSpec", {}).get("Image", ""))
 
 
+def _tid(task: dict[str, Any]) -> str:
+    return spec.template_id(task.get("Spec"))
+
+
 def _digest(image: str) -> str:
     return image.rsplit("@", 1)[1] if "@" in image else ""
 
@@ -114,7 +118,7 @@ class SwarmOrchestrator(Orchestrator):
                 self.api.create_service(body, auth)
             except BackendError as exc:
                 raise RolloutFailed(f"cannot create service {name}: {exc}") from None
-            self._converge(name, image, release.replicas, None, "create")
+            self._converge(name, template, release.replicas, None, "create")
         else:
             if spec.policy_differs(current["Spec"], self.settings):
                 # Never with the image: Swarm's rollback would restore the old policy with the old image.
@@ -132,7 +136,7 @@ class SwarmOrchestrator(Orchestrator):
             before = (current.get("UpdateStatus") or {}).get("StartedAt")
             self._say(f"updating service {name} to {image} (revision {revision}, start-first)")
             self.api.update_service(current, body, auth)
-            self._converge(name, image, release.replicas, before, "update")
+            self._converge(name, template, release.replicas, before, "update")
         self._prune_secrets(name, release)
         url = self.endpoint(release.app, release.environment)
         why = wait_ready(url, release.health, min(60.0, self.settings.deadline))
@@ -140,14 +144,16 @@ class SwarmOrchestrator(Orchestrator):
             raise RolloutFailed(f"service {name} converged but {url} does not serve: {why}")
         return self.status(release.app, release.environment)
 
-    def _converge(self, name: str, image: str, replicas: int, before: str | None, action: str) -> None:
-        """Wait until ``replicas`` tasks run ``image`` and no other task runs, and Swarm's update is complete.
+    def _converge(self, name: str, target: dict[str, Any], replicas: int, before: str | None, action: str) -> None:
+        """Wait until ``replicas`` tasks of task template ``target`` run and no other task does, and Swarm's
+        update is complete (tasks are told apart by ``spec.stamp``, so an env-only change is awaited too).
 
         ``action`` is create, update or rollback. A rollback Swarm started by
         itself ends an update as RolloutFailed, with the tasks' errors.
         """
         end = time.monotonic() + self.settings.deadline
         last = ""
+        image, tid = str(target["ContainerSpec"]["Image"]), spec.template_id(target)
         while True:
             service = self.api.service(name)
             if service is None:
@@ -156,8 +162,8 @@ class SwarmOrchestrator(Orchestrator):
             state = status.get("State", "") if status.get("StartedAt") != before else ""
             tasks = self.api.tasks(name)
             running = [t for t in tasks if t.get("DesiredState") == "running" and t["Status"]["State"] == "running"]
-            on_image = [t for t in running if _task_image(t) == image]
-            message = f"{state or action}: {len(on_image)}/{replicas} tasks running the new image"
+            on_image = [t for t in running if _tid(t) == tid]
+            message = f"{state or action}: {len(on_image)}/{replicas} tasks running the new revision"
             if len(running) > len(on_image):
                 message += f", {len(running) - len(on_image)} old"
             if message != last:
@@ -166,29 +172,28 @@ class SwarmOrchestrator(Orchestrator):
             settled = len(on_image) == replicas and len(running) == replicas
             if action != "rollback" and state in _ROLLED_BACK:
                 if state != "rollback_started":
-                    raise RolloutFailed(self._failure(name, image, status, tasks, "Swarm rolled back the update"))
+                    raise RolloutFailed(self._failure(name, image, tid, status, tasks, "Swarm rolled back the update"))
             elif state in ("paused", "rollback_paused"):
-                raise RolloutFailed(self._failure(name, image, status, tasks, f"the {action} paused"))
+                raise RolloutFailed(self._failure(name, image, tid, status, tasks, f"the {action} paused"))
             elif settled and state in ("", "completed", "rollback_completed"):
                 return
             elif action == "create":
-                failed = [
-                    t for t in tasks if _task_image(t) == image and t["Status"]["State"] in ("failed", "rejected")
-                ]
+                failed = [t for t in tasks if _tid(t) == tid and t["Status"]["State"] in ("failed", "rejected")]
                 if len(failed) >= 3:
-                    raise RolloutFailed(self._failure(name, image, status, tasks, f"{len(failed)} tasks failed"))
+                    why = f"{len(failed)} tasks failed"
+                    raise RolloutFailed(self._failure(name, image, tid, status, tasks, why))
             if time.monotonic() > end:
                 why = f"not converged after {self.settings.deadline:.0f}s ({message})"
-                raise RolloutFailed(self._failure(name, image, status, tasks, why))
+                raise RolloutFailed(self._failure(name, image, tid, status, tasks, why))
             time.sleep(0.5)
 
     @staticmethod
-    def _failure(name: str, image: str, status: dict[str, Any], tasks: list[dict[str, Any]], why: str) -> str:
+    def _failure(name: str, image: str, tid: str, status: dict[str, Any], tasks: list[dict[str, Any]], why: str) -> str:
         errors = []
         for task in sorted(tasks, key=lambda t: t.get("UpdatedAt", ""), reverse=True):
             st = task.get("Status", {})
             err = st.get("Err") or ""
-            if _task_image(task) == image and (err or st.get("State") in ("failed", "rejected")):
+            if _tid(task) == tid and (err or st.get("State") in ("failed", "rejected")):
                 errors.append(f"task {task['ID'][:12]}: {st.get('State')}: {err or st.get('Message', '')}")
         first = errors[0].split(": ", 1)[1] if errors else status.get("Message", "")
         lines = [f"{why} of {name} to {image}: {first}".rstrip(": ")]
@@ -235,19 +240,17 @@ class SwarmOrchestrator(Orchestrator):
             self._say(f"creating proxy service {pname} on port {self.settings.published_port}")
             self.api.create_service(body, None)
         else:
-            live = current["Spec"]["TaskTemplate"]["ContainerSpec"]
-            wanted = body["TaskTemplate"]["ContainerSpec"]
-            ports = (current["Spec"].get("EndpointSpec") or {}).get("Ports")
-            if (live.get("Image"), live.get("Args"), ports) == (
-                wanted["Image"],
-                wanted["Args"],
-                body["EndpointSpec"].get("Ports"),
+            ports = [(p.get("PublishedPort"), p.get("PublishMode")) for p in body["EndpointSpec"].get("Ports", [])]
+            live_ports = (current["Spec"].get("EndpointSpec") or {}).get("Ports") or []
+            same_ports = ports == [(p.get("PublishedPort"), p.get("PublishMode")) for p in live_ports]
+            if same_ports and spec.template_id(current["Spec"]["TaskTemplate"]) == spec.template_id(
+                body["TaskTemplate"]
             ):
                 return
             self._say(f"updating proxy service {pname} (a short gap: it holds one host port)")
             self.api.update_service(current, body, None)
         before = None if current is None else (current.get("UpdateStatus") or {}).get("StartedAt")
-        self._converge(pname, image, 1, before, "create" if current is None else "update")
+        self._converge(pname, body["TaskTemplate"], 1, before, "create" if current is None else "update")
 
     def _secrets(self, release: Release, name: str) -> list[types.SecretReference]:
         """Docker secrets for ``release.secrets``: reused while the value is unchanged, else a new one."""
@@ -314,7 +317,7 @@ class SwarmOrchestrator(Orchestrator):
         replicas = int(((current.get("Mode") or {}).get("Replicated") or {}).get("Replicas", 1))
         tasks = [t for t in self.api.tasks(name) if t.get("DesiredState") == "running"]
         running = [t for t in tasks if t["Status"]["State"] == "running"]
-        on_image = [t for t in running if _task_image(t) == image]
+        on_image = [t for t in running if _tid(t) == spec.template_id(current.get("TaskTemplate"))]
         update = service.get("UpdateStatus") or {}
         update_state = update.get("State", "")
         if update_state in ("updating", "rollback_started"):
@@ -363,14 +366,14 @@ class SwarmOrchestrator(Orchestrator):
         undone_by_swarm = previous is None and (service.get("UpdateStatus") or {}).get("State") in _ROLLED_BACK
         if undone_by_swarm or (previous is not None and _revision(previous) > _revision(current)):
             self._say(f"the newest release of {name} was already rolled back; waiting for {_image(current)}")
-            self._converge(name, _image(current), replicas, None, "rollback")
+            self._converge(name, current["TaskTemplate"], replicas, None, "rollback")
         elif previous is None or _revision(previous) == _revision(current):
             raise NotFound(f"{app} ({environment}) has no previous revision to roll back to")
         else:
             self._say(f"rolling {name} back to revision {_revision(previous)} ({_image(previous)})")
             self.api.update_service(service, current, None, rollback=True)
             prev_replicas = int(((previous.get("Mode") or {}).get("Replicated") or {}).get("Replicas", 1))
-            self._converge(name, _image(previous), prev_replicas, before, "rollback")
+            self._converge(name, previous["TaskTemplate"], prev_replicas, before, "rollback")
         url = self.endpoint(app, environment)
         health = (current.get("Labels") or {}).get(spec.L_HEALTH, "/")
         why = wait_ready(url, health, min(60.0, self.settings.deadline))
@@ -405,18 +408,20 @@ class SwarmOrchestrator(Orchestrator):
         self.api.remove_service(name)
         net = spec.network_name(name)
         end = time.monotonic() + 60
-        while True:  # tasks leave the network a moment after their service is gone
+        while True:  # tasks leave the network a moment after their service is gone; then the network goes
             try:
-                for found in self.api.client.networks.list(names=[net]):
-                    if found.name == net:
-                        found.remove()
-                break
+                found = [n for n in self.api.client.networks.list(names=[net]) if n.name == net]
+                if not found:
+                    break
+                for network in found:
+                    network.remove()
             except docker.errors.NotFound:
-                break
+                pass
             except docker.errors.APIError:
-                if time.monotonic() > end:
-                    raise BackendError(f"network {net} is still in use after 60 s") from None
-                time.sleep(0.5)
+                pass
+            if time.monotonic() > end:
+                raise BackendError(f"network {net} is still in use after 60 s")
+            time.sleep(0.5)
         self._remove_secrets(app, environment, keep=set())
         self._state(app, environment).clear()
 

@@ -97,11 +97,13 @@ def service_body(
         labels=labels,
         stop_grace_period=spec.nanos(2),
     )  # fmt: skip
-    template = types.TaskTemplate(
-        container_spec=container,
-        restart_policy=types.RestartPolicy(condition="any", delay=spec.nanos(1)),
-        placement=types.Placement(constraints=[f"node.id=={node_id}"]),
-        networks=[types.NetworkAttachmentConfig(network)],
+    template = spec.stamp(
+        types.TaskTemplate(
+            container_spec=container,
+            restart_policy=types.RestartPolicy(condition="any", delay=spec.nanos(1)),
+            placement=types.Placement(constraints=[f"node.id=={node_id}"]),
+            networks=[types.NetworkAttachmentConfig(network)],
+        )
     )
     return {
         "Name": name,

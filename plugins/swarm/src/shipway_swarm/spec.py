@@ -8,6 +8,7 @@ at creation or in an update of their own, never with a new image.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shlex
 from typing import Any
@@ -24,6 +25,7 @@ L_ROLE = "io.shipway.swarm.role"
 L_REVISION = "io.shipway.swarm.revision"
 L_PORT = "io.shipway.port"
 L_HEALTH = "io.shipway.health"
+L_TEMPLATE = "io.shipway.swarm.template"
 MANAGER = "shipway-swarm"
 NS = 1_000_000_000
 
@@ -153,6 +155,26 @@ def app_labels(release: Release, role: str, revision: int | None = None) -> dict
     return found
 
 
+def stamp(template: types.TaskTemplate) -> types.TaskTemplate:
+    """Label the container spec with a hash of the whole task template.
+
+    Every task carries its template's labels, so this tells the tasks of one
+    revision from another even when only env, secrets or resources changed
+    and the image did not.
+    """
+    container = template["ContainerSpec"]
+    labels = {k: v for k, v in (container.get("Labels") or {}).items() if k != L_TEMPLATE}
+    container["Labels"] = labels
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    container["Labels"] = {**labels, L_TEMPLATE: digest}
+    return template
+
+
+def template_id(template: dict[str, Any] | None) -> str:
+    """The ``stamp`` of a task template (a service spec's, or a task's ``Spec``)."""
+    return str(((template or {}).get("ContainerSpec") or {}).get("Labels", {}).get(L_TEMPLATE, ""))
+
+
 def task_template(
     release: Release,
     settings: SwarmSettings,
@@ -174,12 +196,14 @@ def task_template(
         secrets=secrets or None,
         stop_grace_period=nanos(settings.stop_grace_period),
     )
-    return types.TaskTemplate(
-        container_spec=container,
-        resources=resources(settings),
-        restart_policy=types.RestartPolicy(condition="any", delay=nanos(1)),
-        placement=types.Placement(constraints=settings.constraints or None),
-        networks=[types.NetworkAttachmentConfig(n) for n in [network, *settings.networks]],
+    return stamp(
+        types.TaskTemplate(
+            container_spec=container,
+            resources=resources(settings),
+            restart_policy=types.RestartPolicy(condition="any", delay=nanos(1)),
+            placement=types.Placement(constraints=settings.constraints or None),
+            networks=[types.NetworkAttachmentConfig(n) for n in [network, *settings.networks]],
+        )
     )
 
 
