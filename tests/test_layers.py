@@ -163,3 +163,23 @@ def test_context_digest_cache_gives_the_same_digest_and_sees_changes(tmp_path: P
     changed = context.digest(context.app_entries(app, "Dockerfile", []), mtime=1, cache_dir=cache)
     assert changed != plain
     assert changed == context.digest(context.app_entries(app, "Dockerfile", []), mtime=1)
+
+
+def test_compressed_app_layers_are_deterministic_and_cached(tmp_path: Path) -> None:
+    import gzip
+
+    from shipway.image import gzip_blob
+
+    layer = tmp_path / "layer.tar"
+    layer.write_bytes(os.urandom(100_000) + b"\0" * 3_000_000)
+    diff_id = "sha256:" + hashlib.sha256(layer.read_bytes()).hexdigest()
+    one = gzip_blob(diff_id, layer, tmp_path / "a")
+    two = gzip_blob(diff_id, layer, tmp_path / "b")
+    assert one.digest == two.digest
+    assert one.media_type.endswith("tar.gzip")
+    assert one.opener is not None
+    data = b"".join(one.opener())
+    assert len(data) == one.size < layer.stat().st_size
+    assert "sha256:" + hashlib.sha256(data).hexdigest() == one.digest
+    assert gzip.decompress(data) == layer.read_bytes()
+    assert gzip_blob(diff_id, layer, tmp_path / "a").digest == one.digest

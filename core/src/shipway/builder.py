@@ -208,6 +208,13 @@ def _docker_build(loaded: LoadedConfig, bp: BuildPlan, entries: list[Entry], tag
     return str(image_id)
 
 
+def _own_layers(app_layers: list[str], base: list[str] | None) -> int:
+    """Index of the first layer the Dockerfile made (above the base's), or past the end if unknown."""
+    if base is not None and app_layers[: len(base)] == base:
+        return len(base)
+    return len(app_layers)
+
+
 def model_target(workdir: str, into: str) -> str:
     """``model.into`` as an absolute folder in the image (relative paths start at the WORKDIR)."""
     return posixpath.normpath(posixpath.join("/", workdir or "/", into))
@@ -267,6 +274,8 @@ def build(
             labels,
             tag=f"shipway/{cfg.app.name}:{tag}",
             description=description,
+            compress_from=_own_layers(saved.diff_ids, image.base_layers(bp.base)),
+            cache_dir=cache_dir,
         )
         seconds["model layer"] = time.monotonic() - start
         start = time.monotonic()

@@ -15,6 +15,7 @@ import json
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ import docker.errors
 from shipway import dockerutil
 from shipway.errors import BackendError, BuildFailed
 from shipway.layers import Entry, ModelLayer, tar_chunks
-from shipway.manifest import Blob, Image, sha256
+from shipway.manifest import LAYER_TAR, LAYER_TAR_GZIP, Blob, Image, sha256
 
 
 class _StreamReader:
@@ -106,6 +107,32 @@ def save(image_id: str, spool: Path) -> SavedImage:
     )
 
 
+def gzip_chunks(path: Path) -> Iterator[bytes]:
+    """A layer file gzip-compressed, the same bytes every time for one zlib (level 1, no name, mtime 0)."""
+    comp = zlib.compressobj(1, zlib.DEFLATED, 31)
+    for chunk in _file_chunks(path):
+        out = comp.compress(chunk)
+        if out:
+            yield out
+    yield comp.flush()
+
+
+def gzip_blob(diff_id: str, path: Path, cache_dir: Path) -> Blob:
+    """The compressed blob of a layer the Dockerfile made; its digest cached by diff ID, so a layer seen
+    before is not compressed again just to learn that the registry already has it."""
+    index = cache_dir / "gz-layers" / f"{diff_id.split(':', 1)[1]}.json"
+    if index.is_file():
+        found = json.loads(index.read_text())
+        digest, size = str(found["digest"]), int(found["size"])
+    else:
+        digest, size = sha256_stream(gzip_chunks(path))
+        index.parent.mkdir(parents=True, exist_ok=True)
+        tmp = index.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"digest": digest, "size": size, "zlib": zlib.ZLIB_RUNTIME_VERSION}))
+        tmp.replace(index)
+    return Blob(digest, size, LAYER_TAR_GZIP, opener=lambda: gzip_chunks(path))
+
+
 def base_layers(base: str | None) -> list[str] | None:
     """Diff IDs of a local base image; ``[]`` for scratch; None when the engine does not have it."""
     if base is None:
@@ -142,6 +169,14 @@ class Assembly:
     tag: str
     chains: list[str] = field(default_factory=list)
 
+    def raw_layer(self, i: int) -> Blob | None:
+        """Layer ``i`` of the final image uncompressed (what ``docker load`` takes), or None if not at hand."""
+        blob = self.image.layers[i]
+        if blob.media_type == LAYER_TAR:
+            return blob if blob.opener is not None else None
+        shift = 1 if self.model_layer is not None and self.position is not None and i > self.position else 0
+        return self.saved.blob(i - shift)
+
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
     """The engine's layer chain IDs (each layer's identity given everything below it)."""
@@ -160,8 +195,16 @@ def assemble(
     labels: dict[str, str],
     tag: str,
     description: str,
+    compress_from: int | None = None,
+    cache_dir: Path | None = None,
 ) -> Assembly:
-    """The final config and layer list: app layers with the model layer at ``position``."""
+    """The final config and layer list: app layers with the model layer at ``position``.
+
+    Layers the Dockerfile made (``compress_from`` on, in the app image) are
+    pushed gzip-compressed: they change with every build anyway, and
+    dependencies compress well. Base and model layers stay uncompressed, so
+    their digest is their diff ID, the same on every runner.
+    """
     cfg: dict[str, Any] = json.loads(saved.config)
     for key in ("container", "container_config", "docker_version"):
         cfg.pop(key, None)
@@ -174,7 +217,12 @@ def assemble(
     for i, entry in enumerate(history):
         if i >= base_history:
             entry["created"] = created
-    blobs = [saved.blob(i) for i in range(len(saved.diff_ids))]
+    blobs = [
+        gzip_blob(saved.diff_ids[i], saved.paths[i], cache_dir)
+        if compress_from is not None and cache_dir is not None and i >= compress_from
+        else saved.blob(i)
+        for i in range(len(saved.diff_ids))
+    ]
     diff_ids = list(saved.diff_ids)
     if model_layer is not None and position is not None:
         blobs.insert(position, Blob(model_layer.digest, model_layer.size, opener=model_layer.chunks))
@@ -269,10 +317,12 @@ def _load(assembly: Assembly, send_from: int) -> int:
         Entry(name="manifest.json", size=len(json.dumps(manifest)), data=json.dumps(manifest).encode()),
     ]
     sent = 0
-    for i, blob in enumerate(image.layers):
-        if i >= send_from and blob.opener is not None:
-            entries.append(Entry(name=names[i], size=blob.size, opener=blob.opener))
-            sent += blob.size
+    for i in range(len(image.layers)):
+        if i >= send_from:
+            raw = assembly.raw_layer(i)
+            if raw is not None:
+                entries.append(Entry(name=names[i], size=raw.size, opener=raw.opener))
+                sent += raw.size
     entries.insert(0, Entry(name="layers", kind="dir"))
     client = dockerutil.client()
     try:

@@ -16,6 +16,7 @@ MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_V1 = "application/vnd.docker.container.image.v1+json"
 LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 """Uncompressed layers: the blob digest is the diff ID, so it is known before a byte moves."""
+LAYER_TAR_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 
 def sha256(data: bytes) -> str:
