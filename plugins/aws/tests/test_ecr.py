@@ -14,7 +14,7 @@ import pytest
 from shipway import dockerutil
 from shipway.backends.base import BackendContext
 from shipway.errors import AuthError, BackendError, NotFound
-from shipway.testing.contracts import RegistryContract, unique
+from shipway.testing.contracts import RegistryContract, assembled_image, unique
 from shipway.testing.services import RegistryService, free_port
 from shipway_aws import EcrRegistry, EcrSettings, ecr
 from shipway_aws.testing import ACCOUNT, REGION, MotoService
@@ -158,6 +158,27 @@ def test_a_refused_token_is_fetched_again_once(registry: EcrRegistry, tiny_image
     assert pushed.digest
     assert len(calls) == 2
     assert registry.credentials()["password"] != "revoked-token"  # type: ignore[index]
+
+
+def test_an_assembled_image_goes_to_a_new_repository_with_a_refreshed_token(
+    registry: EcrRegistry, aws_env: MotoService, tiny_image, tmp_path: Path
+) -> None:
+    """What `shipway run` does with a model layer it wrote: push_image, here with a revoked first token."""
+    calls = token_calls(registry)
+
+    def stale_first(parsed: dict[str, Any], **_: Any) -> None:
+        if len(calls) == 1:
+            parsed["authorizationData"][0]["authorizationToken"] = base64.b64encode(b"AWS:revoked").decode()
+
+    registry.ecr.meta.events.register("after-call.ecr.GetAuthorizationToken", stale_first)
+    image = assembled_image(tiny_image(), b"model bytes", tmp_path)
+    pushed = registry.push_image(image, ["abc123-m1"])
+    assert registry.resolve("abc123-m1") == pushed
+    assert len(calls) == 2
+    found = aws_env.client("ecr").describe_repositories(repositoryNames=[registry.settings.repository])
+    assert found["repositories"][0]["imageTagMutability"] == "IMMUTABLE"
+    again = registry.push_image(image, ["abc123-m1"])  # a re-run of the same commit
+    assert again.digest == pushed.digest
 
 
 def test_pull_credentials_are_the_ecr_token(registry: EcrRegistry, aws_env: MotoService) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ from shipway.backends.base import BackendContext, BackendSettings
 from shipway.backends.oci_registry import OciRegistry, OciRegistrySettings
 from shipway.domain import ImageRef
 from shipway.errors import AuthError, BackendError, NotFound
+from shipway.manifest import Image
 from shipway_aws.session import NoLiteralCredentials, credential_source, error_code, session, translate
 
 ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
@@ -226,6 +228,27 @@ class EcrRegistry(OciRegistry):
             )
 
     # -- push --------------------------------------------------------------------------
+    def upload_blobs(self, image: Image) -> int:
+        self.ensure_repository()
+        try:
+            return super().upload_blobs(image)
+        except AuthError:
+            self._forget_token()  # refreshed once when the registry answers 401
+            return super().upload_blobs(image)
+
+    def push_image(self, image: Image, tags: Sequence[str]) -> ImageRef:
+        """Push an assembled image through the distribution API (the repository created first when missing).
+
+        An existing tag already naming this image is fine (a re-run of the same commit); another
+        image under it is refused, which an immutable repository would refuse anyway.
+        """
+        self.ensure_repository()
+        try:
+            return super().push_image(image, tags)
+        except AuthError:
+            self._forget_token()  # refreshed once when the registry answers 401
+            return super().push_image(image, tags)
+
     def push(self, local_image: str, tag: str) -> ImageRef:
         self.ensure_repository()
         try:
