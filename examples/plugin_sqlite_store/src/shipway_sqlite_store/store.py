@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -43,15 +44,15 @@ from shipway.backends.base import (
 from shipway.domain import ModelFile, ModelVersion, utcnow, valid_model_name
 from shipway.errors import BackendError, IntegrityError, ModelError
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS chunks (sha256 TEXT NOT NULL, offset INTEGER NOT NULL, data BLOB NOT NULL,
-                                   PRIMARY KEY (sha256, offset));
-CREATE TABLE IF NOT EXISTS blobs (sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS versions (name TEXT NOT NULL, version TEXT NOT NULL, manifest TEXT NOT NULL,
-                                     PRIMARY KEY (name, version));
-CREATE TABLE IF NOT EXISTS aliases (name TEXT NOT NULL, alias TEXT NOT NULL, version TEXT NOT NULL,
-                                    PRIMARY KEY (name, alias));
-"""
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS chunks (sha256 TEXT NOT NULL, offset INTEGER NOT NULL, data BLOB NOT NULL,
+                                   PRIMARY KEY (sha256, offset))""",
+    """CREATE TABLE IF NOT EXISTS blobs (sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS versions (name TEXT NOT NULL, version TEXT NOT NULL, manifest TEXT NOT NULL,
+                                     PRIMARY KEY (name, version))""",
+    """CREATE TABLE IF NOT EXISTS aliases (name TEXT NOT NULL, alias TEXT NOT NULL, version TEXT NOT NULL,
+                                    PRIMARY KEY (name, alias))""",
+)
 
 
 class SqliteStoreSettings(BackendSettings):
@@ -82,20 +83,47 @@ class SqliteModelStore(ModelStore):
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         """A fresh connection for one operation (never shared: safe after fork), SQLite errors as BackendError."""
+        started = time.monotonic()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with closing(sqlite3.connect(self.path, timeout=self.settings.timeout, isolation_level=None)) as db:
-                db.execute("PRAGMA journal_mode=WAL")  # readers never wait for a publish
-                db.executescript(_SCHEMA)
+                self._prepare(db, deadline=started + self.settings.timeout)
                 yield db
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
+            waited = time.monotonic() - started
+            if _busy(exc) and waited >= self.settings.timeout:
                 raise BackendError(
                     f"{self.describe()}: another process held the database for {self.settings.timeout:g}s"
                 ) from None
             raise BackendError(f"{self.describe()}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise BackendError(f"{self.describe()}: {exc}") from None
+
+    @staticmethod
+    def _prepare(db: sqlite3.Connection, deadline: float) -> None:
+        """WAL mode and the tables, created under the write lock.
+
+        Processes that open a new database at once race to create it; the loser of that race gets
+        SQLITE_BUSY at once (waiting cannot help a stale snapshot), so it tries again until ``deadline``.
+        """
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")  # readers never wait for a publish
+                if db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == len(_SCHEMA):
+                    return
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _SCHEMA:
+                        db.execute(statement)
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -224,3 +252,8 @@ class SqliteModelStore(ModelStore):
             if db.execute("SELECT 1 FROM versions WHERE name = ? AND version = ?", (name, version)).fetchone() is None:
                 raise ModelError(f"model {name!r} has no version {version[:80]!r}")
             db.execute("INSERT OR REPLACE INTO aliases (name, alias, version) VALUES (?, ?, ?)", (name, alias, version))
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused because another connection holds a lock."""
+    return "locked" in str(exc) or "busy" in str(exc)
