@@ -80,16 +80,16 @@ def test_generated_config_carries_the_answers(tmp_path: Path, host: plugins.Plug
     )
 
 
-def test_dockerfile_layer_order_is_base_deps_model_code(tmp_path: Path) -> None:
+def test_dockerfile_copies_deps_then_code_and_leaves_the_model_to_shipway(tmp_path: Path) -> None:
     init(make_app(tmp_path), "--port", "9090", "--model-into", "weights/")
     lines = [ln for ln in (tmp_path / "Dockerfile").read_text().splitlines() if ln.startswith(("FROM", "COPY"))]
     assert lines == [
         "FROM ${BASE_IMAGE}",
         "COPY requirements.txt /tmp/requirements.txt",
         "COPY wheels/ /tmp/wheels/",
-        "COPY weights/ /app/weights/",
         "COPY scorer/ /app/scorer/",
     ]
+    assert "model_layer: shipway" in (tmp_path / "shipway.yaml").read_text()
 
 
 def test_dockerignore_keeps_records_and_git_out(tmp_path: Path) -> None:
@@ -194,7 +194,9 @@ def test_init_force_overwrites(tmp_path: Path) -> None:
     make_app(tmp_path)
     (tmp_path / "Dockerfile").write_text("FROM mine\n")
     assert init(tmp_path, "--force") == 0
-    assert "base -> dependencies -> model -> code" in (tmp_path / "Dockerfile").read_text()
+    written = (tmp_path / "Dockerfile").read_text()
+    assert "shipway\n# writes the model version" in written
+    assert "COPY model" not in written
 
 
 def test_bad_answer_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

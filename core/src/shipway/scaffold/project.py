@@ -157,9 +157,10 @@ def shipway_yaml(a: Answers) -> str:
         "model:\n"
         f"  name: {a.model}\n"
         f'  select: ${{{prefix}_MODEL:-latest}}   # latest, a version such as "3", or "@alias"\n'
-        f"  into: {q(a.model_into)}             # where the Dockerfile finds the files\n"
+        f"  into: {q(a.model_into)}             # where the app finds the files (under the WORKDIR)\n"
         "build:\n"
         "  base_image: ${BASE_IMAGE:-python:3.11-slim}   # build arg BASE_IMAGE\n"
+        "  model_layer: shipway       # shipway writes the model layer (the Dockerfile does not COPY it)\n"
         f"{wheelhouse}"
         f"{STORE[a.store].format(**fmt)}"
         f"{REGISTRY[a.registry].format(**fmt)}"
@@ -175,7 +176,7 @@ def shipway_yaml(a: Answers) -> str:
 
 
 def dockerfile(a: Answers) -> str:
-    """A Dockerfile in the layer order shipway needs: base → dependencies → model → code."""
+    """A Dockerfile for shipway's fast path: dependencies and code; shipway adds the model layer."""
     into = a.into_dir
     if a.requirements:
         deps = (
@@ -196,10 +197,11 @@ def dockerfile(a: Answers) -> str:
     code = "".join(f"COPY {c} /app/{c}\n" for c in a.code) or "COPY app/ /app/app/\n"
     health_url = f"http://127.0.0.1:{a.port}{a.health}"
     return (
-        f"# {a.name}: code + model in one image, in the layer order shipway needs:\n"
-        "#   base -> dependencies -> model -> code\n"
-        "# so a code-only commit reuses the (large) model layer, and a new model version\n"
-        "# rebuilds only the model layer and the small code layer above it.\n"
+        f"# {a.name}: the app's code and dependencies. The model is not copied here: shipway\n"
+        f"# writes the model version it resolved as its own layer at /app/{into} (model.into, under\n"
+        "# the WORKDIR), right above the base image, so a code-only commit never re-sends or\n"
+        "# re-uploads the model and a model-only change uploads the model layer alone.\n"
+        "# (A COPY of model.into here also works: shipway then builds it the slower way.)\n"
         "ARG BASE_IMAGE=python:3.11-slim\n"
         "FROM ${BASE_IMAGE}\n"
         "\n"
@@ -208,12 +210,7 @@ def dockerfile(a: Answers) -> str:
         "# 1. Dependencies, from the wheelhouse shipway downloads on the host (build.wheelhouse).\n"
         f"{deps}"
         "\n"
-        "# 2. The model version shipway resolved, fetched and verified into the build context\n"
-        f"#    (model.into: {a.model_into}). This is the only step that names the model: if shipway\n"
-        "#    adds the model layer itself, delete this step and nothing else changes.\n"
-        f"COPY {into}/ /app/{into}/\n"
-        "\n"
-        "# 3. The code, and what this build is (shipway passes these build args).\n"
+        "# 2. The code, and what this build is (shipway passes these build args).\n"
         "ARG SHIPWAY_COMMIT=unknown\n"
         "ARG SHIPWAY_MODEL_NAME=unknown\n"
         "ARG SHIPWAY_MODEL_VERSION=unknown\n"
