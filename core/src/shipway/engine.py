@@ -7,9 +7,11 @@ command; backends only do what their contract says.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -228,10 +230,31 @@ def _build_verify_push(
     created: str,
     push: bool,
 ) -> builder.BuiltImage:
+    # Each run fetches into a folder of its own (the blob cache beneath is shared), kept until
+    # the push has read the model layer from it: two runs of one version on one runner never
+    # swap the files under each other's build.
+    fetched = project.context.cache_dir / "fetched" / f"{model.name}-{uuid.uuid4().hex[:12]}"
+    try:
+        with st.stage("model") as detail:
+            model_dir = project.store.fetch(model, fetched / model.version)
+            detail.append(f"{model.name}:{model.version} ({model.size / 1e6:.1f} MB, {model.digest[:19]})")
+        return _build_verify_push_fetched(project, st, record, bp, model, model_dir, image_labels, created, push)
+    finally:
+        shutil.rmtree(fetched, ignore_errors=True)
+
+
+def _build_verify_push_fetched(
+    project: Project,
+    st: Stages,
+    record: BuildRecord,
+    bp: builder.BuildPlan,
+    model: ModelVersion,
+    model_dir: Path,
+    image_labels: dict[str, str],
+    created: str,
+    push: bool,
+) -> builder.BuiltImage:
     cfg = project.loaded.config
-    with st.stage("model") as detail:
-        model_dir = project.store.fetch(model, project.context.cache_dir / "models" / model.name / model.version)
-        detail.append(f"{model.name}:{model.version} ({model.size / 1e6:.1f} MB, {model.digest[:19]})")
     tag = image_tag(record)
     with st.stage("build") as detail:
         built = builder.build(
