@@ -106,7 +106,7 @@ def local_set(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSet:
 def azure_set(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendSet]:
     reg: RegistryService = request.getfixturevalue("shipway_registry")
     azurite: AzuriteService = request.getfixturevalue("azurite")
-    cluster: FakeApiServer = request.getfixturevalue("fake_k8s")
+    cluster: FakeApiServer = request.getfixturevalue("shipway_fake_k8s")
     auth = AzureAuthServer(refresh_token="unused: ACR signs in with a username and password here").start()
     cluster.token = auth.aad_token  # the AKS API server accepts Azure AD tokens
     cluster.write_kubeconfig(tmp_path / "aks-kubeconfig")
@@ -131,8 +131,8 @@ def azure_set(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backen
 
 def aws_set(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendSet]:
     request.getfixturevalue("shipway_docker")
-    moto: MotoService = request.getfixturevalue("aws_moto")
-    ecr: RegistryService = request.getfixturevalue("ecr_registry")
+    moto: MotoService = request.getfixturevalue("shipway_aws_moto")
+    ecr: RegistryService = request.getfixturevalue("shipway_ecr_registry")
     bucket = f"models-{uuid.uuid4().hex[:8]}"
     moto.client("s3").create_bucket(Bucket=bucket)
     name = f"ml-eks-{uuid.uuid4().hex[:6]}"

@@ -21,21 +21,21 @@ class TestDockerOrchestrator(OrchestratorContract):
         return DockerOrchestrator(settings, BackendContext(cache_dir=tmp_path))
 
     @pytest.fixture
-    def images(self, contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
-        return contract_images
+    def images(self, shipway_contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
+        return shipway_contract_images
 
     @pytest.fixture
-    def pull_auth(self, contract_registry: OciRegistry) -> dict[str, str] | None:
-        return contract_registry.credentials()
+    def pull_auth(self, shipway_contract_registry: OciRegistry) -> dict[str, str] | None:
+        return shipway_contract_registry.credentials()
 
 
 def test_deploy_pulls_a_missing_image_with_registry_auth(
-    shipway_docker: None, oci_registry: OciRegistry, tiny_image, tmp_path
+    shipway_docker: None, oci_registry: OciRegistry, shipway_tiny_image, tmp_path
 ) -> None:
     from shipway import dockerutil
     from shipway.domain import Release
 
-    pushed = oci_registry.push(tiny_image(files={"version": "pulled"}), "pull-me")
+    pushed = oci_registry.push(shipway_tiny_image(files={"version": "pulled"}), "pull-me")
     client = dockerutil.client()
     client.images.remove(pushed.pinned, force=True)
     for tag in client.images.list(name=pushed.repository):
@@ -73,7 +73,7 @@ def test_one_release_at_a_time_on_this_host(shipway_docker: None, tmp_path) -> N
 
 
 def test_secrets_are_mounted_files_never_in_the_container_config(
-    shipway_docker: None, contract_images: dict[str, ImageRef], contract_registry: OciRegistry, tmp_path
+    shipway_docker: None, shipway_contract_images: dict[str, ImageRef], shipway_contract_registry: OciRegistry, tmp_path
 ) -> None:
     import json
     import uuid
@@ -90,10 +90,14 @@ def test_secrets_are_mounted_files_never_in_the_container_config(
     )
     app = f"sec-{uuid.uuid4().hex[:6]}"
     release = Release(
-        app=app, image=contract_images["good"], port=8000, health="/healthz", secrets={"db_password": SecretStr(value)}
+        app=app,
+        image=shipway_contract_images["good"],
+        port=8000,
+        health="/healthz",
+        secrets={"db_password": SecretStr(value)},
     )
     try:
-        orch.deploy(release, auth=contract_registry.credentials())
+        orch.deploy(release, auth=shipway_contract_registry.credentials())
         assert requests.get(orch.endpoint(app) + "/secrets/db_password", timeout=5).text.strip() == value
         (container,) = [r.container for r in orch._revisions(app, "default")]
         container.reload()

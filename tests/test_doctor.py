@@ -165,8 +165,10 @@ class Plugin:
         register(CheckedStore)  # type: ignore[operator]
 
 
-def test_backend_doctor_checks_are_added(tmp_path: Path, registry_env: dict[str, str], register_plugin: object) -> None:
-    host: PluginHost = register_plugin(Plugin(), "checked")  # type: ignore[operator]
+def test_backend_doctor_checks_are_added(
+    tmp_path: Path, registry_env: dict[str, str], shipway_register_plugin: object
+) -> None:
+    host: PluginHost = shipway_register_plugin(Plugin(), "checked")  # type: ignore[operator]
     state = cli.State(write_config(tmp_path, store_kind="checked"), debug=False, quiet=True)
     state._host = host
     checks = {c.name: c for c in doctor.run(state)}

@@ -47,3 +47,27 @@ def test_hook_has_a_test_implementing_it(hook: str) -> None:
 def test_documented_hooks_all_exist() -> None:
     guide = (REPO / "docs" / "plugins.md").read_text()
     assert sorted(re.findall(r"^### (shipway_\w+)$", guide, re.M)) == HOOKS
+
+
+def _kit_fixtures() -> dict[str, list[str]]:
+    """Fixture names each shipway pytest plugin (entry point group ``pytest11``) adds to every session."""
+    from importlib import import_module
+    from importlib.metadata import entry_points
+
+    from _pytest.fixtures import getfixturemarker
+
+    found: dict[str, list[str]] = {}
+    for ep in entry_points(group="pytest11"):
+        if ep.dist is not None and ep.dist.name.startswith("shipway"):
+            module = import_module(ep.value)
+            found[ep.value] = [name for name, obj in vars(module).items() if getfixturemarker(obj) is not None]
+    return found
+
+
+def test_kit_fixtures_start_with_shipway() -> None:
+    """The kits load wherever shipway is installed: a fixture named like a user's would shadow it."""
+    found = _kit_fixtures()
+    assert {"shipway.testing.plugin", "shipway_kubernetes.testing.plugin", "shipway_aws.testing.plugin"} <= set(found)
+    assert all(found.values()), found
+    unprefixed = {module: [n for n in names if not n.startswith("shipway_")] for module, names in found.items()}
+    assert not any(unprefixed.values()), unprefixed

@@ -26,7 +26,7 @@ class TestOciRegistry(RegistryContract):
 
 
 def test_credentials_from_docker_config(
-    shipway_registry: RegistryService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_image
+    shipway_registry: RegistryService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shipway_tiny_image
 ) -> None:
     auth = base64.b64encode(f"{shipway_registry.username}:{shipway_registry.password}".encode()).decode()
     (tmp_path / "config.json").write_text(json.dumps({"auths": {shipway_registry.address: {"auth": auth}}}))
@@ -34,7 +34,7 @@ def test_credentials_from_docker_config(
     settings = OciRegistrySettings(kind="oci", address=shipway_registry.address, repository=unique("repo"))
     registry = OciRegistry(settings, BackendContext(cache_dir=tmp_path / "cache"))
     registry.login()
-    assert registry.push(tiny_image(), "t1").digest
+    assert registry.push(shipway_tiny_image(), "t1").digest
 
 
 def test_no_credentials_is_rejected_with_a_hint(shipway_registry: RegistryService, tmp_path: Path, monkeypatch) -> None:

@@ -111,15 +111,15 @@ def test_broken_plugin_can_be_excluded(site: Path) -> None:
     assert "local" in plugins.load(environ={"SHIPWAY_PLUGINS": ""}).kinds("model_store")
 
 
-def test_unknown_kind_lists_available_and_names_the_package(plugin_host) -> None:
+def test_unknown_kind_lists_available_and_names_the_package(shipway_plugin_host) -> None:
     with pytest.raises(PluginError) as err:
-        plugin_host.backend_class("model_store", "azure_blob")
+        shipway_plugin_host.backend_class("model_store", "azure_blob")
     text = str(err.value)
     assert "model_store 'azure_blob' is not available (plugin may not be installed)" in text
     assert "pip install shipway-azure" in text
     assert "Available: local" in text
     with pytest.raises(PluginError, match="Available: oci"):
-        plugin_host.backend_class("registry", "quay")
+        shipway_plugin_host.backend_class("registry", "quay")
 
 
 def test_duplicate_kind_names_both_plugins(site: Path) -> None:
@@ -129,7 +129,7 @@ def test_duplicate_kind_names_both_plugins(site: Path) -> None:
         plugins.load(environ={})
 
 
-def test_registering_a_non_backend_is_refused(register_plugin) -> None:
+def test_registering_a_non_backend_is_refused(shipway_register_plugin) -> None:
     from shipway.hookspecs import hookimpl
 
     class Bad:
@@ -138,7 +138,7 @@ def test_registering_a_non_backend_is_refused(register_plugin) -> None:
             register(dict)
 
     with pytest.raises(PluginError, match=r"not a subclass of shipway\.backends\.base\.Registry"):
-        register_plugin(Bad(), name="bad")
+        shipway_register_plugin(Bad(), name="bad")
 
 
 def test_plugins_command_json(site: Path, capsys, monkeypatch) -> None:

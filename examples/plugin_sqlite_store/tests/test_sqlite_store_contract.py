@@ -67,8 +67,8 @@ def test_unchanged_files_are_stored_once(tmp_path: Path) -> None:
         assert db.execute("SELECT count(*) FROM chunks").fetchone() == (5,)  # 3 for the weights, 1 per config
 
 
-def test_registered_through_its_entry_point(load_plugins: Callable[..., PluginHost]) -> None:
-    host = load_plugins("shipway-sqlite-store")  # the built-ins and this distribution, as shipway loads them
+def test_registered_through_its_entry_point(shipway_load_plugins: Callable[..., PluginHost]) -> None:
+    host = shipway_load_plugins("shipway-sqlite-store")  # the built-ins and this distribution, as shipway loads them
     assert host.kinds("model_store")["sqlite"] is SqliteModelStore
     assert set(host.kinds("model_store")) == {"local", "sqlite"}  # no other third-party plugin loaded
     info = host.plugins["sqlite_store"]

@@ -29,18 +29,22 @@ def make_ecr(address: str, cache: Path, repository: str | None = None, **options
 
 class TestEcrRegistry(RegistryContract):
     @pytest.fixture
-    def registry(self, aws_env: MotoService, ecr_registry: RegistryService, shipway_cache: Path) -> EcrRegistry:
-        return make_ecr(ecr_registry.address, shipway_cache)
+    def registry(
+        self, shipway_aws_env: MotoService, shipway_ecr_registry: RegistryService, shipway_cache: Path
+    ) -> EcrRegistry:
+        return make_ecr(shipway_ecr_registry.address, shipway_cache)
 
     @pytest.fixture
-    def bad_registry(self, aws_env: MotoService, shipway_registry: RegistryService, shipway_cache: Path) -> EcrRegistry:
+    def bad_registry(
+        self, shipway_aws_env: MotoService, shipway_registry: RegistryService, shipway_cache: Path
+    ) -> EcrRegistry:
         """An endpoint that does not accept this account's ECR token."""
         return make_ecr(shipway_registry.address, shipway_cache)
 
 
 @pytest.fixture
-def registry(aws_env: MotoService, ecr_registry: RegistryService, tmp_path: Path) -> EcrRegistry:
-    return make_ecr(ecr_registry.address, tmp_path)
+def registry(shipway_aws_env: MotoService, shipway_ecr_registry: RegistryService, tmp_path: Path) -> EcrRegistry:
+    return make_ecr(shipway_ecr_registry.address, tmp_path)
 
 
 def token_calls(registry: EcrRegistry) -> list[dict[str, Any]]:
@@ -66,9 +70,11 @@ def engine_pushes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return pushes
 
 
-def test_the_repository_is_created_with_its_options(registry: EcrRegistry, aws_env: MotoService, tiny_image) -> None:
-    registry.push(tiny_image(), "v1")
-    repo = aws_env.client("ecr").describe_repositories(repositoryNames=[registry.settings.repository])
+def test_the_repository_is_created_with_its_options(
+    registry: EcrRegistry, shipway_aws_env: MotoService, shipway_tiny_image
+) -> None:
+    registry.push(shipway_tiny_image(), "v1")
+    repo = shipway_aws_env.client("ecr").describe_repositories(repositoryNames=[registry.settings.repository])
     found = repo["repositories"][0]
     assert found["imageTagMutability"] == "IMMUTABLE"
     assert found["imageScanningConfiguration"] == {"scanOnPush": True}
@@ -76,39 +82,39 @@ def test_the_repository_is_created_with_its_options(registry: EcrRegistry, aws_e
 
 
 def test_repository_options_are_passed_to_ecr(
-    aws_env: MotoService, ecr_registry: RegistryService, tmp_path: Path
+    shipway_aws_env: MotoService, shipway_ecr_registry: RegistryService, tmp_path: Path
 ) -> None:
     key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/shipway-test"
     registry = make_ecr(
-        ecr_registry.address, tmp_path, immutable_tags=False, scan_on_push=False, encryption="KMS", kms_key=key
+        shipway_ecr_registry.address, tmp_path, immutable_tags=False, scan_on_push=False, encryption="KMS", kms_key=key
     )
     assert registry.ensure_repository() == "MUTABLE"
-    found = aws_env.client("ecr").describe_repositories(repositoryNames=[registry.settings.repository])
+    found = shipway_aws_env.client("ecr").describe_repositories(repositoryNames=[registry.settings.repository])
     repo = found["repositories"][0]
     assert repo["imageScanningConfiguration"] == {"scanOnPush": False}
     assert repo["encryptionConfiguration"] == {"encryptionType": "KMS", "kmsKey": key}
 
 
 def test_an_existing_repository_is_used_as_it_is(
-    aws_env: MotoService, ecr_registry: RegistryService, tmp_path: Path
+    shipway_aws_env: MotoService, shipway_ecr_registry: RegistryService, tmp_path: Path
 ) -> None:
     name = unique("existing")
-    aws_env.client("ecr").create_repository(repositoryName=name, imageTagMutability="MUTABLE")
-    assert make_ecr(ecr_registry.address, tmp_path, repository=name).ensure_repository() == "MUTABLE"
+    shipway_aws_env.client("ecr").create_repository(repositoryName=name, imageTagMutability="MUTABLE")
+    assert make_ecr(shipway_ecr_registry.address, tmp_path, repository=name).ensure_repository() == "MUTABLE"
 
 
 def test_a_missing_repository_is_not_created_when_told_not_to(
-    aws_env: MotoService, ecr_registry: RegistryService, tmp_path: Path, tiny_image
+    shipway_aws_env: MotoService, shipway_ecr_registry: RegistryService, tmp_path: Path, shipway_tiny_image
 ) -> None:
-    registry = make_ecr(ecr_registry.address, tmp_path, create_repository=False)
+    registry = make_ecr(shipway_ecr_registry.address, tmp_path, create_repository=False)
     with pytest.raises(NotFound, match="does not exist"):
-        registry.push(tiny_image(), "v1")
+        registry.push(shipway_tiny_image(), "v1")
 
 
 def test_the_same_image_under_an_existing_immutable_tag_is_not_pushed_again(
-    registry: EcrRegistry, tiny_image, monkeypatch: pytest.MonkeyPatch
+    registry: EcrRegistry, shipway_tiny_image, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    image = tiny_image()
+    image = shipway_tiny_image()
     first = registry.push(image, "abc123-m1")
     pushes = engine_pushes(monkeypatch)
     again = registry.push(image, "abc123-m1")  # a re-run of the same commit
@@ -116,19 +122,19 @@ def test_the_same_image_under_an_existing_immutable_tag_is_not_pushed_again(
     assert pushes == []
 
 
-def test_another_image_under_an_existing_immutable_tag_is_refused(registry: EcrRegistry, tiny_image) -> None:
-    first = registry.push(tiny_image(), "abc123-m1")
+def test_another_image_under_an_existing_immutable_tag_is_refused(registry: EcrRegistry, shipway_tiny_image) -> None:
+    first = registry.push(shipway_tiny_image(), "abc123-m1")
     with pytest.raises(BackendError, match="already holds another image and the repository's tags are immutable"):
-        registry.push(tiny_image(), "abc123-m1")
+        registry.push(shipway_tiny_image(), "abc123-m1")
     assert registry.resolve("abc123-m1") == first
 
 
 def test_a_mutable_repository_moves_the_tag(
-    aws_env: MotoService, ecr_registry: RegistryService, tmp_path: Path, tiny_image
+    shipway_aws_env: MotoService, shipway_ecr_registry: RegistryService, tmp_path: Path, shipway_tiny_image
 ) -> None:
-    registry = make_ecr(ecr_registry.address, tmp_path, immutable_tags=False)
-    first = registry.push(tiny_image(), "latest-build")
-    second = registry.push(tiny_image(), "latest-build")
+    registry = make_ecr(shipway_ecr_registry.address, tmp_path, immutable_tags=False)
+    first = registry.push(shipway_tiny_image(), "latest-build")
+    second = registry.push(shipway_tiny_image(), "latest-build")
     assert second.digest != first.digest
     assert registry.resolve("latest-build") == second
 
@@ -145,7 +151,7 @@ def test_the_token_is_cached_until_it_expires(registry: EcrRegistry, monkeypatch
     assert len(calls) == 2
 
 
-def test_a_refused_token_is_fetched_again_once(registry: EcrRegistry, tiny_image) -> None:
+def test_a_refused_token_is_fetched_again_once(registry: EcrRegistry, shipway_tiny_image) -> None:
     calls = token_calls(registry)
 
     def stale_first(parsed: dict[str, Any], **_: Any) -> None:
@@ -154,14 +160,14 @@ def test_a_refused_token_is_fetched_again_once(registry: EcrRegistry, tiny_image
             parsed["authorizationData"][0]["authorizationToken"] = stale
 
     registry.ecr.meta.events.register("after-call.ecr.GetAuthorizationToken", stale_first)
-    pushed = registry.push(tiny_image(), "refreshed")
+    pushed = registry.push(shipway_tiny_image(), "refreshed")
     assert pushed.digest
     assert len(calls) == 2
     assert registry.credentials()["password"] != "revoked-token"  # type: ignore[index]
 
 
 def test_an_assembled_image_goes_to_a_new_repository_with_a_refreshed_token(
-    registry: EcrRegistry, aws_env: MotoService, tiny_image, tmp_path: Path
+    registry: EcrRegistry, shipway_aws_env: MotoService, shipway_tiny_image, tmp_path: Path
 ) -> None:
     """What `shipway run` does with a model layer it wrote: push_image, here with a revoked first token."""
     calls = token_calls(registry)
@@ -171,20 +177,20 @@ def test_an_assembled_image_goes_to_a_new_repository_with_a_refreshed_token(
             parsed["authorizationData"][0]["authorizationToken"] = base64.b64encode(b"AWS:revoked").decode()
 
     registry.ecr.meta.events.register("after-call.ecr.GetAuthorizationToken", stale_first)
-    image = assembled_image(tiny_image(), b"model bytes", tmp_path)
+    image = assembled_image(shipway_tiny_image(), b"model bytes", tmp_path)
     pushed = registry.push_image(image, ["abc123-m1"])
     assert registry.resolve("abc123-m1") == pushed
     assert len(calls) == 2
-    found = aws_env.client("ecr").describe_repositories(repositoryNames=[registry.settings.repository])
+    found = shipway_aws_env.client("ecr").describe_repositories(repositoryNames=[registry.settings.repository])
     assert found["repositories"][0]["imageTagMutability"] == "IMMUTABLE"
     again = registry.push_image(image, ["abc123-m1"])  # a re-run of the same commit
     assert again.digest == pushed.digest
 
 
-def test_pull_credentials_are_the_ecr_token(registry: EcrRegistry, aws_env: MotoService) -> None:
+def test_pull_credentials_are_the_ecr_token(registry: EcrRegistry, shipway_aws_env: MotoService) -> None:
     assert registry.credentials() == {
         "username": "AWS",
-        "password": aws_env.ecr_password(),
+        "password": shipway_aws_env.ecr_password(),
         "serveraddress": registry.settings.registry,
     }
 

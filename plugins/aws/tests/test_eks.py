@@ -34,20 +34,20 @@ def make_eks(cluster: str, tmp_path: Path, **options: Any) -> EksOrchestrator:
 
 class TestEksOrchestrator(OrchestratorContract):
     @pytest.fixture
-    def orchestrator(self, aws_env: MotoService, eks_api: EksApiServer, tmp_path: Path) -> EksOrchestrator:
+    def orchestrator(self, shipway_aws_env: MotoService, eks_api: EksApiServer, tmp_path: Path) -> EksOrchestrator:
         return make_eks(eks_api.cluster, tmp_path)
 
     @pytest.fixture
-    def images(self, contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
-        return contract_images
+    def images(self, shipway_contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
+        return shipway_contract_images
 
     @pytest.fixture
-    def pull_auth(self, contract_registry: Any) -> dict[str, str] | None:
-        return contract_registry.credentials()
+    def pull_auth(self, shipway_contract_registry: Any) -> dict[str, str] | None:
+        return shipway_contract_registry.credentials()
 
 
-def test_the_token_is_a_correctly_signed_presigned_sts_url(aws_env: MotoService) -> None:
-    token = eks.make_token(aws_env.client("sts"), "ml-eks")
+def test_the_token_is_a_correctly_signed_presigned_sts_url(shipway_aws_env: MotoService) -> None:
+    token = eks.make_token(shipway_aws_env.client("sts"), "ml-eks")
     assert token.startswith("k8s-aws-v1.")
     assert "=" not in token
     url = base64.urlsafe_b64decode(token.removeprefix("k8s-aws-v1.") + "==").decode()
@@ -57,24 +57,24 @@ def test_the_token_is_a_correctly_signed_presigned_sts_url(aws_env: MotoService)
     assert query["X-Amz-Expires"] == "60"
     assert query["X-Amz-Credential"].startswith(f"{TEST_ACCESS_KEY}/")
     # The signature, recomputed with botocore's SigV4 signer from the secret, matches.
-    assert verify_eks_token(token, "ml-eks", TEST_ACCESS_KEY, aws_env.secret_key, REGION) == url
+    assert verify_eks_token(token, "ml-eks", TEST_ACCESS_KEY, shipway_aws_env.secret_key, REGION) == url
 
 
-def test_a_token_for_another_cluster_or_secret_does_not_verify(aws_env: MotoService) -> None:
-    token = eks.make_token(aws_env.client("sts"), "ml-eks")
+def test_a_token_for_another_cluster_or_secret_does_not_verify(shipway_aws_env: MotoService) -> None:
+    token = eks.make_token(shipway_aws_env.client("sts"), "ml-eks")
     with pytest.raises(TokenRejected, match="signature does not match"):
-        verify_eks_token(token, "other-cluster", TEST_ACCESS_KEY, aws_env.secret_key, REGION)
+        verify_eks_token(token, "other-cluster", TEST_ACCESS_KEY, shipway_aws_env.secret_key, REGION)
     with pytest.raises(TokenRejected, match="signature does not match"):
         verify_eks_token(token, "ml-eks", TEST_ACCESS_KEY, "not-the-secret", REGION)
     url = base64.urlsafe_b64decode(token.removeprefix("k8s-aws-v1.") + "==").decode()
     tampered = url.replace("Action=GetCallerIdentity", "Action=GetCallerIdentity&Extra=1")
     forged = "k8s-aws-v1." + base64.urlsafe_b64encode(tampered.encode()).decode().rstrip("=")
     with pytest.raises(TokenRejected, match="signature does not match"):
-        verify_eks_token(forged, "ml-eks", TEST_ACCESS_KEY, aws_env.secret_key, REGION)
+        verify_eks_token(forged, "ml-eks", TEST_ACCESS_KEY, shipway_aws_env.secret_key, REGION)
 
 
 def test_the_token_is_refreshed_before_it_expires(
-    aws_env: MotoService, eks_api: EksApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    shipway_aws_env: MotoService, eks_api: EksApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     orchestrator = make_eks(eks_api.cluster, tmp_path)
     start = eks._now()
@@ -91,7 +91,7 @@ def test_the_token_is_refreshed_before_it_expires(
 
 
 def test_a_cluster_that_refuses_the_identity_names_access_entries(
-    aws_env: MotoService, eks_api: EksApiServer, tmp_path: Path
+    shipway_aws_env: MotoService, eks_api: EksApiServer, tmp_path: Path
 ) -> None:
     name = eks_api.cluster
     eks_api.cluster = "another-cluster"  # the server now takes only tokens signed for another cluster
@@ -100,13 +100,13 @@ def test_a_cluster_that_refuses_the_identity_names_access_entries(
     assert "signature does not match" in eks_api.rejected[0]
 
 
-def test_unknown_cluster_is_a_config_error(aws_env: MotoService, tmp_path: Path) -> None:
+def test_unknown_cluster_is_a_config_error(shipway_aws_env: MotoService, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=f"orchestrator.cluster: EKS cluster 'nope' not found in {REGION}"):
         make_eks("nope", tmp_path).status("x")
 
 
 def test_a_cluster_that_is_not_active_is_a_backend_error(
-    aws_env: MotoService, eks_api: EksApiServer, tmp_path: Path
+    shipway_aws_env: MotoService, eks_api: EksApiServer, tmp_path: Path
 ) -> None:
     from moto.eks.models import eks_backends
 
@@ -116,7 +116,7 @@ def test_a_cluster_that_is_not_active_is_a_backend_error(
 
 
 def test_no_aws_credentials_names_the_chain(
-    aws_env: MotoService, eks_api: EksApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    shipway_aws_env: MotoService, eks_api: EksApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")

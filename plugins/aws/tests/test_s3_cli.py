@@ -27,23 +27,23 @@ def shipway(moto: MotoService, folder: Path, bucket: str, *args: str) -> subproc
     )
 
 
-def test_publish_list_and_alias_through_the_cli(aws_moto: MotoService, tmp_path: Path) -> None:
+def test_publish_list_and_alias_through_the_cli(shipway_aws_moto: MotoService, tmp_path: Path) -> None:
     (tmp_path / "shipway.yaml").write_text(CONFIG)
     bucket = f"cli-{uuid.uuid4().hex[:8]}"
-    aws_moto.client("s3").create_bucket(Bucket=bucket)
+    shipway_aws_moto.client("s3").create_bucket(Bucket=bucket)
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "w.bin").write_bytes(b"weights")
-    published = shipway(aws_moto, tmp_path, bucket, "model", "publish", "model", "--name", "digits")
+    published = shipway(shipway_aws_moto, tmp_path, bucket, "model", "publish", "model", "--name", "digits")
     assert published.returncode == 0, published.stderr
     assert published.stdout.startswith("published digits:1 sha256:")
-    missing = shipway(aws_moto, tmp_path, bucket, "model", "alias", "digits", "production", "7")
+    missing = shipway(shipway_aws_moto, tmp_path, bucket, "model", "alias", "digits", "production", "7")
     assert missing.returncode == 8
     assert "has no version '7'" in missing.stderr
     assert missing.stderr.count("\n") == 1  # one line, no traceback
 
 
-def test_a_missing_bucket_exits_7_with_one_line(aws_moto: MotoService, tmp_path: Path) -> None:
+def test_a_missing_bucket_exits_7_with_one_line(shipway_aws_moto: MotoService, tmp_path: Path) -> None:
     (tmp_path / "shipway.yaml").write_text(CONFIG)
-    out = shipway(aws_moto, tmp_path, "no-such-bucket-cli", "model", "list", "digits")
+    out = shipway(shipway_aws_moto, tmp_path, "no-such-bucket-cli", "model", "list", "digits")
     assert out.returncode == 7
     assert out.stderr == "error: s3 store s3://no-such-bucket-cli/team-a/: bucket 'no-such-bucket-cli' does not exist\n"

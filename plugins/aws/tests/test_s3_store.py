@@ -32,8 +32,8 @@ def make_store(moto: MotoService, cache: Path, bucket: str | None = None, create
 
 class TestS3Store(WritableModelStoreContract):
     @pytest.fixture
-    def store(self, aws_env: MotoService, tmp_path: Path) -> S3Store:
-        return make_store(aws_env, tmp_path / "cache", prefix="team-a")
+    def store(self, shipway_aws_env: MotoService, tmp_path: Path) -> S3Store:
+        return make_store(shipway_aws_env, tmp_path / "cache", prefix="team-a")
 
     def corrupt(self, store: S3Store, version: ModelVersion, file: ModelFile) -> None:  # type: ignore[override]
         key = f"team-a/{version.name}/blobs/sha256/{file.sha256}"
@@ -58,8 +58,8 @@ class TestS3Store(WritableModelStoreContract):
 
 
 @pytest.fixture
-def store(aws_env: MotoService, tmp_path: Path) -> S3Store:
-    return make_store(aws_env, tmp_path / "cache")
+def store(shipway_aws_env: MotoService, tmp_path: Path) -> S3Store:
+    return make_store(shipway_aws_env, tmp_path / "cache")
 
 
 def get_object_ranges(store: S3Store) -> list[str | None]:
@@ -73,8 +73,8 @@ def get_object_ranges(store: S3Store) -> list[str | None]:
     return ranges
 
 
-def test_large_files_move_as_parallel_parts(aws_env: MotoService, tmp_path: Path) -> None:
-    store = make_store(aws_env, tmp_path / "cache", multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+def test_large_files_move_as_parallel_parts(shipway_aws_env: MotoService, tmp_path: Path) -> None:
+    store = make_store(shipway_aws_env, tmp_path / "cache", multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
     src = write_model(tmp_path / "src", {"weights.bin": os.urandom(12 * MiB + 123)})
     version = store.publish(src, "big")
     key = f"big/blobs/sha256/{version.files[0].sha256}"
@@ -206,8 +206,8 @@ def test_a_file_missing_from_the_bucket_is_a_model_error(store: S3Store, tmp_pat
     assert err.value.exit_code == ExitCode.MODEL
 
 
-def test_missing_bucket_is_one_clear_backend_error(aws_env: MotoService, tmp_path: Path) -> None:
-    store = make_store(aws_env, tmp_path, bucket="no-such-bucket-here", create=False)
+def test_missing_bucket_is_one_clear_backend_error(shipway_aws_env: MotoService, tmp_path: Path) -> None:
+    store = make_store(shipway_aws_env, tmp_path, bucket="no-such-bucket-here", create=False)
     with pytest.raises(BackendError, match="bucket 'no-such-bucket-here' does not exist") as err:
         store.versions("m")
     assert err.value.exit_code == ExitCode.BACKEND
@@ -215,9 +215,9 @@ def test_missing_bucket_is_one_clear_backend_error(aws_env: MotoService, tmp_pat
         store.publish(write_model(tmp_path / "src", {"w.bin": b"x"}), unique("m"))
 
 
-def test_unreachable_endpoint_is_one_clear_backend_error(aws_env: MotoService, tmp_path: Path) -> None:
+def test_unreachable_endpoint_is_one_clear_backend_error(shipway_aws_env: MotoService, tmp_path: Path) -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"
-    store = make_store(aws_env, tmp_path, create=False, endpoint_url=endpoint)
+    store = make_store(shipway_aws_env, tmp_path, create=False, endpoint_url=endpoint)
     store.client.meta.config.retries = {"max_attempts": 1}
     with pytest.raises(BackendError, match=f"cannot reach s3 store s3://{store.settings.bucket}/") as err:
         store.versions("m")
@@ -225,10 +225,10 @@ def test_unreachable_endpoint_is_one_clear_backend_error(aws_env: MotoService, t
     assert not isinstance(err.value, AuthError)
 
 
-def test_wrong_region_names_the_bucket_region(aws_env: MotoService, tmp_path: Path) -> None:
+def test_wrong_region_names_the_bucket_region(shipway_aws_env: MotoService, tmp_path: Path) -> None:
     server = S3ErrorServer(301, "PermanentRedirect", {"x-amz-bucket-region": "eu-west-1"})
     try:
-        store = make_store(aws_env, tmp_path, bucket="models", create=False, region="us-east-1",
+        store = make_store(shipway_aws_env, tmp_path, bucket="models", create=False, region="us-east-1",
                            endpoint_url=server.url)  # fmt: skip
         with pytest.raises(BackendError) as err:
             store.versions("m")
@@ -240,10 +240,10 @@ def test_wrong_region_names_the_bucket_region(aws_env: MotoService, tmp_path: Pa
     assert err.value.exit_code == ExitCode.BACKEND
 
 
-def test_access_denied_names_the_permissions_needed(aws_env: MotoService, tmp_path: Path) -> None:
+def test_access_denied_names_the_permissions_needed(shipway_aws_env: MotoService, tmp_path: Path) -> None:
     server = S3ErrorServer(403, "AccessDenied")
     try:
-        store = make_store(aws_env, tmp_path, bucket="models", create=False, endpoint_url=server.url)
+        store = make_store(shipway_aws_env, tmp_path, bucket="models", create=False, endpoint_url=server.url)
         with pytest.raises(AuthError, match=r"access denied \(AccessDenied\): the role needs s3:ListBucket") as read:
             store.versions("m")
         with pytest.raises(AuthError, match="s3:PutObject"):
@@ -251,11 +251,13 @@ def test_access_denied_names_the_permissions_needed(aws_env: MotoService, tmp_pa
     finally:
         server.stop()
     assert read.value.exit_code == ExitCode.BACKEND
-    assert aws_env.secret_key not in str(read.value)
+    assert shipway_aws_env.secret_key not in str(read.value)
 
 
-def test_no_credentials_names_the_chain(aws_env: MotoService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = make_store(aws_env, tmp_path)
+def test_no_credentials_names_the_chain(
+    shipway_aws_env: MotoService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store(shipway_aws_env, tmp_path)
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     fresh = S3Store(store.settings, BackendContext(cache_dir=tmp_path))

@@ -53,11 +53,11 @@ def auth_server(aad_registry: RegistryService, azure_auth: AzureAuthServer) -> A
 
 
 def test_aad_token_is_exchanged_and_used_for_a_real_push(
-    aad_registry: RegistryService, auth_server: AzureAuthServer, tiny_image, tmp_path: Path
+    aad_registry: RegistryService, auth_server: AzureAuthServer, shipway_tiny_image, tmp_path: Path
 ) -> None:
     registry = acr(aad_registry.address, tmp_path, exchange_url=f"{auth_server.url}/oauth2/exchange", tenant_id="t-1")
     registry.login()
-    pushed = registry.push(tiny_image(), "aad")
+    pushed = registry.push(shipway_tiny_image(), "aad")
     assert pushed.digest
     assert registry.resolve("aad") == pushed
     assert auth_server.exchanges == [

@@ -32,9 +32,9 @@ def aad_kubeconfig(server: FakeApiServer) -> str:
 
 
 @pytest.fixture
-def cluster(azure_auth: AzureAuthServer, fake_k8s: FakeApiServer) -> AzureAuthServer:
-    fake_k8s.token = azure_auth.aad_token  # the API server accepts Azure AD tokens, as AKS does
-    azure_auth.clusters["sub-1/ml/ml-aks"] = aad_kubeconfig(fake_k8s)
+def cluster(azure_auth: AzureAuthServer, shipway_fake_k8s: FakeApiServer) -> AzureAuthServer:
+    shipway_fake_k8s.token = azure_auth.aad_token  # the API server accepts Azure AD tokens, as AKS does
+    azure_auth.clusters["sub-1/ml/ml-aks"] = aad_kubeconfig(shipway_fake_k8s)
     return azure_auth
 
 
@@ -56,12 +56,12 @@ class TestAksOrchestrator(OrchestratorContract):
         return aks(cluster, tmp_path)
 
     @pytest.fixture
-    def images(self, contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
-        return contract_images
+    def images(self, shipway_contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
+        return shipway_contract_images
 
     @pytest.fixture
-    def pull_auth(self, contract_registry: Any) -> dict[str, str] | None:
-        return contract_registry.credentials()
+    def pull_auth(self, shipway_contract_registry: Any) -> dict[str, str] | None:
+        return shipway_contract_registry.credentials()
 
 
 def test_tokens_requested_for_arm_and_the_aks_server_app(cluster: AzureAuthServer, tmp_path: Path) -> None:

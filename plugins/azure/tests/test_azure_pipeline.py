@@ -33,7 +33,7 @@ def test_blob_acr_aks_end_to_end(
     azurite: AzuriteService,
     shipway_registry: RegistryService,
     azure_auth: AzureAuthServer,
-    fake_k8s: FakeApiServer,
+    shipway_fake_k8s: FakeApiServer,
     tmp_path: Path,
 ) -> None:
     try:
@@ -42,8 +42,8 @@ def test_blob_acr_aks_end_to_end(
         pytest.fail(f"base image {BASE_IMAGE} is missing: run scripts/services.sh", pytrace=False)
     # The AKS cluster "ml-aks": ARM hands out a kubeconfig for the fake API server,
     # which accepts Azure AD tokens as AKS does.
-    fake_k8s.token = azure_auth.aad_token
-    fake_k8s.write_kubeconfig(tmp_path / "aks-kubeconfig")
+    shipway_fake_k8s.token = azure_auth.aad_token
+    shipway_fake_k8s.write_kubeconfig(tmp_path / "aks-kubeconfig")
     azure_auth.clusters["sub-1/ml-prod/ml-aks"] = (tmp_path / "aks-kubeconfig").read_text()
     container = f"models-{uuid.uuid4().hex[:8]}"
     BlobServiceClient.from_connection_string(azurite.connection_string).create_container(container)
@@ -89,9 +89,9 @@ def test_blob_acr_aks_end_to_end(
         status = json.loads(app.shipway(*cfg, "status", "--json").stdout)
         assert status["state"] == "healthy"
         assert status["image"]["digest"] == record["image"]["digest"]
-        url = f"{fake_k8s.url}/api/v1/namespaces/default/services/digits-api-{environment}:80/proxy/score"
+        url = f"{shipway_fake_k8s.url}/api/v1/namespaces/default/services/digits-api-{environment}:80/proxy/score"
         seven = json.loads((app.root / "tests/data/seven.json").read_text())
-        resp = requests.post(url, json=seven, headers={"Authorization": f"Bearer {fake_k8s.token}"}, timeout=10)
+        resp = requests.post(url, json=seven, headers={"Authorization": f"Bearer {shipway_fake_k8s.token}"}, timeout=10)
         assert resp.json()["label"] == 7
         secret = azurite.connection_string.split("AccountKey=")[1].split(";")[0]
         for path in (app.root / ".shipway").rglob("*.json"):

@@ -10,11 +10,13 @@ from shipway_kubernetes import KubernetesOrchestrator, KubernetesSettings
 
 
 @pytest.fixture
-def k8s_factory(kubeconfig: Path, tmp_path: Path) -> Any:
+def k8s_factory(shipway_kubeconfig: Path, tmp_path: Path) -> Any:
     """``k8s_factory(hook=None, **settings)``: a kubernetes orchestrator on the fake API server."""
 
     def make(hook: Any = None, **options: Any) -> KubernetesOrchestrator:
-        settings = KubernetesSettings(kind="kubernetes", kubeconfig=str(kubeconfig), **{"deadline": 8, **options})
+        settings = KubernetesSettings(
+            kind="kubernetes", kubeconfig=str(shipway_kubeconfig), **{"deadline": 8, **options}
+        )
         return KubernetesOrchestrator(settings, BackendContext(root=tmp_path, cache_dir=tmp_path / "cache", hook=hook))
 
     return make

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,12 +25,12 @@ class TestKubernetesOrchestrator(OrchestratorContract):
         return k8s_factory()
 
     @pytest.fixture
-    def images(self, contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
-        return contract_images
+    def images(self, shipway_contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
+        return shipway_contract_images
 
     @pytest.fixture
-    def pull_auth(self, contract_registry: Any) -> dict[str, str] | None:
-        return contract_registry.credentials()
+    def pull_auth(self, shipway_contract_registry: Any) -> dict[str, str] | None:
+        return shipway_contract_registry.credentials()
 
 
 def release(app: str, image: ImageRef, replicas: int = 1) -> Release:
@@ -44,12 +45,12 @@ def release(app: str, image: ImageRef, replicas: int = 1) -> Release:
 
 
 def test_rolling_update_reports_progress_and_keeps_serving(
-    k8s_factory: Any, contract_images: dict[str, ImageRef], fake_k8s: FakeApiServer
+    k8s_factory: Any, shipway_contract_images: dict[str, ImageRef], shipway_fake_k8s: FakeApiServer
 ) -> None:
     orch = k8s_factory()
     app = unique("roll")
     try:
-        first = orch.deploy(release(app, contract_images["good"], replicas=2))
+        first = orch.deploy(release(app, shipway_contract_images["good"], replicas=2))
         assert first.replicas_ready == 2
         assert first.labels["io.shipway.model.version"] == "3"
         url = orch.endpoint(app)
@@ -68,10 +69,10 @@ def test_rolling_update_reports_progress_and_keeps_serving(
 
         t = threading.Thread(target=probe)
         t.start()
-        second = orch.deploy(release(app, contract_images["good2"], replicas=2))
+        second = orch.deploy(release(app, shipway_contract_images["good2"], replicas=2))
         stop = True
         t.join()
-        assert second.digest == contract_images["good2"].digest
+        assert second.digest == shipway_contract_images["good2"].digest
         assert second.revision == 2
         assert seen, "the prober sent no request"
         assert all(code == 200 for code in seen), seen.count(200) / max(1, len(seen))
@@ -83,13 +84,15 @@ def test_rolling_update_reports_progress_and_keeps_serving(
         orch.remove(app)
 
 
-def test_a_crashing_image_exceeds_the_progress_deadline(k8s_factory: Any, contract_images: dict[str, ImageRef]) -> None:
+def test_a_crashing_image_exceeds_the_progress_deadline(
+    k8s_factory: Any, shipway_contract_images: dict[str, ImageRef]
+) -> None:
     orch = k8s_factory(deadline=4)
     app = unique("crash")
     try:
-        orch.deploy(release(app, contract_images["good"]))
+        orch.deploy(release(app, shipway_contract_images["good"]))
         with pytest.raises(BackendError) as err:
-            orch.deploy(release(app, contract_images["bad"]))
+            orch.deploy(release(app, shipway_contract_images["bad"]))
         assert "ProgressDeadlineExceeded" in str(err.value)
         assert "CrashLoopBackOff" in str(err.value)
         assert orch.status(app).state == "failed"
@@ -97,18 +100,18 @@ def test_a_crashing_image_exceeds_the_progress_deadline(k8s_factory: Any, contra
         assert requests.get(orch.endpoint(app) + "/version", timeout=5).text.strip() == "v1"
         restored = orch.rollback(app)
         assert restored.state == "healthy"
-        assert restored.digest == contract_images["good"].digest
+        assert restored.digest == shipway_contract_images["good"].digest
     finally:
         orch.remove(app)
 
 
 def test_server_side_apply_conflicts_are_real_and_shipway_forces(
-    k8s_factory: Any, contract_images: dict[str, ImageRef]
+    k8s_factory: Any, shipway_contract_images: dict[str, ImageRef]
 ) -> None:
     orch = k8s_factory()
     app = unique("ssa")
     try:
-        orch.deploy(release(app, contract_images["good"]))
+        orch.deploy(release(app, shipway_contract_images["good"]))
         apps = k8s.AppsV1Api(orch.client)
         body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": app}, "spec": {"replicas": 3}}
         with pytest.raises(ApiException) as err:
@@ -121,30 +124,30 @@ def test_server_side_apply_conflicts_are_real_and_shipway_forces(
         assert apps.read_namespaced_deployment(app, "default").spec.replicas == 3
         managers = {m.manager for m in apps.read_namespaced_deployment(app, "default").metadata.managed_fields}
         assert managers == {"shipway", "kubectl-edit"}
-        again = orch.deploy(release(app, contract_images["good2"], replicas=1))  # shipway applies with force
+        again = orch.deploy(release(app, shipway_contract_images["good2"], replicas=1))  # shipway applies with force
         assert again.replicas_desired == 1
-        assert again.digest == contract_images["good2"].digest
+        assert again.digest == shipway_contract_images["good2"].digest
     finally:
         orch.remove(app)
 
 
-def test_wrong_token_is_a_clear_error(k8s_factory: Any, fake_k8s: FakeApiServer, tmp_path) -> None:
-    fake_k8s.token = "rotated"
+def test_wrong_token_is_a_clear_error(k8s_factory: Any, shipway_fake_k8s: FakeApiServer, tmp_path) -> None:
+    shipway_fake_k8s.token = "rotated"
     with pytest.raises(BackendError, match="refused the credentials"):
         k8s_factory().status(unique("x"))
 
 
-def test_unreachable_cluster_names_the_address(tmp_path, k8s_factory: Any, kubeconfig) -> None:
+def test_unreachable_cluster_names_the_address(tmp_path, k8s_factory: Any, shipway_kubeconfig: Path) -> None:
     from shipway.testing.services import free_port
 
-    text = kubeconfig.read_text()
+    text = shipway_kubeconfig.read_text()
     port = text.split("127.0.0.1:")[1].split("\n")[0]
-    kubeconfig.write_text(text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}"))
+    shipway_kubeconfig.write_text(text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}"))
     with pytest.raises(BackendError, match=re.escape("cannot reach the Kubernetes API at http://127.0.0.1")):
         k8s_factory().status(unique("x"))
 
 
-def test_one_release_at_a_time_through_a_lease(k8s_factory: Any, fake_k8s: FakeApiServer) -> None:
+def test_one_release_at_a_time_through_a_lease(k8s_factory: Any, shipway_fake_k8s: FakeApiServer) -> None:
     from shipway.errors import LockedError
 
     first, second = k8s_factory(), k8s_factory()
@@ -152,11 +155,11 @@ def test_one_release_at_a_time_through_a_lease(k8s_factory: Any, fake_k8s: FakeA
     with first.lock(app), pytest.raises(LockedError, match=f"holds Lease default/shipway-{app}"), second.lock(app):
         pass
     with second.lock(app):  # released: free again
-        assert ("leases", "default", f"shipway-{app}") in fake_k8s.objects
-    assert ("leases", "default", f"shipway-{app}") not in fake_k8s.objects
+        assert ("leases", "default", f"shipway-{app}") in shipway_fake_k8s.objects
+    assert ("leases", "default", f"shipway-{app}") not in shipway_fake_k8s.objects
 
 
-def test_an_expired_lease_is_taken_over(k8s_factory: Any, fake_k8s: FakeApiServer) -> None:
+def test_an_expired_lease_is_taken_over(k8s_factory: Any, shipway_fake_k8s: FakeApiServer) -> None:
     app = unique("stale")
     lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": f"shipway-{app}"},
              "spec": {"holderIdentity": "crashed-runner", "leaseDurationSeconds": 60,
@@ -167,5 +170,5 @@ def test_an_expired_lease_is_taken_over(k8s_factory: Any, fake_k8s: FakeApiServe
         "POST", "/apis/coordination.k8s.io/v1/namespaces/default/leases", body=lease, content_type="application/json"
     )
     with orch.lock(app):
-        held = fake_k8s.objects[("leases", "default", f"shipway-{app}")]
+        held = shipway_fake_k8s.objects[("leases", "default", f"shipway-{app}")]
         assert held["spec"]["holderIdentity"] != "crashed-runner"

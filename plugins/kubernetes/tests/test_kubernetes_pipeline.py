@@ -29,7 +29,7 @@ def score(fake: FakeApiServer, app: AppProject, service: str, sample: str) -> di
 
 
 def test_release_to_kubernetes_then_a_failing_release_rolls_back(
-    shipway_registry: RegistryService, fake_k8s: FakeApiServer, kubeconfig: Path, tmp_path: Path
+    shipway_registry: RegistryService, shipway_fake_k8s: FakeApiServer, shipway_kubeconfig: Path, tmp_path: Path
 ) -> None:
     try:
         dockerutil.client().images.get(BASE_IMAGE)
@@ -44,7 +44,7 @@ def test_release_to_kubernetes_then_a_failing_release_rolls_back(
         SHIPWAY_MODEL_STORE=str(tmp_path / "store"),
         SHIPWAY_CACHE_DIR=str(tmp_path / "cache"),
         SHIPWAY_ENVIRONMENT=environment,
-        KUBECONFIG=str(kubeconfig),
+        KUBECONFIG=str(shipway_kubeconfig),
         K8S_DEADLINE="20",
         BASE_IMAGE=BASE_IMAGE,
         DOCKER_BUILDKIT="0",
@@ -63,7 +63,7 @@ def test_release_to_kubernetes_then_a_failing_release_rolls_back(
         rel = app.shipway(*cfg, "release", "-o", str(tmp_path / "rel1.json"))
         assert rel.returncode == 0, rel.stderr
         assert "successfully rolled out" in rel.stderr
-        assert score(fake_k8s, app, service, "seven.json")["label"] == 7
+        assert score(shipway_fake_k8s, app, service, "seven.json")["label"] == 7
         status = json.loads(app.shipway(*cfg, "status", "--json").stdout)
         assert status["state"] == "healthy"
         assert status["image"]["digest"] == good
@@ -86,12 +86,12 @@ def test_release_to_kubernetes_then_a_failing_release_rolls_back(
         status = json.loads(app.shipway(*cfg, "status", "--json").stdout)
         assert status["state"] == "healthy"
         assert status["image"]["digest"] == good
-        assert score(fake_k8s, app, service, "seven.json")["label"] == 7
+        assert score(shipway_fake_k8s, app, service, "seven.json")["label"] == 7
         # The failed digest is remembered in the cluster (any runner sees it) and not retried.
         again = app.shipway(*cfg, "release", "-o", str(tmp_path / "rel3.json"))
         assert again.returncode == 0
         assert app.record(tmp_path / "rel3.json")["action"] == "skipped"
-        annotations = fake_k8s.objects[("deployments", "default", service)]["metadata"]["annotations"]
+        annotations = shipway_fake_k8s.objects[("deployments", "default", service)]["metadata"]["annotations"]
         bad = app.record(tmp_path / "rel2.json")["image"]["digest"]
         assert bad in json.loads(annotations["shipway.io/failed-digests"])
         assert "shipway.io/commit" in annotations  # shipway's own annotations survive the state patch

@@ -85,8 +85,8 @@ class TeamLabels:
         )  # fmt: skip
 
 
-def test_render_hook_extra_manifests_and_patches(tmp_path: Path, register_plugin: Any) -> None:
-    host = register_plugin(TeamLabels(), name="team-labels")
+def test_render_hook_extra_manifests_and_patches(tmp_path: Path, shipway_register_plugin: Any) -> None:
+    host = shipway_register_plugin(TeamLabels(), name="team-labels")
     (tmp_path / "extra.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: digits-config}\ndata: {THRESHOLD: '0.9'}\n"
     )

@@ -17,12 +17,12 @@ class TestSwarmOrchestrator(OrchestratorContract):
         return swarm_factory()
 
     @pytest.fixture
-    def images(self, contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
-        return contract_images
+    def images(self, shipway_contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
+        return shipway_contract_images
 
     @pytest.fixture
-    def pull_auth(self, contract_registry: Any) -> dict[str, str] | None:
-        return contract_registry.credentials()
+    def pull_auth(self, shipway_contract_registry: Any) -> dict[str, str] | None:
+        return shipway_contract_registry.credentials()
 
 
 class TestSwarmHostPortsWithoutProxy(OrchestratorContract):
@@ -33,9 +33,9 @@ class TestSwarmHostPortsWithoutProxy(OrchestratorContract):
         return swarm_factory(proxy={"enabled": False}, published_port=None)
 
     @pytest.fixture
-    def images(self, contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
-        return contract_images
+    def images(self, shipway_contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
+        return shipway_contract_images
 
     @pytest.fixture
-    def pull_auth(self, contract_registry: Any) -> dict[str, str] | None:
-        return contract_registry.credentials()
+    def pull_auth(self, shipway_contract_registry: Any) -> dict[str, str] | None:
+        return shipway_contract_registry.credentials()

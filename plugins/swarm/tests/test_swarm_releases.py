@@ -25,11 +25,11 @@ UNHEALTHY = ["sh", "-c", "mkdir -p /dev/shm/w && echo v3 > /dev/shm/w/version &&
 
 
 @pytest.fixture
-def images(contract_registry: Any, tiny_image: Any) -> dict[str, ImageRef]:
+def images(shipway_contract_registry: Any, shipway_tiny_image: Any) -> dict[str, ImageRef]:
     return {
-        "v1": contract_registry.push(tiny_image(files={"version": "v1"}), "v1"),
-        "v2": contract_registry.push(tiny_image(files={"version": "v2"}), "v2"),
-        "unhealthy": contract_registry.push(tiny_image(command=UNHEALTHY), "unhealthy"),
+        "v1": shipway_contract_registry.push(shipway_tiny_image(files={"version": "v1"}), "v1"),
+        "v2": shipway_contract_registry.push(shipway_tiny_image(files={"version": "v2"}), "v2"),
+        "unhealthy": shipway_contract_registry.push(shipway_tiny_image(command=UNHEALTHY), "unhealthy"),
     }
 
 
@@ -45,11 +45,11 @@ def release(app: str, image: ImageRef, replicas: int = 1) -> Release:
 
 
 def test_good_release_and_rollback_drop_no_request(
-    swarm_factory: Any, images: dict[str, ImageRef], contract_registry: Any, load: Any
+    swarm_factory: Any, images: dict[str, ImageRef], shipway_contract_registry: Any, load: Any
 ) -> None:
     orch = swarm_factory()
     app = unique("zd")
-    auth = contract_registry.credentials()
+    auth = shipway_contract_registry.credentials()
     try:
         first = orch.deploy(release(app, images["v1"]), auth=auth)
         assert first.state == "healthy"
@@ -78,11 +78,11 @@ def test_good_release_and_rollback_drop_no_request(
 
 
 def test_unhealthy_image_is_rolled_back_by_swarm_and_v1_serves_throughout(
-    swarm_factory: Any, images: dict[str, ImageRef], contract_registry: Any, load: Any
+    swarm_factory: Any, images: dict[str, ImageRef], shipway_contract_registry: Any, load: Any
 ) -> None:
     orch = swarm_factory()
     app = unique("bad")
-    auth = contract_registry.credentials()
+    auth = shipway_contract_registry.credentials()
     try:
         orch.deploy(release(app, images["v1"]), auth=auth)
         # The next release also changes the policy: it must go in an update of its own, before the image.
@@ -112,13 +112,13 @@ def test_unhealthy_image_is_rolled_back_by_swarm_and_v1_serves_throughout(
 
 
 def test_two_concurrent_releases_never_interleave(
-    swarm_factory: Any, images: dict[str, ImageRef], contract_registry: Any
+    swarm_factory: Any, images: dict[str, ImageRef], shipway_contract_registry: Any
 ) -> None:
     first = swarm_factory()
     port = first.settings.published_port
     refused, waiting = swarm_factory(published_port=port), swarm_factory(published_port=port, lock_wait=120)
     app = unique("lock")
-    auth = contract_registry.credentials()
+    auth = shipway_contract_registry.credentials()
     events: list[tuple[str, float]] = []
     errors: list[BaseException] = []
 

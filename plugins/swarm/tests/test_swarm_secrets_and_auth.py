@@ -24,15 +24,15 @@ def task_containers(app: str) -> list[Any]:
 
 
 def test_secrets_are_files_never_spec_values_and_rotate(
-    swarm_factory: Any, contract_images: dict[str, ImageRef], contract_registry: Any
+    swarm_factory: Any, shipway_contract_images: dict[str, ImageRef], shipway_contract_registry: Any
 ) -> None:
     orch = swarm_factory()
     app = unique("sec")
-    auth = contract_registry.credentials()
+    auth = shipway_contract_registry.credentials()
     first_value, second_value = f"tok-{unique('a')}", f"tok-{unique('b')}"
     try:
         orch.deploy(
-            Release(app=app, image=contract_images["good"], port=8000, health="/healthz",
+            Release(app=app, image=shipway_contract_images["good"], port=8000, health="/healthz",
                     secrets={"api_token": SecretStr(first_value)}),
             auth=auth,
         )  # fmt: skip
@@ -46,7 +46,7 @@ def test_secrets_are_files_never_spec_values_and_rotate(
         assert auth["password"] not in inspected  # the pull credentials are not shown either
 
         orch.deploy(
-            Release(app=app, image=contract_images["good"], port=8000, health="/healthz",
+            Release(app=app, image=shipway_contract_images["good"], port=8000, health="/healthz",
                     secrets={"api_token": SecretStr(second_value)}),
             auth=auth,
         )  # fmt: skip  # the same image: only the secret changed, and deploy waits for the new task all the same
@@ -59,8 +59,10 @@ def test_secrets_are_files_never_spec_values_and_rotate(
     assert dockerutil.client().secrets.list(filters={"label": f"{spec.L_APP}={app}"}) == []
 
 
-def test_pulls_use_the_registry_credentials(swarm_factory: Any, contract_registry: Any, tiny_image: Any) -> None:
-    pushed = contract_registry.push(tiny_image(files={"version": "pulled"}), unique("pull"))
+def test_pulls_use_the_registry_credentials(
+    swarm_factory: Any, shipway_contract_registry: Any, shipway_tiny_image: Any
+) -> None:
+    pushed = shipway_contract_registry.push(shipway_tiny_image(files={"version": "pulled"}), unique("pull"))
     client = dockerutil.client()
     for image in client.images.list(name=pushed.repository):
         client.images.remove(image.id, force=True)
@@ -73,7 +75,7 @@ def test_pulls_use_the_registry_credentials(swarm_factory: Any, contract_registr
         print(f"[swarm] without credentials: {err.value}")
         assert "tasks failed" in str(err.value) or "not converged" in str(err.value)
         orch.remove(app)
-        dep = orch.deploy(release, auth=contract_registry.credentials())
+        dep = orch.deploy(release, auth=shipway_contract_registry.credentials())
         assert dep.state == "healthy"
         assert dep.running_digests == [pushed.digest]
     finally:

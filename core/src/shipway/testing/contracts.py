@@ -743,7 +743,7 @@ class RegistryContract:
     """Login, push by digest, push assembled images, resolve, find, labels, newest verified build, auth failures.
 
     Fixtures to provide: ``registry`` (good credentials) and ``bad_registry``
-    (the same registry with a wrong password). The kit's ``tiny_image``
+    (the same registry with a wrong password). The kit's ``shipway_tiny_image``
     fixture builds the images pushed. A registry that only implements
     ``push()`` inherits a ``push_image()`` that pushes through the engine; the
     ``oci`` kind and its subclasses (``acr``, ``ecr``) push through the
@@ -751,9 +751,9 @@ class RegistryContract:
     """
 
     def test_push_image_puts_every_tag_and_sends_each_blob_once(
-        self, registry: Registry, tiny_image: Any, tmp_path: Path
+        self, registry: Registry, shipway_tiny_image: Any, tmp_path: Path
     ) -> None:
-        image = assembled_image(tiny_image(), os.urandom(200_000), tmp_path, {"org.example.k": "v"})
+        image = assembled_image(shipway_tiny_image(), os.urandom(200_000), tmp_path, {"org.example.k": "v"})
         first, second = unique("a"), unique("b")
         pushed = registry.push_image(image, [first, second])
         assert pushed.digest
@@ -766,31 +766,31 @@ class RegistryContract:
         assert again.digest == pushed.digest
         assert registry.bytes_uploaded - before < 10_000  # a manifest at most: every blob is already there
 
-    def test_push_image_never_moves_a_tag(self, registry: Registry, tiny_image: Any, tmp_path: Path) -> None:
+    def test_push_image_never_moves_a_tag(self, registry: Registry, shipway_tiny_image: Any, tmp_path: Path) -> None:
         tag = unique("t")
-        one = registry.push_image(assembled_image(tiny_image(), b"one", tmp_path), [tag])
+        one = registry.push_image(assembled_image(shipway_tiny_image(), b"one", tmp_path), [tag])
         with pytest.raises(TagExists):
-            registry.push_image(assembled_image(tiny_image(), b"two", tmp_path), [tag])
+            registry.push_image(assembled_image(shipway_tiny_image(), b"two", tmp_path), [tag])
         assert registry.resolve(tag).digest == one.digest
 
-    def test_find_is_none_or_the_tagged_image(self, registry: Registry, tiny_image: Any) -> None:
+    def test_find_is_none_or_the_tagged_image(self, registry: Registry, shipway_tiny_image: Any) -> None:
         assert registry.find(unique("missing")) is None
         tag = unique("t")
-        pushed = registry.push(tiny_image(), tag)
+        pushed = registry.push(shipway_tiny_image(), tag)
         assert registry.find(tag) == pushed
 
     def test_login(self, registry: Registry) -> None:
         registry.login()
 
-    def test_wrong_password_is_a_clear_auth_error(self, bad_registry: Registry, tiny_image: Any) -> None:
+    def test_wrong_password_is_a_clear_auth_error(self, bad_registry: Registry, shipway_tiny_image: Any) -> None:
         with pytest.raises(AuthError) as err:
             bad_registry.login()
         assert "rejected" in str(err.value)
         with pytest.raises(AuthError):
-            bad_registry.push(tiny_image(), unique("t"))
+            bad_registry.push(shipway_tiny_image(), unique("t"))
 
-    def test_push_resolve_exists_labels(self, registry: Registry, tiny_image: Any) -> None:
-        image_id = tiny_image(labels={"org.example.k": "v"})
+    def test_push_resolve_exists_labels(self, registry: Registry, shipway_tiny_image: Any) -> None:
+        image_id = shipway_tiny_image(labels={"org.example.k": "v"})
         tag = unique("t")
         pushed = registry.push(image_id, tag)
         assert pushed.digest
@@ -806,7 +806,9 @@ class RegistryContract:
             registry.resolve(unique("missing"))
         assert not registry.exists(ImageRef(repository=registry.repository(), tag=unique("missing")))
 
-    def test_builds_are_verified_builds_of_the_app_newest_first(self, registry: Registry, tiny_image: Any) -> None:
+    def test_builds_are_verified_builds_of_the_app_newest_first(
+        self, registry: Registry, shipway_tiny_image: Any
+    ) -> None:
         app = unique("app")
 
         def build_labels(created: str, verified: bool = True, for_app: str = app) -> dict[str, str]:
@@ -815,10 +817,12 @@ class RegistryContract:
                 found[L.VERIFIED] = "true"
             return found
 
-        old = registry.push(tiny_image(labels=build_labels("2026-01-01T00:00:00Z")), unique("old"))
-        new = registry.push(tiny_image(labels=build_labels("2026-02-01T00:00:00Z")), unique("new"))
-        registry.push(tiny_image(labels=build_labels("2026-03-01T00:00:00Z", verified=False)), unique("unverified"))
-        registry.push(tiny_image(labels=build_labels("2026-04-01T00:00:00Z", for_app="other")), unique("other"))
+        old = registry.push(shipway_tiny_image(labels=build_labels("2026-01-01T00:00:00Z")), unique("old"))
+        new = registry.push(shipway_tiny_image(labels=build_labels("2026-02-01T00:00:00Z")), unique("new"))
+        registry.push(
+            shipway_tiny_image(labels=build_labels("2026-03-01T00:00:00Z", verified=False)), unique("unverified")
+        )
+        registry.push(shipway_tiny_image(labels=build_labels("2026-04-01T00:00:00Z", for_app="other")), unique("other"))
         found = registry.builds(app)
         assert [ref.digest for ref, _ in found] == [new.digest, old.digest]
         assert found[0][1][L.CREATED] == "2026-02-01T00:00:00Z"

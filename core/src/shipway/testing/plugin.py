@@ -4,12 +4,12 @@ Fixtures
 --------
 ``shipway_docker``      the Docker engine is reachable (fails the test otherwise)
 ``shipway_registry``    a real OCI registry with htpasswd auth, one per session
-``tiny_image``          factory: build a tiny HTTP image, returns its image ID
-``plugin_host``         an isolated plugin host: built-in backends only, no autoload
-``load_plugins``        factory: a plugin host with the built-ins and the named installed plugins
-``register_plugin``     register a plugin object on ``plugin_host`` for one test
-``contract_registry``   an ``oci`` registry backend on ``shipway_registry``
-``contract_images``     good / good2 / bad images for the orchestrator contract, pushed by digest
+``shipway_tiny_image``          factory: build a tiny HTTP image, returns its image ID
+``shipway_plugin_host``         an isolated plugin host: built-in backends only, no autoload
+``shipway_load_plugins``        factory: a plugin host with the built-ins and the named installed plugins
+``shipway_register_plugin``     register a plugin object on ``shipway_plugin_host`` for one test
+``shipway_contract_registry``   an ``oci`` registry backend on ``shipway_registry``
+``shipway_contract_images``     good / good2 / bad images for the orchestrator contract, pushed by digest
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def shipway_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servi
 
 
 @pytest.fixture
-def tiny_image(shipway_docker: None) -> Callable[..., str]:
-    """Factory: ``tiny_image(labels=..., files=..., command=...)`` builds a distinct tiny image."""
+def shipway_tiny_image(shipway_docker: None) -> Callable[..., str]:
+    """Factory: ``shipway_tiny_image(labels=..., files=..., command=...)`` builds a distinct tiny image."""
 
     def make(
         labels: dict[str, str] | None = None,
@@ -63,14 +63,14 @@ def tiny_image(shipway_docker: None) -> Callable[..., str]:
 
 
 @pytest.fixture
-def plugin_host() -> PluginHost:
+def shipway_plugin_host() -> PluginHost:
     """A plugin host with the built-in backends only (third-party autoload off)."""
     return plugins.load(environ={plugins.ENV_VAR: ""})
 
 
 @pytest.fixture
-def load_plugins() -> Callable[..., PluginHost]:
-    """``load_plugins("my_plugin")``: a plugin host with the built-ins and the named installed plugins.
+def shipway_load_plugins() -> Callable[..., PluginHost]:
+    """``shipway_load_plugins("my_plugin")``: a plugin host with the built-ins and the named installed plugins.
 
     Names are entry-point names in group ``shipway`` (or distribution names), as
     in ``SHIPWAY_PLUGINS``: a plugin tests that its own entry point registers
@@ -86,13 +86,15 @@ def load_plugins() -> Callable[..., PluginHost]:
 
 
 @pytest.fixture
-def register_plugin(plugin_host: PluginHost) -> Callable[..., PluginHost]:
-    """``register_plugin(obj, name="x")`` adds a plugin object to ``plugin_host`` for this test."""
+def shipway_register_plugin(shipway_plugin_host: PluginHost) -> Callable[..., PluginHost]:
+    """``shipway_register_plugin(obj, name="x")`` adds a plugin object to ``shipway_plugin_host`` for this test."""
 
     def register(plugin: object, name: str | None = None) -> PluginHost:
         label = name or getattr(plugin, "__name__", None) or type(plugin).__name__
-        plugin_host.add(plugin, PluginInfo(name=label, dist=None, version=None, module=str(label), builtin=False))
-        return plugin_host
+        shipway_plugin_host.add(
+            plugin, PluginInfo(name=label, dist=None, version=None, module=str(label), builtin=False)
+        )
+        return shipway_plugin_host
 
     return register
 
@@ -106,7 +108,7 @@ def shipway_cache(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def contract_registry(shipway_registry: services.RegistryService, shipway_cache: Path) -> Any:
+def shipway_contract_registry(shipway_registry: services.RegistryService, shipway_cache: Path) -> Any:
     """An ``oci`` registry backend on the kit's registry, in a fresh repository."""
     from shipway.backends.base import BackendContext
     from shipway.backends.oci_registry import OciRegistry, OciRegistrySettings
@@ -122,14 +124,16 @@ def contract_registry(shipway_registry: services.RegistryService, shipway_cache:
 
 
 @pytest.fixture
-def contract_images(contract_registry: Any, tiny_image: Callable[..., str]) -> dict[str, Any]:
+def shipway_contract_images(shipway_contract_registry: Any, shipway_tiny_image: Callable[..., str]) -> dict[str, Any]:
     """The images the orchestrator contract deploys, pushed by digest.
 
     ``good`` serves /healthz and /version "v1", ``good2`` the same with "v2",
-    ``bad`` exits at once. Pull them with ``contract_registry.credentials()``.
+    ``bad`` exits at once. Pull them with ``shipway_contract_registry.credentials()``.
     """
     return {
-        "good": contract_registry.push(tiny_image(files={"version": "v1"}), "good"),
-        "good2": contract_registry.push(tiny_image(files={"version": "v2"}), "good2"),
-        "bad": contract_registry.push(tiny_image(command=["sh", "-c", "echo model file missing >&2; exit 3"]), "bad"),
+        "good": shipway_contract_registry.push(shipway_tiny_image(files={"version": "v1"}), "good"),
+        "good2": shipway_contract_registry.push(shipway_tiny_image(files={"version": "v2"}), "good2"),
+        "bad": shipway_contract_registry.push(
+            shipway_tiny_image(command=["sh", "-c", "echo model file missing >&2; exit 3"]), "bad"
+        ),
     }

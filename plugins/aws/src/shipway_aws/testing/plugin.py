@@ -2,9 +2,10 @@
 
 Fixtures
 --------
-``aws_moto``      moto's server on a free 127.0.0.1 port, one per session (fails, never skips)
-``aws_env``       boto3 in this process pointed at ``aws_moto`` with test keys (no profile, no instance metadata)
-``ecr_registry``  a real registry standing in for ECR's endpoint, accepting only moto's ECR token
+``shipway_aws_moto``      moto's server on a free 127.0.0.1 port, one per session (fails, never skips)
+``shipway_aws_env``       boto3 in this process pointed at ``shipway_aws_moto`` with test keys
+                          (no profile, no instance metadata)
+``shipway_ecr_registry``  a real registry standing in for ECR's endpoint, accepting only moto's ECR token
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from shipway_aws.testing import MotoService, start_ecr_registry, start_moto
 
 
 @pytest.fixture(scope="session")
-def aws_moto() -> Iterator[MotoService]:
+def shipway_aws_moto() -> Iterator[MotoService]:
     """moto's server (S3, ECR API, EKS API, STS) on 127.0.0.1."""
     try:
         service = start_moto()
@@ -29,20 +30,22 @@ def aws_moto() -> Iterator[MotoService]:
 
 
 @pytest.fixture
-def aws_env(aws_moto: MotoService, monkeypatch: pytest.MonkeyPatch) -> MotoService:
-    """Point boto3 in this process at ``aws_moto`` for one test."""
+def shipway_aws_env(shipway_aws_moto: MotoService, monkeypatch: pytest.MonkeyPatch) -> MotoService:
+    """Point boto3 in this process at ``shipway_aws_moto`` for one test."""
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    for key, value in aws_moto.env().items():
+    for key, value in shipway_aws_moto.env().items():
         monkeypatch.setenv(key, value)
-    return aws_moto
+    return shipway_aws_moto
 
 
 @pytest.fixture(scope="session")
-def ecr_registry(aws_moto: MotoService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryService]:
+def shipway_ecr_registry(
+    shipway_aws_moto: MotoService, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RegistryService]:
     """A registry whose only user is ``AWS`` with moto's authorization token as password."""
     try:
-        reg = start_ecr_registry(tmp_path_factory.mktemp("ecr"), aws_moto)
+        reg = start_ecr_registry(tmp_path_factory.mktemp("ecr"), shipway_aws_moto)
     except ServiceError as exc:
         pytest.fail(str(exc), pytrace=False)
     yield reg

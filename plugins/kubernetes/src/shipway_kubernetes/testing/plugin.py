@@ -2,8 +2,8 @@
 
 Fixtures
 --------
-``fake_k8s``    a :class:`FakeApiServer` whose nodes hold no registry credentials
-``kubeconfig``  a kubeconfig file pointing at ``fake_k8s`` (namespace ``default``)
+``shipway_fake_k8s``    a :class:`FakeApiServer` whose nodes hold no registry credentials
+``kubeconfig``  a kubeconfig file pointing at ``shipway_fake_k8s`` (namespace ``default``)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from shipway_kubernetes.testing.fake_apiserver import FakeApiServer
 
 
 @pytest.fixture
-def fake_k8s(shipway_docker: None) -> Iterator[FakeApiServer]:
+def shipway_fake_k8s(shipway_docker: None) -> Iterator[FakeApiServer]:
     """A fake API server (real containers as pods) whose nodes hold no registry credentials.
 
     An image the engine does not hold is pulled only with the credentials of the
@@ -29,6 +29,6 @@ def fake_k8s(shipway_docker: None) -> Iterator[FakeApiServer]:
 
 
 @pytest.fixture
-def kubeconfig(fake_k8s: FakeApiServer, tmp_path: Path) -> Path:
-    """A kubeconfig for ``fake_k8s``."""
-    return fake_k8s.write_kubeconfig(tmp_path / "kubeconfig", namespace="default")
+def shipway_kubeconfig(shipway_fake_k8s: FakeApiServer, tmp_path: Path) -> Path:
+    """A kubeconfig for ``shipway_fake_k8s``."""
+    return shipway_fake_k8s.write_kubeconfig(tmp_path / "kubeconfig", namespace="default")
