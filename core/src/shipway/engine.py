@@ -287,7 +287,7 @@ def _build_verify_push_fetched(
         return built
     with st.stage("push") as detail:
         before = project.registry.bytes_uploaded
-        uploading.wait()
+        uploading.wait(project.reporter)
         image = built.assembly.image
         human = _free_tag(project, tag, image.digest, cfg.build.existing_tag)
         tags = [human]
@@ -309,6 +309,9 @@ class _BlobUpload:
         self._cancelled = threading.Event()
         self._error: BaseException | None = None
         self.sent = 0
+        self.streamed = 0
+        """Bytes read from the layers so far (blobs the registry already holds are never read)."""
+        self.readable = sum(b.size for b in image.layers if b.opener is not None)
         self._registry = registry
         guarded = Image(
             config=image.config,
@@ -327,6 +330,7 @@ class _BlobUpload:
             for chunk in opener():
                 if cancelled.is_set():
                     raise BackendError("upload cancelled: the image failed verification")
+                self.streamed += len(chunk)
                 yield chunk
 
         return chunks
@@ -343,7 +347,16 @@ class _BlobUpload:
         self._cancelled.set()
         self._thread.join(timeout=30)
 
-    def wait(self) -> None:
+    def wait(self, reporter: Reporter) -> None:
+        """Wait for the upload, with a byte progress bar on a terminal while it still runs."""
+        if self._thread.is_alive():
+            with reporter.bytes("push layers", self.readable, summary=False) as bar:
+                shown = 0
+                while self._thread.is_alive():
+                    self._thread.join(0.1)
+                    now = self.streamed
+                    bar.advance(now - shown)
+                    shown = now
         self._thread.join()
         if self._error is not None:
             raise self._error

@@ -81,8 +81,8 @@ class Reporter:
             print(line, file=sys.stderr, flush=True)
 
     @contextmanager
-    def bytes(self, description: str, total: int) -> Iterator[ByteProgress]:
-        """A byte progress bar on a terminal; one summary line otherwise."""
+    def bytes(self, description: str, total: int, summary: bool = True) -> Iterator[ByteProgress]:
+        """A byte progress bar on a terminal; one summary line otherwise (unless ``summary`` is False)."""
         start = time.monotonic()
         if self.interactive and not self.quiet:
             columns = (
@@ -102,7 +102,7 @@ class Reporter:
                 yield _Bar()
         else:
             yield _NullBytes()
-        if total and not self.quiet:
+        if summary and total and not self.quiet:
             took = time.monotonic() - start
             if self.json:
                 self.event("transfer", what=description, bytes=total, seconds=round(took, 3))
