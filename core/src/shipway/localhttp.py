@@ -1,9 +1,29 @@
-"""A threaded HTTP server on 127.0.0.1 with a free port: for local proxies and test stand-ins."""
+"""Plain HTTP on this machine: which addresses are loopback, and a threaded server on 127.0.0.1.
+
+Part of the plugin API (docs/plugins.md, "What a plugin may import"): backends
+allow ``http://`` only to a loopback address, and local proxies and test
+stand-ins serve on one.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` (``host``, ``host:port``, ``[v6]:port``) names this machine: localhost or a loopback IP."""
+    if address.startswith("["):
+        host = address[1:].split("]", 1)[0]
+    else:
+        host = address.rsplit(":", 1)[0] if address.count(":") == 1 else address
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class LocalServer:

@@ -16,7 +16,7 @@ import yaml
 from pydantic import Field, model_validator
 
 from shipway.errors import AuthError, BackendError, ConfigError
-from shipway.oci import is_loopback
+from shipway.localhttp import is_loopback
 from shipway_kubernetes import KubernetesOrchestrator, KubernetesSettings
 
 ARM = "https://management.azure.com"
