@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shipway import labels as L
 from shipway.backends.base import BackendSettings, Orchestrator
+from shipway.doctor import DoctorCheck
 from shipway.domain import Deployment, ImageRef, Release
 from shipway.errors import BackendError, ConfigError, LockedError, NotFound
 from shipway_kubernetes import rawapi, render, secretobjects
@@ -103,6 +104,29 @@ class KubernetesOrchestrator(Orchestrator):
     # -- connection ----------------------------------------------------------------------
     def describe(self) -> str:
         return f"kubernetes orchestrator (namespace {self.settings.namespace})"
+
+    def doctor_checks(self) -> list[DoctorCheck]:
+        """`shipway doctor`: the Secrets and ConfigMaps shipway.yaml names exist in the namespace.
+
+        Pods that name a missing pull secret or env source never start; a release would
+        only find out at its progress deadline.
+        """
+        s, ns = self.settings, self.settings.namespace
+        wanted = [("secrets", name, "image_pull_secret") for name in filter(None, [s.image_pull_secret])]
+        wanted += [("secrets", name, "env_from_secrets") for name in s.env_from_secrets]
+        wanted += [("configmaps", name, "env_from_configmaps") for name in s.env_from_configmaps]
+        checks = []
+        for plural, name, key in wanted:
+            kind = "Secret" if plural == "secrets" else "ConfigMap"
+            found = self._get(f"/api/v1/namespaces/{ns}/{plural}/{name}") is not None
+            how = (
+                f"kubectl -n {ns} create secret docker-registry {name} --docker-server=... "
+                if key == "image_pull_secret"
+                else f"kubectl -n {ns} create {kind.lower()} {name} --from-env-file=..."
+            )
+            detail = f"{kind} {ns}/{name} (orchestrator.{key})" + ("" if found else " not found")
+            checks.append(DoctorCheck(f"k8s {kind.lower()}", found, detail, f"create it: {how.strip()}"))
+        return checks
 
     def _api_client(self) -> Any:
         """An ApiClient from the kubeconfig (AKS overrides this to fetch credentials from Azure)."""

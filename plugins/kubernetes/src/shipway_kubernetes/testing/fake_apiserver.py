@@ -88,6 +88,7 @@ _ROUTES = [
     ),
     ("leases", re.compile(r"^/apis/coordination.k8s.io/v1/namespaces/(?P<ns>[^/]+)/leases(?:/(?P<name>[^/]+))?$")),
     ("secrets", re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/secrets(?:/(?P<name>[^/]+))?$")),
+    ("configmaps", re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/configmaps(?:/(?P<name>[^/]+))?$")),
 ]
 _KINDS = {
     "deployments": ("apps/v1", "Deployment"),
@@ -97,6 +98,7 @@ _KINDS = {
     "hpas": ("autoscaling/v2", "HorizontalPodAutoscaler"),
     "leases": ("coordination.k8s.io/v1", "Lease"),
     "secrets": ("v1", "Secret"),
+    "configmaps": ("v1", "ConfigMap"),
 }
 DOCKERCONFIGJSON = "kubernetes.io/dockerconfigjson"
 _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
