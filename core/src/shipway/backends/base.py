@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from filelock import FileLock, Timeout
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shipway.backends.blobcache import CHUNK as CHUNK  # re-exported: helpers a store may use
 from shipway.backends.blobcache import BlobCache, place_version
@@ -36,6 +36,7 @@ from shipway.domain import (
 from shipway.errors import IntegrityError, ModelError, NotFound, TagExists
 from shipway.manifest import Image
 from shipway.progress import NULL_REPORTER, Reporter
+from shipway.retry import RetrySettings
 
 
 class BackendSettings(BaseModel):
@@ -47,6 +48,11 @@ class BackendSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a deadline of .inf would never end
     kind: str
+    retries: RetrySettings = Field(
+        default_factory=RetrySettings,
+        description="How this backend retries and times out network calls: attempts, max_seconds, backoff, "
+        "max_backoff, connect_timeout, read_timeout (docs/reliability.md)",
+    )
 
     @model_validator(mode="before")
     @classmethod
