@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from shipway.backends.base import BackendContext
 from shipway.errors import BackendError
+from shipway.plugins import PluginHost
 from shipway_http_store import HttpModelStore, HttpStoreSettings
 from shipway_http_store.contract_tests import TestHttpStore  # noqa: F401 - the contract suite, collected here
 
@@ -26,10 +28,9 @@ def test_url_must_be_http() -> None:
         HttpStoreSettings(kind="http", url="ftp://example.com")
 
 
-def test_registered_through_its_entry_point() -> None:
-    from shipway import plugins
-
-    host = plugins.load(environ={})
+def test_registered_through_its_entry_point(shipway_load_plugins: Callable[..., PluginHost]) -> None:
+    host = shipway_load_plugins("shipway-http-store")  # the built-ins and this distribution, as shipway loads them
     assert host.kinds("model_store")["http"] is HttpModelStore
+    assert set(host.kinds("model_store")) == {"local", "http"}  # no other third-party plugin loaded
     info = host.plugins["http_store"]
     assert (info.dist, info.builtin, info.contract_version) == ("shipway-http-store", False, 1)

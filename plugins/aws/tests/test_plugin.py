@@ -6,12 +6,16 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 
-from shipway import plugins
+import pytest
+
+from shipway.errors import PluginError
+from shipway.plugins import PluginHost
 
 
 def test_shipway_plugins_lists_s3_ecr_and_eks() -> None:
-    env = {k: v for k, v in os.environ.items() if k != plugins.ENV_VAR}
+    env = {k: v for k, v in os.environ.items() if k != "SHIPWAY_PLUGINS"}  # every installed plugin
     out = subprocess.run(
         [sys.executable, "-m", "shipway.cli", "plugins", "--json"], env=env, capture_output=True, text=True, check=True
     )
@@ -23,6 +27,8 @@ def test_shipway_plugins_lists_s3_ecr_and_eks() -> None:
     assert aws["contract_version"] == 1
 
 
-def test_the_kinds_name_their_distribution_when_it_is_missing() -> None:
-    for kind in ("s3", "ecr", "eks"):
-        assert plugins.KNOWN_PROVIDERS[kind] == "shipway-aws"
+def test_the_kinds_name_their_distribution_when_it_is_missing(shipway_load_plugins: Callable[..., PluginHost]) -> None:
+    host = shipway_load_plugins("shipway-kubernetes")  # the built-ins and kubernetes: no shipway-aws
+    for section, kind in (("model_store", "s3"), ("registry", "ecr"), ("orchestrator", "eks")):
+        with pytest.raises(PluginError, match=r"provided by shipway-aws \(pip install shipway-aws\)"):
+            host.backend_class(section, kind)
