@@ -10,6 +10,8 @@ import ast
 import importlib
 import importlib.util
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,3 +73,17 @@ def test_plugins_and_examples_import_only_the_declared_api() -> None:
         f"imports outside the plugin API declared in {DOC.relative_to(REPO)} ({SECTION!r}); "
         "import a declared module, or declare the module deliberately:\n  " + "\n  ".join(outside)
     )
+
+
+def test_the_cli_does_not_load_the_test_kit() -> None:
+    """``shipway plugins`` compares contract versions without importing shipway.testing (or pytest)."""
+    probe = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from shipway.cli import cli\n"
+        "result = CliRunner().invoke(cli, ['plugins'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(sorted(m for m in sys.modules if m.startswith('shipway.testing') or m == 'pytest'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"

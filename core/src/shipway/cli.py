@@ -300,7 +300,7 @@ def schema(state: State) -> None:
 @pass_state
 def plugins(state: State, as_json: bool, check_kind: str | None) -> None:
     """List plugins, their versions, backend kinds and hooks; or check one against its contract."""
-    from shipway.testing import CONTRACT_VERSION
+    from shipway.plugins import CONTRACT_VERSION
 
     if check_kind is not None:
         from shipway.contract_check import check

@@ -35,6 +35,12 @@ _REGISTER_HOOKS = {
     "registry": "shipway_register_registries",
     "orchestrator": "shipway_register_orchestrators",
 }
+CONTRACT_VERSION = 1
+"""The version of the backend contracts (``shipway.backends.base``, tested by ``shipway.testing.contracts``).
+
+A plugin declares the one its contract tests ran against as ``SHIPWAY_CONTRACT_VERSION``;
+``shipway plugins`` says when that is not this one.
+"""
 # Kinds we know a package for, so an unknown kind can say what to install.
 KNOWN_PROVIDERS = {
     "azure_blob": "shipway-azure",

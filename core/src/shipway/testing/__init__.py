@@ -5,5 +5,3 @@ provide the fixture that yields their configured backend; the fixtures in
 :mod:`shipway.testing.plugin` (loaded automatically as a pytest plugin) start
 the real services the contracts need.
 """
-
-CONTRACT_VERSION = 1
