@@ -178,9 +178,7 @@ def test_build_labels_hook_cannot_override_shipway_labels(site: Path) -> None:
     record = BuildRecord(
         app="a", source=SourceInfo(commit="c" * 40, dirty=False), model=model, model_digest=model.digest
     )
-    merged = labels.for_build(record)
-    for extra in host.hook.shipway_build_labels(build=record):
-        merged = labels.merge_extra(merged, extra or {})
+    merged = labels.for_image(record, labels.source_date(record), host.hook)  # what the engine labels an image with
     assert merged["org.example.team"] == "vision"
     assert merged[labels.APP] == "a"
 

@@ -170,9 +170,7 @@ def run(
             model = project.store.resolve(cfg.model.ref)
             record.model, record.model_digest = model, model.digest
             created = labels.source_date(record)
-            image_labels = labels.for_build(record, created)
-            for extra in project.host.hook.shipway_build_labels(build=record):
-                image_labels = labels.merge_extra(image_labels, extra or {})
+            image_labels = labels.for_image(record, created, project.host.hook)
             bp = builder.plan(
                 project.loaded,
                 model,

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from shipway.domain import BuildRecord
+
+if TYPE_CHECKING:
+    import pluggy
 
 REVISION = "org.opencontainers.image.revision"
 SOURCE = "org.opencontainers.image.source"
@@ -72,6 +76,14 @@ def for_build(build: BuildRecord, created: datetime | None = None) -> dict[str, 
     }
     if build.source.url:
         labels[SOURCE] = build.source.url
+    return labels
+
+
+def for_image(build: BuildRecord, created: datetime, hook: pluggy.HookRelay) -> dict[str, str]:
+    """The labels an image gets: :func:`for_build`, plus each plugin's ``shipway_build_labels`` (never over ours)."""
+    labels = for_build(build, created)
+    for extra in hook.shipway_build_labels(build=build):
+        labels = merge_extra(labels, extra or {})
     return labels
 
 
