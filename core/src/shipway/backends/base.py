@@ -8,7 +8,6 @@ retries policy, timeouts, logging, the records and exit codes.
 
 from __future__ import annotations
 
-import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -17,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shipway.backends.blobcache import CHUNK as CHUNK  # re-exported: helpers a store may use
 from shipway.backends.blobcache import BlobCache, place_version
 from shipway.backends.blobcache import sha256_file as sha256_file
+from shipway.backends.hoststate import host_lock, read_failed, write_failed
 from shipway.domain import (
     Deployment,
     ImageRef,
@@ -378,23 +377,18 @@ class Orchestrator(Backend):
         """Remove every trace of the app (containers, services). Used by tests and `shipway down`."""
 
     def failed_digests(self, app: str, environment: str = "default") -> dict[str, str]:
-        """Digests whose release failed here and was rolled back → the reason.
+        """Digests whose release failed here and was rolled back → the reason, oldest first.
 
         ``shipway release`` does not retry them unless asked to by ``--image``.
         The default keeps them in a file on this host; orchestrators that span
         hosts keep them where every runner sees them (Kubernetes: an annotation).
         """
-        path = self._state_file(app, environment)
-        return dict(json.loads(path.read_text())) if path.is_file() else {}
+        return read_failed(self._state_file(app, environment))
 
     def mark_failed(self, app: str, environment: str, digest: str, reason: str) -> None:
-        """Remember that ``digest`` failed its release (the newest 20 are kept)."""
-        found = self.failed_digests(app, environment)
-        found.pop(digest, None)
-        found[digest] = reason[:300]
+        """Remember that ``digest`` failed its release: :func:`remember_failed` says what is kept."""
         path = self._state_file(app, environment)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(dict(list(found.items())[-20:]), indent=2))
+        write_failed(path, remember_failed(read_failed(path), digest, reason))
 
     def _state_file(self, app: str, environment: str) -> Path:
         return self.context.cache_dir / "orchestrator-state" / self.kind / f"{app}-{environment}-failed.json"
@@ -406,16 +400,19 @@ class Orchestrator(Backend):
         The default is a lock file on this host; orchestrators that span hosts
         hold it where every CI runner sees it (the Kubernetes kinds use a Lease).
         """
-        from shipway.errors import LockedError
-
         path = self.context.cache_dir / "locks" / f"{app}-{environment}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path), timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise LockedError(f"another release of {app} ({environment}) is in progress on this host") from None
-        try:
+        with host_lock(path, f"another release of {app} ({environment}) is in progress on this host"):
             yield
-        finally:
-            lock.release()
+
+
+MAX_FAILED = 20
+"""How many failed digests an orchestrator remembers per app and environment (the newest)."""
+
+
+def remember_failed(found: dict[str, str], digest: str, reason: str) -> dict[str, str]:
+    """``found`` (digest → reason, oldest first) with ``digest`` added as the newest: reason cut to 300 characters,
+    only the newest :data:`MAX_FAILED` kept. Every orchestrator stores what this returns, wherever it stores it.
+    """
+    kept = {d: r for d, r in found.items() if d != digest}
+    kept[digest] = reason[:300]
+    return dict(list(kept.items())[-MAX_FAILED:])

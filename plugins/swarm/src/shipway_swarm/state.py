@@ -21,6 +21,7 @@ from typing import Any
 
 import docker.errors
 
+from shipway.backends.base import remember_failed
 from shipway.errors import BackendError, LockedError
 from shipway_swarm.spec import L_APP, L_ENV, L_MANAGED, MANAGER
 
@@ -125,12 +126,10 @@ class SwarmState:
 
     def mark_failed(self, digest: str, reason: str) -> None:
         """Write the list (newest 20) as a new config object, then drop the older ones (configs are immutable)."""
-        found = self.failed()
-        found.pop(digest, None)
-        found[digest] = reason[:300]
+        found = remember_failed(self.failed(), digest, reason)
         old = self._failed_configs()
         seq = int(old[-1].attrs["Spec"]["Labels"].get(L_SEQ, "0")) + 1 if old else 1
-        data = json.dumps(dict(list(found.items())[-20:])).encode()
+        data = json.dumps(found).encode()
         labels = {**self.labels, L_STATE: "failed", L_SEQ: str(seq)}
         try:
             self.client.configs.create(name=f"shipway-failed-{_short(self.service)}-{seq}", data=data, labels=labels)
