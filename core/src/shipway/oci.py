@@ -4,6 +4,8 @@ Handles both auth schemes registries use: HTTP basic (distribution with
 htpasswd) and the bearer-token flow (``WWW-Authenticate: Bearer realm=…``)
 used by Docker Hub, ACR, ECR and others. Always sends an ``Accept`` header on
 manifests, since a GET without one is downgraded to schema1 with another digest.
+Every request has connect and read timeouts and is retried as :mod:`shipway.retry`
+says; a blob upload that fails is restarted whole, from a new upload session.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import requests
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from shipway import retry
 from shipway.errors import AuthError, BackendError, NotFound
+from shipway.retry import Deadline, RetrySettings
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
@@ -50,7 +53,7 @@ class OciClient:
         password: str | None = None,
         secure: bool | None = None,
         credential_source: str = "no credentials",
-        timeout: float = 30,
+        retries: RetrySettings | None = None,
     ) -> None:
         self.address = address
         self.username = username
@@ -58,7 +61,7 @@ class OciClient:
         self.secure = (not is_loopback(address)) if secure is None else secure
         self.base = f"{'https' if self.secure else 'http'}://{address}"
         self.credential_source = credential_source
-        self.timeout = timeout
+        self.retries = retries or RetrySettings()
         self.session = requests.Session()
         self._tokens: dict[str, str] = {}
 
@@ -91,40 +94,42 @@ class OciClient:
         who = f"user {self.username!r} ({self.credential_source})" if self.username else "anonymous access"
         return AuthError(f"registry {self.address} rejected {who}: check the username and password or token")
 
-    @retry(
-        retry=retry_if_exception_type(requests.ConnectionError),
-        stop=stop_after_attempt(3),
-        wait=wait_exponential(multiplier=0.2, max=2),
-        reraise=True,
-    )
-    def _send_retrying(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        return self.session.request(method, url, timeout=self.timeout, **kwargs)
-
-    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+    def _send(self, method: str, url: str, deadline: Deadline | None = None, **kwargs: Any) -> requests.Response:
+        """One request with its retries; with ``deadline``, one try inside an operation that is retried whole."""
+        where = f"registry {self.address}"
+        idempotent = kwargs.pop("idempotent", None)
+        if deadline is not None:  # the operation's retry loop judges what this raises
+            return retry.send_once(self.session, method, url, deadline, **kwargs)
         try:
-            return self._send_retrying(method, url, **kwargs)
-        except requests.ConnectionError as exc:
-            raise BackendError(f"cannot reach registry {self.address} ({url}): {_short(exc)}") from None
+            return retry.send(self.session, method, url, self.retries, where, idempotent, **kwargs)
         except requests.Timeout:
-            raise BackendError(f"registry {self.address} did not answer within {self.timeout}s ({url})") from None
+            raise BackendError(f"{where} did not answer in time ({method} {url.split('?')[0]})") from None
+        except requests.RequestException as exc:
+            raise BackendError(f"cannot reach {where} ({method} {url.split('?')[0]}): {_short(exc)}") from None
 
-    def request(self, method: str, path: str, scope: str = "", **kwargs: Any) -> requests.Response:
-        """Send one API request (``path`` from ``/v2/``, or an absolute upload URL), answering challenges once."""
+    def request(
+        self, method: str, path: str, scope: str = "", deadline: Deadline | None = None, **kwargs: Any
+    ) -> requests.Response:
+        """Send one API request (``path`` from ``/v2/``, or an absolute upload URL), answering challenges once.
+
+        Retried as :mod:`shipway.retry` says; with ``deadline``, tried once and
+        transient failures raised (for an operation retried whole, see :meth:`upload_blob`).
+        """
         url = path if path.startswith(("http://", "https://")) else self.base + path
         headers = dict(kwargs.pop("headers", {}))
         token = self._tokens.get(scope)
         if token:
             headers["Authorization"] = f"Bearer {token}"
-            resp = self._send(method, url, headers=headers, **kwargs)
+            resp = self._send(method, url, deadline, headers=headers, **kwargs)
         else:
-            resp = self._send(method, url, headers=headers, auth=self._basic(), **kwargs)
+            resp = self._send(method, url, deadline, headers=headers, auth=self._basic(), **kwargs)
         if resp.status_code != 401:
             return resp
         challenge = resp.headers.get("WWW-Authenticate", "")
         if challenge.lower().startswith("bearer"):
             self._tokens[scope] = self._token(challenge, scope)
             headers["Authorization"] = f"Bearer {self._tokens[scope]}"
-            resp = self._send(method, url, headers=headers, **kwargs)
+            resp = self._send(method, url, deadline, headers=headers, **kwargs)
         if resp.status_code == 401:
             raise self._auth_error()
         return resp
@@ -183,7 +188,8 @@ class OciClient:
     def mount_blob(self, repo: str, digest: str, source: str) -> str | None:
         """Cross-repository mount of ``digest`` from ``source``: None when mounted, else an upload URL."""
         scope = f"{_push(repo)} {_pull(source)}"
-        resp = self.request("POST", f"/v2/{repo}/blobs/uploads/?mount={digest}&from={source}", scope=scope)
+        path = f"/v2/{repo}/blobs/uploads/?mount={digest}&from={source}"
+        resp = self.request("POST", path, scope=scope, idempotent=True)  # a mount or a new session: safe again
         if resp.status_code == 201:
             return None
         self._check(resp, f"blob mount {source}@{digest} into {repo}")
@@ -192,22 +198,42 @@ class OciClient:
     def upload_blob(
         self, repo: str, digest: str, size: int, chunks: Callable[[], Iterable[bytes]], location: str | None = None
     ) -> None:
-        """Monolithic upload (``POST`` then one streamed ``PUT`` with the digest); the registry checks it."""
-        if location is None:
-            resp = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope=_push(repo))
-            self._check(resp, f"blob upload to {repo}")
-            location = self._location(resp)
-        sep = "&" if "?" in location else "?"
-        resp = self.request(
-            "PUT",
-            f"{location}{sep}digest={digest}",
-            scope=_push(repo),
-            data=_Body(chunks, size),
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-        )
-        self._check(resp, f"blob {digest} upload to {repo}")
-        if resp.status_code != 201:
-            raise BackendError(f"registry {self.address} answered {resp.status_code} to the upload of {digest}")
+        """Monolithic upload (``POST`` then one streamed ``PUT`` with the digest); the registry checks it.
+
+        The pair is retried whole: a PUT cut short is never resent into its
+        session (the registry may hold part of it), a new session is started.
+        """
+        given = [location]
+
+        def once(deadline: Deadline) -> None:
+            start = given.pop() if given else None
+            if start is None:
+                resp = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope=_push(repo), deadline=deadline)
+                self._check(resp, f"blob upload to {repo}")
+                start = self._location(resp)
+            sep = "&" if "?" in start else "?"
+            resp = self.request(
+                "PUT",
+                f"{start}{sep}digest={digest}",
+                scope=_push(repo),
+                deadline=deadline,
+                data=_Body(chunks, size),
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            )
+            self._check(resp, f"blob {digest} upload to {repo}")
+            if resp.status_code != 201:
+                raise BackendError(f"registry {self.address} answered {resp.status_code} to the upload of {digest}")
+
+        try:
+            retry.call(
+                once,
+                self.retries,
+                f"registry {self.address}: upload of {digest} to {repo}",
+                transient=retry.requests_transient("PUT"),
+                describe=retry.describe_requests,
+            )
+        except requests.RequestException as exc:
+            raise BackendError(f"registry {self.address}: upload of {digest} to {repo}: {_short(exc)}") from None
 
     def put_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> str:
         """``PUT`` a manifest under a tag or its digest; returns the digest the registry reports."""

@@ -162,8 +162,9 @@ def call(
         elapsed = time.monotonic() - deadline.start
         wording = (describe or _describe)(exc)
         plural = "try" if tries == 1 else "tries"
+        lead = what if isinstance(exc, Transient) else f"cannot reach {what}"
         raise GaveUp(
-            f"{what}: {wording} ({tries} {plural} in {elapsed:.1f}s; retries.attempts and retries.max_seconds "
+            f"{lead}: {wording} ({tries} {plural} in {elapsed:.1f}s; retries.attempts and retries.max_seconds "
             "of this backend set how long shipway keeps trying)",
             tries,
             elapsed,
@@ -240,22 +241,31 @@ def send_once(
 
 
 def send(
-    session: requests.Session, method: str, url: str, policy: RetrySettings, where: str, **kwargs: Any
+    session: requests.Session,
+    method: str,
+    url: str,
+    policy: RetrySettings,
+    where: str,
+    idempotent: bool | None = None,
+    **kwargs: Any,
 ) -> requests.Response:
     """``session.request`` under ``policy``: timeouts on every try, the retries this module describes.
 
     Returns the first response that is not worth retrying (any status: the
     caller judges it); raises :class:`GaveUp` naming ``where`` and ``url`` when
-    the tries are spent. A streamed body must be readable again (a list, bytes,
-    or an object whose ``__iter__`` starts over).
+    the tries are spent. ``idempotent`` overrides what the method says (a POST
+    that only starts something, e.g. an OCI blob mount, is safe to repeat). A
+    streamed body must be readable again (bytes, or an object whose ``__iter__``
+    starts over).
     """
     method = method.upper()
-    statuses = RETRY_STATUSES if method in IDEMPOTENT_METHODS else frozenset({429})
+    safe = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+    statuses = RETRY_STATUSES if safe else frozenset({429})
     return call(
         lambda deadline: send_once(session, method, url, deadline, statuses, **kwargs),
         policy,
         f"{where}: {method} {_strip_query(url)}",
-        transient=requests_transient(method),
+        transient=requests_transient("GET" if safe else method),
         describe=describe_requests,
     )
 

@@ -102,6 +102,7 @@ class OciRegistry(Registry):
                 password=auth["password"] if auth else None,
                 secure=self.settings.secure,
                 credential_source=self._creds[1],
+                retries=self.settings.retries,
             )
         return self._client
 

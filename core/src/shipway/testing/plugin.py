@@ -10,6 +10,7 @@ Fixtures
 ``shipway_register_plugin``     register a plugin object on ``shipway_plugin_host`` for one test
 ``shipway_contract_registry``   an ``oci`` registry backend on ``shipway_registry``
 ``shipway_contract_images``     good / good2 / bad images for the orchestrator contract, pushed by digest
+``shipway_fault_proxy``         factory: a fault-injecting proxy to ``host:port`` (:mod:`shipway.testing.faults`)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 from shipway import plugins
 from shipway.plugins import PluginHost, PluginInfo
 from shipway.testing import services
+from shipway.testing.faults import FaultProxy
 
 
 @pytest.fixture(scope="session")
@@ -137,3 +139,28 @@ def shipway_contract_images(shipway_contract_registry: Any, shipway_tiny_image: 
             shipway_tiny_image(command=["sh", "-c", "echo model file missing >&2; exit 3"]), "bad"
         ),
     }
+
+
+@pytest.fixture
+def shipway_fault_proxy() -> Iterator[Callable[..., FaultProxy]]:
+    """Factory: ``shipway_fault_proxy("127.0.0.1:5000")`` starts a :class:`~shipway.testing.faults.FaultProxy`.
+
+    Point the backend at ``proxy.url`` (or ``proxy.address``), set its plan
+    (``proxy.fail(503, times=3)``, ``proxy.reset(after_bytes=...)``,
+    ``proxy.stall()``), and count what it did with ``proxy.count(...)``. Every
+    proxy the test started is closed at its end. ``mode="tcp"`` for non-HTTP services.
+    """
+    started: list[FaultProxy] = []
+
+    def start(target: str, mode: str = "http", stall_seconds: float = 120) -> FaultProxy:
+        if "://" in target:
+            target = target.split("://", 1)[1].split("/", 1)[0]
+        if mode not in ("http", "tcp"):
+            raise ValueError("mode is 'http' or 'tcp'")
+        proxy = FaultProxy(target, mode="http" if mode == "http" else "tcp", stall_seconds=stall_seconds)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.close()
