@@ -16,10 +16,10 @@ from shipway_http_store.contract_tests import TestHttpStore  # noqa: F401 - the 
 
 
 def test_unreachable_server_names_the_url(tmp_path: Path) -> None:
-    store = HttpModelStore(
-        HttpStoreSettings(kind="http", url="http://127.0.0.1:9/none"), BackendContext(cache_dir=tmp_path)
-    )
-    with pytest.raises(BackendError, match=re.escape("cannot reach http://127.0.0.1:9/none/m/index.json")):
+    settings = HttpStoreSettings(kind="http", url="http://127.0.0.1:9/none", retries={"attempts": 2, "backoff": 0.05})
+    store = HttpModelStore(settings, BackendContext(cache_dir=tmp_path))
+    where = "cannot reach http store http://127.0.0.1:9/none: GET http://127.0.0.1:9/none/m/index.json"
+    with pytest.raises(BackendError, match=re.escape(where)):
         store.versions("m")
 
 

@@ -1,4 +1,9 @@
-"""The ``http`` model store: versioned models read from a static HTTP(S) server."""
+"""The ``http`` model store: versioned models read from a static HTTP(S) server.
+
+Every request goes through shipway's retry policy (:mod:`shipway.retry`, the
+``retries`` block of the section): timeouts on each try, transient failures
+retried with backoff; a download cut short is fetched again from its start.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 import requests
 from pydantic import Field, SecretStr, field_validator
 
+from shipway import retry
 from shipway.backends.base import BackendSettings, ModelStore, parse_manifest, version_order
 from shipway.domain import ModelFile, ModelVersion, valid_model_name
 from shipway.errors import BackendError, ModelError, ReadOnlyStore
@@ -20,7 +26,9 @@ class HttpStoreSettings(BackendSettings):
     kind: str = "http"
     url: str = Field(description="Base URL of the store, http:// or https://")
     token: SecretStr | None = Field(None, description="Bearer token, from the environment")
-    timeout: float = Field(30, gt=0, description="Seconds per request")
+    timeout: float | None = Field(
+        None, gt=0, description="Seconds to wait for an answer; default: retries.read_timeout"
+    )
 
     @field_validator("url")
     @classmethod
@@ -48,11 +56,23 @@ class HttpModelStore(ModelStore):
         return f"http store {self.settings.url}"
 
     # -- reading -----------------------------------------------------------------
-    def _get(self, path: str, stream: bool = False) -> requests.Response | None:
+    def _policy(self) -> retry.RetrySettings:
+        s = self.settings
+        return s.retries if s.timeout is None else s.retries.model_copy(update={"read_timeout": s.timeout})
+
+    def _get(self, path: str, deadline: retry.Deadline | None = None, stream: bool = False) -> requests.Response | None:
+        """GET ``path``: None for 404. Retried, or (with ``deadline``) one try of an operation retried whole."""
         url = f"{self.settings.url}/{path}"
         try:
-            resp = self.session.get(url, timeout=self.settings.timeout, stream=stream)
+            if deadline is None:
+                resp = retry.send(self.session, "GET", url, self._policy(), self.describe(), stream=stream)
+            else:
+                resp = retry.send_once(self.session, "GET", url, deadline, stream=stream)
+        except (retry.Transient, retry.GaveUp):
+            raise
         except requests.RequestException as exc:
+            if deadline is not None and retry.requests_transient("GET")(exc):
+                raise
             raise BackendError(f"cannot reach {url}: {type(exc).__name__}") from None
         if resp.status_code == 404:
             return None
@@ -94,12 +114,28 @@ class HttpModelStore(ModelStore):
         return dict(self._index(name).get("aliases", {}))
 
     def _download(self, version: ModelVersion, file: ModelFile, dest: Path) -> None:
-        resp = self._get(f"{version.name}/versions/{version.version}/files/{file.path}", stream=True)
-        if resp is None:
-            raise ModelError(f"{version.name}:{version.version}: file {file.path} is missing from {self.describe()}")
-        with dest.open("wb") as out:
-            for chunk in resp.iter_content(chunk_size=1 << 20):
-                out.write(chunk)
+        path = f"{version.name}/versions/{version.version}/files/{file.path}"
+
+        def once(deadline: retry.Deadline) -> None:
+            resp = self._get(path, deadline, stream=True)
+            if resp is None:
+                raise ModelError(
+                    f"{version.name}:{version.version}: file {file.path} is missing from {self.describe()}"
+                )
+            with resp, dest.open("wb") as out:  # a try cut short starts the file over
+                for chunk in resp.iter_content(chunk_size=1 << 20):
+                    out.write(chunk)
+
+        try:
+            retry.call(
+                once,
+                self._policy(),
+                f"{self.describe()}: GET {self.settings.url}/{path}",
+                transient=retry.requests_transient("GET"),
+                describe=retry.describe_requests,
+            )
+        except requests.RequestException as exc:
+            raise BackendError(f"cannot reach {self.settings.url}/{path}: {type(exc).__name__}") from None
 
     # -- writing is refused ----------------------------------------------------------
     def publish(
