@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,37 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+def wait_for_http(
+    url: str,
+    what: str,
+    seconds: float,
+    *,
+    process: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+    ready: Callable[[requests.Response], bool] = lambda resp: True,
+    auth: tuple[str, str] | None = None,
+) -> None:
+    """Poll ``url`` until a response is ``ready`` (by default: any answer) while a service starts.
+
+    ServiceError naming ``what`` if ``process`` exits first (with the end of its
+    ``log``), or after ``seconds``; the process is then killed.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            tail = log.read_text(errors="replace")[-500:] if log is not None and log.is_file() else ""
+            raise ServiceError(f"{what} exited with {process.returncode}: {tail}")
+        try:
+            if ready(requests.get(url, auth=auth, timeout=1)):
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    if process is not None:
+        process.kill()
+    raise ServiceError(f"{what} did not answer on {url} within {seconds:.0f}s")
 
 
 def require_docker() -> None:
@@ -86,18 +118,16 @@ def start_registry(root: Path, username: str = "shipway", password: str | None =
     log = (root / "registry.log").open("wb")
     process = subprocess.Popen([binary, "serve", str(root / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
     address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServiceError(f"docker-registry exited: {(root / 'registry.log').read_text()[-500:]}")
-        try:
-            if requests.get(f"http://{address}/v2/", auth=(username, password), timeout=1).status_code == 200:
-                return RegistryService(address, username, password, root, process)
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    process.kill()
-    raise ServiceError(f"docker-registry did not answer on {address}")
+    wait_for_http(
+        f"http://{address}/v2/",
+        "docker-registry",
+        15,
+        process=process,
+        log=root / "registry.log",
+        ready=lambda resp: resp.status_code == 200,
+        auth=(username, password),
+    )
+    return RegistryService(address, username, password, root, process)
 
 
 def ensure_tiny_image() -> str:

@@ -24,10 +24,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-import requests
-
 from shipway.localhttp import LocalServer
-from shipway.testing.services import ServiceError, free_port, stop_process
+from shipway.testing.services import ServiceError, free_port, stop_process, wait_for_http
 
 # Azurite's documented development account (public, not a secret).
 DEV_ACCOUNT = "devstoreaccount1"
@@ -80,17 +78,8 @@ def start_azurite(root: Path) -> AzuriteService:
          "--skipApiVersionCheck", "--loose", "--disableTelemetry"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServiceError(f"azurite exited: {(root / 'azurite.log').read_text()[-500:]}")
-        try:
-            requests.get(f"http://127.0.0.1:{port}/", timeout=1)
-            return AzuriteService(port, process)
-        except requests.RequestException:
-            time.sleep(0.1)
-    process.kill()
-    raise ServiceError(f"azurite did not answer on 127.0.0.1:{port}")
+    wait_for_http(f"http://127.0.0.1:{port}/", "azurite", 30, process=process, log=root / "azurite.log")
+    return AzuriteService(port, process)
 
 
 @dataclass

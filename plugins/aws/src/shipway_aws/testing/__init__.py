@@ -21,17 +21,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
-import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from shipway.localhttp import LocalServer
-from shipway.testing.services import RegistryService, ServiceError, free_port, start_registry
+from shipway.testing.services import RegistryService, ServiceError, free_port, start_registry, wait_for_http
 from shipway_kubernetes.testing import FakeApiServer
 
 ACCOUNT = "123456789012"  # moto's default account
@@ -111,15 +108,12 @@ def start_moto() -> MotoService:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
-            return MotoService(port=port, secret_key=secrets.token_urlsafe(30), server=server)
-        except requests.RequestException:
-            time.sleep(0.05)
-    server.stop()
-    raise ServiceError(f"moto's server did not answer on 127.0.0.1:{port}")
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/moto-api/", "moto's server", 30)
+    except ServiceError:
+        server.stop()
+        raise
+    return MotoService(port=port, secret_key=secrets.token_urlsafe(30), server=server)
 
 
 def start_ecr_registry(root: Path, moto: MotoService) -> RegistryService:
