@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from shipway import retry
 from shipway.backends.base import (
     BackendSettings,
     ModelStore,
@@ -36,7 +37,7 @@ from shipway.backends.base import (
 )
 from shipway.domain import ModelFile, ModelVersion, utcnow, valid_model_name
 from shipway.errors import BackendError, ModelError
-from shipway_aws.session import NoLiteralCredentials, error_code, http_status, session, translate
+from shipway_aws.session import NoLiteralCredentials, botocore_config, error_code, http_status, session, translate
 
 MiB = 1024 * 1024
 READ_ACTIONS = "s3:ListBucket and s3:GetObject"
@@ -49,6 +50,24 @@ class _Missing(Exception):
 
 class _Precondition(Exception):
     """A conditional write lost: 412 PreconditionFailed, or 409 ConditionalRequestConflict."""
+
+
+def _body_errors() -> tuple[type[BaseException], ...]:
+    """What reading a response body raises when the connection breaks or stalls mid-way."""
+    import botocore.exceptions as bx
+    import urllib3.exceptions as ux
+
+    return (
+        bx.ResponseStreamingError,
+        bx.IncompleteReadError,
+        bx.ReadTimeoutError,
+        ux.ProtocolError,
+        ux.ReadTimeoutError,
+    )
+
+
+def _body_broke(exc: BaseException) -> bool:
+    return isinstance(exc, _body_errors())
 
 
 class S3Settings(NoLiteralCredentials, BackendSettings):
@@ -104,14 +123,10 @@ class S3Store(ModelStore):
         """
         if self._client is None or self._client_pid != os.getpid():
             self._client_pid = os.getpid()
-            from botocore.config import Config
-
             s = self.settings
             self._session = session(s.region, s.profile)
-            config = Config(
-                retries={"max_attempts": 4, "mode": "standard"},
-                connect_timeout=10,
-                read_timeout=120,
+            config = botocore_config(
+                s.retries,
                 max_pool_connections=max(10, s.max_concurrency * 2),
                 s3={"addressing_style": "path" if s.endpoint_url else "auto"},
             )
@@ -129,6 +144,7 @@ class S3Store(ModelStore):
             multipart_chunksize=s.multipart_chunksize,
             max_concurrency=s.max_concurrency,
             use_threads=s.max_concurrency > 1,
+            num_download_attempts=s.retries.attempts,  # a part whose body breaks mid-way is fetched again
         )
 
     def _call(self, what: str, func: Any, *args: Any, write: bool = False, **kwargs: Any) -> Any:
@@ -169,6 +185,12 @@ class S3Store(ModelStore):
         found = translate(exc, where, WRITE_ACTIONS if write else READ_ACTIONS)
         if found is not None:
             return found
+        if isinstance(exc, bx.ClientError) and http_status(exc) in retry.RETRY_STATUSES | {500}:
+            tries = int(exc.response.get("ResponseMetadata", {}).get("RetryAttempts") or 0) + 1
+            return BackendError(
+                f"{where}: {self.client.meta.endpoint_url} answered {http_status(exc)} {error_code(exc)} "
+                f"({tries} tries; retries.attempts of this backend sets how many)"
+            )
         return BackendError(f"{where}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
 
     def _key(self, *parts: str) -> str:
@@ -180,14 +202,28 @@ class S3Store(ModelStore):
         return name
 
     def _read_json(self, key: str) -> tuple[Any, str] | None:
-        """(parsed JSON, ETag) of an object, or None when it does not exist."""
+        """(parsed JSON, ETag) of an object, or None when it does not exist.
+
+        botocore retries the request; a body that breaks while it is read is read
+        again, whole, under the backend's ``retries`` policy.
+        """
+
+        def once(_: retry.Deadline) -> tuple[bytes, str] | None:
+            try:
+                obj = self._call(f"read {key}", self.client.get_object, Bucket=self.settings.bucket, Key=key)
+            except _Missing:
+                return None
+            return obj["Body"].read(), str(obj["ETag"])
+
         try:
-            obj = self._call(f"read {key}", self.client.get_object, Bucket=self.settings.bucket, Key=key)
-        except _Missing:
+            got = retry.call(once, self.settings.retries, f"{self.describe()}: read {key}", transient=_body_broke)
+        except _body_errors() as exc:
+            raise BackendError(f"{self.describe()}: read {key}: {type(exc).__name__}") from None
+        if got is None:
             return None
-        body = obj["Body"].read()
+        body, etag = got
         try:
-            return json.loads(body), str(obj["ETag"])
+            return json.loads(body), etag
         except ValueError:
             raise BackendError(f"{self.describe()}: {key} is not valid JSON") from None
 

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import model_validator
 
 from shipway.errors import AuthError, BackendError
+from shipway.retry import RetrySettings
 
 CREDENTIAL_HELP = "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with an instance, task or IRSA role"
 _LITERAL_CREDENTIALS = (
@@ -52,6 +53,24 @@ def session(region: str | None = None, profile: str | None = None) -> Any:
         return boto3.session.Session(region_name=region, profile_name=profile)
     except botocore.exceptions.ProfileNotFound:
         raise AuthError(f"AWS profile {profile!r} is not in the AWS config files") from None
+
+
+def botocore_config(policy: RetrySettings, **options: Any) -> Any:
+    """A botocore Config with the backend's ``retries`` policy: its attempts and timeouts, the SDK's standard mode.
+
+    botocore retries connection errors, timeouts, 5xx and throttling answers with
+    exponential backoff and jitter (its own base: 50 ms, 1 s when throttled, at
+    most 20 s) and honours ``x-amz-retry-after``; it cannot bound the total time,
+    so ``max_seconds`` does not apply to AWS calls (attempts and timeouts bound them).
+    """
+    from botocore.config import Config
+
+    return Config(
+        retries={"total_max_attempts": policy.attempts, "mode": "standard"},
+        connect_timeout=policy.connect_timeout,
+        read_timeout=policy.read_timeout,
+        **options,
+    )
 
 
 def credential_source(sess: Any) -> str:
