@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from shipway.localhttp import LocalServer, is_loopback
+from shipway.localhttp import LocalServer, QuietHandler, is_loopback
 
 
 @pytest.mark.parametrize(
@@ -23,21 +23,24 @@ def test_other_addresses(address: str) -> None:
     assert not is_loopback(address)
 
 
-def test_local_server_serves_on_loopback() -> None:
-    from http.server import BaseHTTPRequestHandler
+def test_local_server_and_quiet_handler_answer_with_a_length() -> None:
+    class Echo(QuietHandler):
+        def do_POST(self) -> None:
+            self.answer_json(201, {"got": self.read_body().decode()})
 
-    class Hello(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"hi")
+        def do_HEAD(self) -> None:
+            self.answer(200, b"twelve bytes", {"X-Kind": "head"})
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = LocalServer(Hello)
+    server = LocalServer(Echo)
     try:
         assert is_loopback(server.url.removeprefix("http://"))
-        assert requests.get(server.url, timeout=5).text == "hi"
+        posted = requests.post(server.url, data=b"hello", timeout=5)
+        assert posted.status_code == 201
+        assert posted.json() == {"got": "hello"}
+        assert posted.headers["Content-Type"] == "application/json"
+        head = requests.head(server.url, timeout=5)
+        assert head.headers["Content-Length"] == "12"
+        assert head.headers["X-Kind"] == "head"
+        assert head.content == b""
     finally:
         server.stop()

@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from shipway import dockerutil
-from shipway.localhttp import LocalServer
+from shipway.localhttp import LocalServer, QuietHandler
 from shipway.testing.project import AppProject
 from shipway.testing.services import RegistryService, free_port
 
@@ -49,15 +49,11 @@ class ImmutableTagRegistry:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, *args: object) -> None:
-                pass
-
             def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
+                body = self.read_body() or None
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP and k.lower() != "host"}
                 match = _TAG_PUT.match(self.path.split("?")[0])
                 if self.command == "PUT" and match and not match["ref"].startswith("sha256:"):
@@ -70,12 +66,7 @@ class ImmutableTagRegistry:
                     )
                     if probe.status_code == 200:
                         proxy.refused.append(match["ref"])
-                        data = json.dumps({"errors": [{"code": "TAG_INVALID", "message": "tag is immutable"}]})
-                        self.send_response(400)
-                        self.send_header("Content-Type", "application/json")
-                        self.send_header("Content-Length", str(len(data)))
-                        self.end_headers()
-                        self.wfile.write(data.encode())
+                        self.answer_json(400, {"errors": [{"code": "TAG_INVALID", "message": "tag is immutable"}]})
                         return
                 resp = requests.request(
                     self.command, proxy.upstream + self.path, headers=headers, data=body, allow_redirects=False

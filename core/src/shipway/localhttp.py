@@ -8,8 +8,11 @@ stand-ins serve on one.
 from __future__ import annotations
 
 import ipaddress
+import json
 import threading
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 def is_loopback(address: str) -> bool:
@@ -26,10 +29,36 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """Base of a local server's request handler: no log line per request; read the body, answer with a length."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def read_body(self) -> bytes:
+        """The request body: ``Content-Length`` bytes, empty without one."""
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def answer(self, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None) -> None:
+        """Send ``status``, ``headers`` and ``body`` with its ``Content-Length`` (to HEAD: the length, no body)."""
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def answer_json(self, status: int, data: Any) -> None:
+        """Answer ``data`` as JSON."""
+        self.answer(status, json.dumps(data).encode(), {"Content-Type": "application/json"})
+
+
 class LocalServer:
     """Serve ``handler`` on 127.0.0.1 (a free port) in a daemon thread until :meth:`stop`."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(self, handler: Callable[..., BaseHTTPRequestHandler]) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()

@@ -12,19 +12,16 @@ ACR's ``/oauth2/exchange``, which accepts only the token it issued, and ARM's
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import shutil
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from shipway.localhttp import LocalServer
+from shipway.localhttp import LocalServer, QuietHandler
 from shipway.testing.services import ServiceError, free_port, stop_process, wait_for_http
 
 # Azurite's documented development account (public, not a secret).
@@ -98,22 +95,11 @@ class AzureAuthServer:
     def start(self) -> AzureAuthServer:
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def _send(self, status: int, body: Mapping[str, object]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # the App Service managed-identity endpoint
                 url = urllib.parse.urlparse(self.path)
                 if url.path != "/msi/token" or self.headers.get("X-IDENTITY-HEADER") != owner.identity_header:
-                    self._send(401, {"error": "bad identity request"})
+                    self.answer_json(401, {"error": "bad identity request"})
                     return
                 resource = urllib.parse.parse_qs(url.query).get("resource", [""])[0]
                 owner.scopes.append(resource)
@@ -124,35 +110,34 @@ class AzureAuthServer:
                     "resource": resource,
                     "token_type": "Bearer",
                 }
-                self._send(200, body)
+                self.answer_json(200, body)
 
             def do_POST(self) -> None:  # ACR's token exchange, or ARM's listClusterUserCredential
-                length = int(self.headers.get("Content-Length", "0"))
+                body = self.read_body()
                 arm = re.match(
                     r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft.ContainerService"
                     r"/managedClusters/([^/]+)/listClusterUserCredential",
                     self.path,
                 )
                 if arm:
-                    self.rfile.read(length)
                     if self.headers.get("Authorization") != f"Bearer {owner.aad_token}":
-                        self._send(401, {"error": {"code": "InvalidAuthenticationToken", "message": "bad token"}})
+                        self.answer_json(401, {"error": {"code": "InvalidAuthenticationToken", "message": "bad token"}})
                         return
                     found = owner.clusters.get("/".join(arm.groups()))
                     if found is None:
-                        self._send(404, {"error": {"code": "ResourceNotFound", "message": "cluster not found"}})
+                        self.answer_json(404, {"error": {"code": "ResourceNotFound", "message": "cluster not found"}})
                         return
                     value = base64.b64encode(found.encode()).decode()
-                    self._send(200, {"kubeconfigs": [{"name": "clusterUser", "value": value}]})
+                    self.answer_json(200, {"kubeconfigs": [{"name": "clusterUser", "value": value}]})
                     return
-                form = {k: v[0] for k, v in urllib.parse.parse_qs(self.rfile.read(length).decode()).items()}
+                form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
                 owner.exchanges.append(form)
                 if self.path != "/oauth2/exchange" or form.get("grant_type") != "access_token":
-                    self._send(400, {"errors": [{"code": "UNSUPPORTED"}]})
+                    self.answer_json(400, {"errors": [{"code": "UNSUPPORTED"}]})
                 elif form.get("access_token") != (owner.accept or owner.aad_token):
-                    self._send(401, {"errors": [{"code": "UNAUTHORIZED"}]})
+                    self.answer_json(401, {"errors": [{"code": "UNAUTHORIZED"}]})
                 else:
-                    self._send(200, {"refresh_token": owner.refresh_token})
+                    self.answer_json(200, {"refresh_token": owner.refresh_token})
 
         self._server = LocalServer(Handler)
         return self

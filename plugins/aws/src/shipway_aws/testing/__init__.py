@@ -23,11 +23,10 @@ import datetime as dt
 import logging
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from shipway.localhttp import LocalServer
+from shipway.localhttp import LocalServer, QuietHandler
 from shipway.testing.services import RegistryService, ServiceError, free_port, start_registry, wait_for_http
 from shipway_kubernetes.testing import FakeApiServer
 
@@ -232,19 +231,10 @@ class S3ErrorServer:
         ).encode()
         extra = headers or {}
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def _answer(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(status)
-                for key, value in {"Content-Type": "application/xml", **extra}.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(0 if self.command == "HEAD" else len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
+                self.read_body()
+                self.answer(status, body, {"Content-Type": "application/xml", **extra})
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _answer
 

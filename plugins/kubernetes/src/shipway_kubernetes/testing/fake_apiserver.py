@@ -51,7 +51,6 @@ import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +59,7 @@ import requests
 import yaml
 
 from shipway import dockerutil
-from shipway.localhttp import LocalServer
+from shipway.localhttp import LocalServer, QuietHandler
 from shipway_kubernetes.render import merge_patch
 
 Obj = dict[str, Any]
@@ -267,24 +266,14 @@ class FakeApiServer:
     def start(self) -> FakeApiServer:
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
             def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
                 status, headers, payload = owner.handle(
-                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, self.read_body()
                 )
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self.answer(status, payload, headers)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
