@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import pytest
 from shipway.backends.base import BackendContext, ModelStore
 from shipway.backends.local_store import LocalModelStore, LocalStoreSettings
 from shipway.domain import ModelFile, ModelVersion
+from shipway.localhttp import LocalServer
 from shipway.testing.contracts import ReadOnlyModelStoreContract
 from shipway_http_store.store import HttpModelStore, HttpStoreSettings, write_index
 
@@ -42,12 +42,9 @@ class TestHttpStore(ReadOnlyModelStoreContract):
         """A real HTTP server on 127.0.0.1 serving a folder."""
         root = tmp_path / "www"
         root.mkdir()
-        server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        yield root, f"http://127.0.0.1:{server.server_address[1]}/models"
-        server.shutdown()
-        server.server_close()
+        server = LocalServer(functools.partial(QuietHandler, directory=str(root)))
+        yield root, f"{server.url}/models"
+        server.stop()
 
     @pytest.fixture
     def store(self, served: tuple[Path, str], tmp_path: Path) -> HttpModelStore:
