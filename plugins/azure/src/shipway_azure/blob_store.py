@@ -10,12 +10,18 @@ A version becomes visible when its manifest is written, last, with
 ``If-None-Match: *``: two publishers of one version cannot both win, and the
 files a manifest names are immutable blobs that no other publish can change.
 Aliases are updated with ETag conditions (optimistic concurrency).
+
+Retries and timeouts: the Azure SDK's storage retry policy (it retries
+connection errors, 408 and 5xx but 501/505, re-sending a body from its start),
+given the attempts, waits and timeouts of the section's ``retries`` block
+(:func:`retry_policy`); shipway does not wrap it a second time.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +40,7 @@ from shipway.backends.base import (
 )
 from shipway.domain import ModelFile, ModelVersion, utcnow, valid_model_name
 from shipway.errors import AuthError, BackendError, ModelError
+from shipway.retry import RETRY_STATUSES, RetrySettings, parse_retry_after
 
 MiB = 1024 * 1024
 
@@ -43,6 +50,22 @@ def _azx() -> Any:
     import azure.core.exceptions
 
     return azure.core.exceptions
+
+
+def retry_policy(policy: RetrySettings) -> Any:
+    """The storage SDK's ExponentialRetry with shipway's policy: attempts, full-jitter waits, Retry-After."""
+    from azure.storage.blob import ExponentialRetry
+
+    class Policy(ExponentialRetry):  # type: ignore[misc]
+        def get_backoff_time(self, settings: dict[str, Any]) -> float:
+            wait = random.uniform(0, min(policy.max_backoff, policy.backoff * 2 ** settings["count"]))
+            history = settings.get("history") or []
+            answer = getattr(history[-1], "http_response", None) if history else None
+            asked = parse_retry_after(answer.headers.get("Retry-After")) if answer is not None else None
+            return max(wait, asked or 0.0)
+
+    tries = policy.attempts - 1
+    return Policy(retry_total=tries, retry_connect=tries, retry_read=tries, retry_status=tries, random_jitter_range=0)
 
 
 class AzureBlobSettings(BackendSettings):
@@ -105,7 +128,13 @@ class AzureBlobStore(ModelStore):
             from azure.storage.blob import BlobServiceClient
 
             s = self.settings
-            options: dict[str, Any] = {"max_single_put_size": s.single_put_size, "max_block_size": s.block_size}
+            options: dict[str, Any] = {
+                "max_single_put_size": s.single_put_size,
+                "max_block_size": s.block_size,
+                "retry_policy": retry_policy(s.retries),
+                "connection_timeout": s.retries.connect_timeout,
+                "read_timeout": s.retries.read_timeout,
+            }
             if s.connection_string is not None:
                 service = BlobServiceClient.from_connection_string(s.connection_string.get_secret_value(), **options)
                 self._credential_source = "model_store.connection_string"
@@ -136,7 +165,18 @@ class AzureBlobStore(ModelStore):
             ) from None
         except _azx().ServiceRequestError as exc:
             raise BackendError(f"cannot reach {self.describe()}: {what}: {type(exc).__name__}") from None
+        except _azx().ServiceResponseError as exc:  # sent, then the answer broke off or never came
+            raise BackendError(
+                f"{self.describe()}: {what}: no complete answer from {self._endpoint()} ({type(exc).__name__}, "
+                f"{self.settings.retries.attempts} tries)"
+            ) from None
         except _azx().HttpResponseError as exc:
+            if exc.status_code in RETRY_STATUSES | {500}:
+                tries = 1 if exc.status_code == 429 else self.settings.retries.attempts  # the SDK retries no 4xx
+                raise BackendError(
+                    f"{self.describe()}: {what}: {self._endpoint()} answered {exc.status_code} "
+                    f"({tries} tries; retries.attempts of this backend sets how many)"
+                ) from None
             if exc.status_code == 403:
                 raise AuthError(
                     f"{self.describe()}: {what}: access denied for {self._credential_source or 'the credential'}"
@@ -145,6 +185,10 @@ class AzureBlobStore(ModelStore):
             if getattr(exc, "error_code", None) == "ContainerNotFound":
                 raise ModelError(f"{self.describe()}: container {self.settings.container!r} does not exist") from None
             raise
+
+    def _endpoint(self) -> str:
+        """The container's URL (no credential in it: keys and SAS go in headers or were given apart)."""
+        return str(self.container.url).split("?", 1)[0]
 
     def _name(self, *parts: str) -> str:
         return self.settings.prefix + "/".join(parts)
