@@ -278,10 +278,13 @@ def _strip_query(url: str) -> str:
 # -- SDKs with retry policies of their own --------------------------------------------------
 
 
-def urllib3_retry(policy: RetrySettings) -> Any:
-    """A ``urllib3.util.Retry`` with this policy's statuses, methods, attempts and backoff (for SDKs on urllib3).
+def urllib3_retry(policy: RetrySettings, methods: Collection[str] = IDEMPOTENT_METHODS) -> Any:
+    """A ``urllib3.util.Retry`` with this policy's statuses, attempts and backoff (for SDKs on urllib3).
 
-    urllib3 cannot bound the total time; the timeouts of each request still do.
+    ``methods`` are retried after a broken answer or a retryable status; a
+    connection that could not be opened is retried for any method. urllib3
+    honours Retry-After; it cannot bound the total time (the timeouts of each
+    request still do).
     """
     from urllib3.util.retry import Retry
 
@@ -291,7 +294,7 @@ def urllib3_retry(policy: RetrySettings) -> Any:
         read=policy.attempts - 1,
         status=policy.attempts - 1,
         other=0,
-        allowed_methods=IDEMPOTENT_METHODS,
+        allowed_methods=frozenset(methods),
         status_forcelist=RETRY_STATUSES,
         backoff_factor=policy.backoff,
         backoff_max=policy.max_backoff,
