@@ -48,17 +48,17 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
 class RetrySettings(BaseModel):
-    """``retries: {attempts: 5, max_seconds: 60}``: how a backend retries and times out its network calls."""
+    """``retries: {attempts: 5, max_seconds: 120}``: how a backend retries and times out its network calls."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     attempts: int = Field(5, ge=1, le=20, description="Tries of one request or operation, the first included")
     max_seconds: float = Field(
-        60, gt=0, le=3600, description="Time one request or operation may take, its tries and waits included"
+        120, gt=0, le=3600, description="Time one request or operation may take, its tries and waits included"
     )
     backoff: float = Field(0.5, ge=0, le=60, description="Cap of the first wait; doubles each try (full jitter)")
     max_backoff: float = Field(8, ge=0, le=300, description="Longest wait between tries (a Retry-After may be longer)")
     connect_timeout: float = Field(10, gt=0, le=300, description="Seconds to open a connection")
-    read_timeout: float = Field(60, gt=0, le=3600, description="Seconds to wait for an answer (between bytes)")
+    read_timeout: float = Field(30, gt=0, le=3600, description="Seconds to wait for an answer (between bytes)")
 
     def once(self) -> RetrySettings:
         """The same timeouts with a single try (for requests inside an operation that is retried whole)."""
