@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from shipway import cli, dockerutil, doctor
+from shipway.backends.base import Registry
 from shipway.backends.local_store import LocalModelStore, LocalStoreSettings
 from shipway.doctor import DoctorCheck
+from shipway.domain import ImageRef, Release
 from shipway.hookspecs import hookimpl
 from shipway.plugins import PluginHost
 from shipway.testing.contracts import unique
@@ -174,3 +176,29 @@ def test_backend_doctor_checks_are_added(
     checks = {c.name: c for c in doctor.run(state)}
     assert checks["quota"] == DoctorCheck("quota", False, "3 of 3 versions used", "delete an old version")
     assert doctor.exit_code(list(checks.values())) == 7
+
+
+@pytest.mark.parametrize(("health", "expected"), [("/version", "ok"), ("/not-served", "FAIL")])
+def test_a_live_release_must_answer_its_health_path(
+    tmp_path: Path,
+    registry_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    shipway_contract_images: dict[str, ImageRef],
+    shipway_contract_registry: Registry,
+    health: str,
+    expected: str,
+) -> None:
+    config = write_config(tmp_path)
+    config.write_text(config.read_text().replace("port: 7070, health: /up", f"port: 8000, health: {health}"))
+    _publish(config, tmp_path)
+    project = cli.State(config, debug=False, quiet=True).project()
+    release = Release(app=project.app, image=shipway_contract_images["good"], port=8000, health="/version")
+    project.orchestrator.deploy(release, auth=shipway_contract_registry.credentials())
+    try:
+        capsys.readouterr()
+        assert cli.main(["doctor", "-c", str(config)]) == (0 if expected == "ok" else 7)
+        line = _lines(capsys.readouterr().out)["live health"]
+        assert line.startswith(expected)
+        assert f"{health}: 200 in" in line if expected == "ok" else f"{health} answered 404" in line
+    finally:
+        project.orchestrator.remove(project.app)

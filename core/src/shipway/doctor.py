@@ -2,21 +2,27 @@
 
 One check per line, each with the fix when it fails: the configuration, the
 Docker engine, the base image, the model store (readable, the configured model
-resolves, writable), the registry (credentials, push permission), and the
-orchestrator. A backend may add its own checks with an optional
+resolves, writable), the registry (credentials, push permission), the
+orchestrator, and, when a release is live, its health path. A backend may add its own checks with an optional
 ``doctor_checks()`` method (docs/plugins.md).
 """
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from shipway.errors import ConfigError, ShipwayError
+import requests
+
+from shipway.errors import BackendError, ConfigError, ShipwayError
+
+LIVE_TIMEOUT = 5.0
+"""Seconds the live release has to answer its health path."""
 
 
 @dataclass
@@ -183,13 +189,33 @@ def _registry(project: Any) -> Iterator[DoctorCheck]:
 
 def _orchestrator(project: Any) -> Iterator[DoctorCheck]:
     orch = project.orchestrator
+    states: list[str] = []
 
     def reachable() -> str:
         found = orch.status(project.app, project.environment)
+        states.append(found.state)
         live = str(found.image) if found.image else "nothing released yet"
         return f"{orch.describe()}: {project.app} ({project.environment}) {found.state}, {live}"
 
     yield _check("orchestrator", "check the orchestrator's address and credentials in shipway.yaml", reachable)
+    if states != ["healthy"]:
+        return
+
+    def answers() -> str:
+        url = orch.endpoint(project.app, project.environment).rstrip("/") + project.loaded.config.app.health
+        started = time.monotonic()
+        response = requests.get(url, timeout=LIVE_TIMEOUT)
+        took = (time.monotonic() - started) * 1000
+        if response.status_code != 200:
+            raise BackendError(f"GET {url} answered {response.status_code} in {took:.0f} ms, not 200")
+        return f"GET {url}: 200 in {took:.0f} ms"
+
+    yield _check(
+        "live health",
+        "the release is up but does not answer its health path: `shipway status`, the app's logs, "
+        "then `shipway rollback` or a new `shipway release`",
+        answers,
+    )
 
 
 def exit_code(checks: list[DoctorCheck]) -> int:
