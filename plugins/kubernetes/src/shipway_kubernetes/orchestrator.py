@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shipway import labels as L
+from shipway import retry
 from shipway.backends.base import BackendSettings, Orchestrator
 from shipway.doctor import DoctorCheck
 from shipway.domain import Deployment, ImageRef, Release
@@ -79,6 +80,19 @@ class KubernetesSettings(BackendSettings):
     autoscale: AutoscaleSettings | None = None
     manifests: list[str] = Field(default_factory=list, description="Extra manifest files, applied too")
     patches: list[str] = Field(default_factory=list, description="JSON merge patches for rendered manifests")
+
+
+def _with_retries(api_client: Any, policy: retry.RetrySettings) -> Any:
+    """``api_client`` whose pool retries GETs (and connections that could not open) as ``policy`` says.
+
+    Only reads and polls are retried: a write the server may have applied is
+    never sent twice (a Lease PUT, a server-side apply).
+    """
+    from kubernetes.client import rest
+
+    api_client.configuration.retries = retry.urllib3_retry(policy, methods=("GET", "HEAD"))
+    api_client.rest_client = rest.RESTClientObject(api_client.configuration)
+    return api_client
 
 
 class RolloutFailed(BackendError):
@@ -143,8 +157,9 @@ class KubernetesOrchestrator(Orchestrator):
 
     @property
     def client(self) -> Any:
+        """The ApiClient, with the section's ``retries`` policy on its connection pool (reads only)."""
         if self._client is None:
-            self._client = self._api_client()
+            self._client = _with_retries(self._api_client(), self.settings.retries)
         return self._client
 
     def request(
@@ -156,13 +171,18 @@ class KubernetesOrchestrator(Orchestrator):
         query: dict[str, Any] | None = None,
     ) -> Any:
         """One API call through the official client (its auth, TLS and kubeconfig handling)."""
+        from urllib3 import Timeout
         from urllib3.exceptions import HTTPError
 
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
         try:
-            status, data, _ = rawapi.send(self.client, method, path, list((query or {}).items()), headers, body)
+            policy = self.settings.retries
+            timeout = Timeout(connect=policy.connect_timeout, read=policy.read_timeout)
+            status, data, _ = rawapi.send(
+                self.client, method, path, list((query or {}).items()), headers, body, timeout=timeout
+            )
         except HTTPError as exc:
             host = self.client.configuration.host
             raise BackendError(f"cannot reach the Kubernetes API at {host}: {type(exc).__name__}") from None
@@ -174,6 +194,11 @@ class KubernetesOrchestrator(Orchestrator):
                 raise BackendError(f"the cluster refused the credentials ({status}): {message}")
             if status == 409:
                 raise Conflict(f"conflict on {path}: {message}")
+            if status in retry.RETRY_STATUSES and method in ("GET", "HEAD"):
+                raise BackendError(
+                    f"the Kubernetes API at {self.client.configuration.host} answered {status} to {method} {path}: "
+                    f"{message} ({self.settings.retries.attempts} tries; retries.attempts sets how many)"
+                )
             raise BackendError(f"{method} {path}: {status} {message}")
         return json.loads(data) if data else {}
 

@@ -19,9 +19,11 @@ def send(
     query: list[tuple[str, str]] | None = None,
     headers: dict[str, str] | None = None,
     body: Any = None,
-    timeout: float = 30,
+    timeout: Any = 30,
 ) -> tuple[int, bytes, dict[str, str]]:
     """(status, body, headers) of one request; never raises for HTTP status codes.
+
+    ``timeout``: seconds, or a ``urllib3.Timeout`` (connect and read apart).
 
     ``body``: bytes are sent as they are; anything else is JSON-encoded.
     """

@@ -1,0 +1,91 @@
+"""The kubernetes orchestrator's client through the kit's fault proxy, in front of the fake API server.
+
+Reads and polls (GET) are retried by the client's connection pool with the
+orchestrator's ``retries`` policy: a burst of 503, a 429 with Retry-After and a
+reset mid-answer are survived, and the proxy counts the retries. Writes are
+never sent twice. Persistent faults give one error naming the API server, exit
+code 7, in bounded time; a stall ends in a timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipway.backends.base import BackendContext
+from shipway.errors import BackendError, ExitCode
+from shipway.testing.faults import FaultProxy
+from shipway_kubernetes.orchestrator import KubernetesOrchestrator, KubernetesSettings
+from shipway_kubernetes.testing.fake_apiserver import FakeApiServer
+
+FAST = {"attempts": 4, "max_seconds": 20, "backoff": 0.05, "max_backoff": 0.2}
+SERVICES = "/api/v1/namespaces/default/services"
+
+
+@pytest.fixture
+def proxy(shipway_fake_k8s: FakeApiServer, shipway_fault_proxy: Callable[..., FaultProxy]) -> FaultProxy:
+    return shipway_fault_proxy(shipway_fake_k8s.url)
+
+
+def orchestrator(fake: FakeApiServer, proxy: FaultProxy, tmp_path: Path, **retries: Any) -> KubernetesOrchestrator:
+    kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
+    kubeconfig.write_text(kubeconfig.read_text().replace(fake.url, proxy.url))
+    settings = KubernetesSettings(kind="kubernetes", kubeconfig=str(kubeconfig), retries={**FAST, **retries})
+    return KubernetesOrchestrator(settings, BackendContext(root=tmp_path, cache_dir=tmp_path / "cache"))
+
+
+def test_transient_faults_on_reads_are_retried(
+    shipway_fake_k8s: FakeApiServer, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    orch = orchestrator(shipway_fake_k8s, proxy, tmp_path)
+    proxy.fail(503, times=3)
+    assert orch.status("faulty").state == "absent"
+    assert proxy.count("fail") == 3
+    proxy.fail(429, times=1, retry_after=1)
+    started = time.monotonic()
+    assert orch.request("GET", SERVICES)["kind"] == "ServiceList"
+    assert time.monotonic() - started >= 1  # Retry-After honoured
+    proxy.reset(after_bytes=150)  # inside the answer's head or body: the read broke
+    assert orch.request("GET", SERVICES)["kind"] == "ServiceList"
+    assert proxy.count("reset") == 1
+    assert proxy.count("forwarded", method="GET") == 3
+
+
+def test_writes_are_not_sent_twice(shipway_fake_k8s: FakeApiServer, proxy: FaultProxy, tmp_path: Path) -> None:
+    orch = orchestrator(shipway_fake_k8s, proxy, tmp_path)
+    proxy.fail(503, times=None, method="POST")
+    with pytest.raises(BackendError, match="503"), orch.lock("faulty"):
+        pass
+    assert proxy.count("fail", method="POST") == 1
+
+
+def test_persistent_503_gives_one_clear_error_in_bounded_time(
+    shipway_fake_k8s: FakeApiServer, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    orch = orchestrator(shipway_fake_k8s, proxy, tmp_path)
+    proxy.fail(503, times=None)
+    started = time.monotonic()
+    with pytest.raises(BackendError) as caught:
+        orch.status("faulty")
+    assert time.monotonic() - started < 3
+    assert str(caught.value).startswith(f"the Kubernetes API at {proxy.url} answered 503 to GET /apis/apps/v1/")
+    assert "(4 tries" in str(caught.value)
+    assert caught.value.exit_code == ExitCode.BACKEND
+    assert proxy.count("fail") == 4
+
+
+def test_a_stall_ends_in_a_timeout(shipway_fake_k8s: FakeApiServer, proxy: FaultProxy, tmp_path: Path) -> None:
+    orch = orchestrator(shipway_fake_k8s, proxy, tmp_path, attempts=2, read_timeout=1)
+    orch.request("GET", SERVICES)  # the client is built; then every request stalls
+    proxy.stall()
+    started = time.monotonic()
+    with pytest.raises(BackendError, match=f"cannot reach the Kubernetes API at {proxy.url}"):
+        orch.status("faulty")
+    elapsed = time.monotonic() - started
+    print(f"kubernetes stall: gave up after {elapsed:.1f}s")
+    assert elapsed < 4  # two tries of a 1 s read timeout, one short wait
+    assert proxy.count("stall") == 2
