@@ -132,8 +132,9 @@ class FaultProxy:
     ) -> FaultProxy:
         """Forward the next ``times`` matching requests, then reset the connection after ``after_bytes``.
 
-        ``direction="response"`` counts bytes of the answer (a download cut short),
-        ``"request"`` bytes of the request body after its head (an upload cut short).
+        ``direction="response"`` counts bytes of the answer, its head included (a
+        download cut short); ``"request"`` bytes of the request body after its head
+        (an upload cut short). In tcp mode, bytes of the connection either way.
         """
         fault = Fault("reset", times, after_bytes=after_bytes, direction=direction, method=method, path=path)
         return self._add(fault)
