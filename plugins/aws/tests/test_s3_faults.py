@@ -71,6 +71,20 @@ def test_a_manifest_body_cut_short_is_read_again(
     assert proxy.count("forwarded", method="GET", path="/manifest.json") == 1
 
 
+def test_a_resumed_download_cut_short_resumes_again(
+    shipway_aws_env: MotoService, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    store = make(shipway_aws_env, proxy, tmp_path)
+    version = store.publish(write_model(tmp_path / "src", {"weights.bin": WEIGHTS}), "m")
+    partial = tmp_path / "partial"
+    partial.write_bytes(WEIGHTS[:100_000])  # an earlier fetch was interrupted here
+    proxy.reset(after_bytes=300_000, method="GET", path="/blobs/")
+    store._download(version, version.files[0], partial)  # as fetch calls it, with the partial file
+    assert partial.read_bytes() == WEIGHTS
+    assert proxy.count("reset", path="/blobs/") == 1
+    assert proxy.count("forwarded", method="GET", path="/blobs/") == 1  # one more ranged GET, after the bytes written
+
+
 def test_persistent_503_gives_one_clear_error_in_bounded_time(
     shipway_aws_env: MotoService, proxy: FaultProxy, tmp_path: Path
 ) -> None:

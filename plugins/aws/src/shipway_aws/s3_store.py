@@ -265,12 +265,18 @@ class S3Store(ModelStore):
         return dict(read[0]) if read else {}
 
     def _download(self, version: ModelVersion, file: ModelFile, dest: Path) -> None:
+        """Write the file to ``dest``, resuming after the bytes it holds; a body cut short resumes again.
+
+        A ranged GET's body that breaks mid-way is retried under the store's
+        ``retries`` policy, each try resuming after the bytes written so far.
+        """
         key = self._key(version.name, "blobs", "sha256", file.sha256)
-        have = dest.stat().st_size if dest.exists() else 0
-        if have >= file.size:
-            have = 0  # as long as the file or longer: not a resumable prefix, start again
         bucket = self.settings.bucket
-        try:
+
+        def once(_: retry.Deadline) -> None:
+            have = dest.stat().st_size if dest.exists() else 0
+            if have >= file.size:
+                have = 0  # as long as the file or longer: not a resumable prefix, start again
             with dest.open("r+b" if have else "wb") as out:
                 out.seek(have)
                 out.truncate()
@@ -281,6 +287,9 @@ class S3Store(ModelStore):
                         out.write(chunk)
                 else:  # whole file: parallel ranged GETs above the multipart threshold
                     self._call(f"download {key}", self.client.download_fileobj, bucket, key, out, Config=self.transfer)
+
+        try:
+            retry.call(once, self.settings.retries, f"{self.describe()}: download {key}", transient=_body_broke)
         except _Missing:
             raise ModelError(
                 f"{version.name}:{version.version}: file {file.path} is missing from {self.describe()}"
