@@ -1,14 +1,9 @@
-"""Fixtures for the swarm tests: a real single-node swarm, orchestrators on it, a bounded load generator."""
+"""Fixtures for the swarm tests: a real single-node swarm, orchestrators on it, the kit's bounded load generator."""
 
 from __future__ import annotations
 
-import http.client
 import os
-import threading
-import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +11,7 @@ import pytest
 
 from shipway import dockerutil
 from shipway.backends.base import BackendContext
+from shipway.testing.load import Load
 from shipway.testing.services import free_port
 from shipway_swarm import SwarmOrchestrator, SwarmSettings
 
@@ -57,74 +53,7 @@ def swarm_factory(swarm: None, tmp_path: Path) -> Any:
     return make
 
 
-@dataclass
-class Load:
-    """A bounded HTTP load on 127.0.0.1: ``workers`` threads, each at most ``limit`` requests and ``seconds``.
-
-    Every request is a new connection (the case a release can break); the
-    result counts successes, failures by reason and the bodies seen.
-    """
-
-    port: int
-    path: str = "/version"
-    workers: int = 4
-    limit: int = 5000
-    seconds: float = 240.0
-    key: Callable[[str], str] = lambda body: body[:40]
-    ok: int = 0
-    failed: Counter[str] = field(default_factory=Counter)
-    bodies: Counter[str] = field(default_factory=Counter)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _mutex: threading.Lock = field(default_factory=threading.Lock)
-
-    def _worker(self) -> None:
-        end = time.monotonic() + self.seconds
-        for _ in range(self.limit):
-            if self._stop.is_set() or time.monotonic() > end:
-                return
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-            try:
-                conn.request("GET", self.path, headers={"Connection": "close"})
-                resp = conn.getresponse()
-                body = resp.read().decode(errors="replace").strip()
-                with self._mutex:
-                    if resp.status == 200:
-                        self.ok += 1
-                        self.bodies[self.key(body)] += 1
-                    else:
-                        self.failed[f"HTTP {resp.status}"] += 1
-            except (OSError, http.client.HTTPException) as exc:
-                with self._mutex:
-                    self.failed[type(exc).__name__] += 1
-            finally:
-                conn.close()
-            time.sleep(0.01)
-
-    def __enter__(self) -> Load:
-        self._threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.workers)]
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=30)
-
-    @property
-    def total(self) -> int:
-        return self.ok + sum(self.failed.values())
-
-    def report(self, what: str) -> str:
-        line = (
-            f"[load] {what}: {self.total} requests, {self.ok} ok, {sum(self.failed.values())} failed"
-            f" {dict(self.failed) or ''}; bodies {dict(self.bodies)}"
-        )
-        print(line)
-        return line
-
-
 @pytest.fixture
-def load() -> type[Load]:
-    return Load
+def load() -> Callable[..., Load]:
+    """``load(port)``: the kit's bounded load on ``http://127.0.0.1:PORT/version``."""
+    return Load.on_port
