@@ -7,7 +7,9 @@ command; backends only do what their contract says.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from shipway import builder, inputs, junit, labels
+from shipway import builder, inputs, journal, junit, labels
 from shipway.backends.base import BackendContext, ModelStore, Orchestrator, Registry
 from shipway.config import LoadedConfig
 from shipway.domain import (
@@ -230,15 +232,25 @@ def _build_verify_push(
 ) -> builder.BuiltImage:
     # Each run fetches into a folder of its own (the blob cache beneath is shared), kept until
     # the push has read the model layer from it: two runs of one version on one runner never
-    # swap the files under each other's build.
-    fetched = project.context.cache_dir / "fetched" / f"{model.name}-{uuid.uuid4().hex[:12]}"
+    # swap the files under each other's build. A killed run's folder is removed by the next run.
+    runs = project.context.cache_dir / "fetched"
+    _remove_abandoned_fetches(runs)
+    fetched = runs / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}" / model.name
     try:
         with st.stage("model") as detail:
             model_dir = project.store.fetch(model, fetched / model.version)
             detail.append(f"{model.name}:{model.version} ({model.size / 1e6:.1f} MB, {model.digest[:19]})")
         return _build_verify_push_fetched(project, st, record, bp, model, model_dir, image_labels, created, push)
     finally:
-        shutil.rmtree(fetched, ignore_errors=True)
+        shutil.rmtree(fetched.parent, ignore_errors=True)
+
+
+def _remove_abandoned_fetches(runs: Path) -> None:
+    """Delete the fetch folders of runs (on this host) that were killed: nothing reads them again."""
+    for entry in runs.glob("*-*-*") if runs.is_dir() else []:
+        host, pid, _ = entry.name.rsplit("-", 2)
+        if pid.isdigit() and journal.gone(host, int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _build_verify_push_fetched(
@@ -476,6 +488,10 @@ def release(project: Project, image: str | None = None, outputs: Outputs = Outpu
             current = project.orchestrator.status(project.app, project.environment)
             record.previous = current.image
             detail.append(f"{ref} ({_describe_labels(image_labels)})")
+        unfinished = journal.unfinished(project.context.cache_dir, project.app, project.environment)
+        if unfinished is not None:
+            with project.orchestrator.lock(project.app, project.environment):
+                current = _recover(project, st, record, current, unfinished)
         failed = project.orchestrator.failed_digests(project.app, project.environment)
         if current.digest == ref.digest and current.state == "healthy":
             record.action = "noop"
@@ -490,8 +506,48 @@ def release(project: Project, image: str | None = None, outputs: Outputs = Outpu
             project.reporter.info(record.message)
         else:
             with project.orchestrator.lock(project.app, project.environment):
-                _deploy_and_check(project, st, record, ref, image_labels)
+                note = journal.begin(
+                    project.context.cache_dir, project.app, project.environment, ref.pinned, _pinned(current.image)
+                )
+                try:
+                    _deploy_and_check(project, st, record, ref, image_labels)
+                finally:
+                    journal.end(note)  # a killed process skips this: the next release or status sees it
     return record
+
+
+def _pinned(ref: ImageRef | None) -> str | None:
+    return ref.pinned if ref is not None else None
+
+
+def _recover(
+    project: Project, st: Stages, record: ReleaseRecord, current: Deployment, unfinished: journal.Unfinished
+) -> Deployment:
+    """Finish what a killed release left: check what is live; roll back if it fails its checks.
+
+    Returns the state to go on from. What is live when it is not healthy is left
+    to the release that follows (it deploys again).
+    """
+    project.reporter.info(f"{unfinished.describe()}: what is live ({current.image}, {current.state}) is checked first")
+    if current.state == "healthy":
+        try:
+            _check_live(project, st, record, f"the live release {current.image} (left unchecked by a killed release)")
+        except (BackendError, VerifyFailed) as exc:
+            orch = project.orchestrator
+            orch.mark_failed(project.app, project.environment, current.digest or "", str(exc).splitlines()[0])
+            if current.previous_image is None:
+                raise
+            with st.stage("rollback") as detail:
+                restored = orch.rollback(project.app, project.environment)
+                detail.append(f"{restored.image} {restored.state}")
+            journal.clear(project.context.cache_dir, project.app, project.environment)
+            record.image, record.previous, record.action = current.image, current.image, "rolled_back"
+            raise RolledBack(
+                f"{unfinished.describe()}; it left {current.image} live, which fails its checks: "
+                f"rolled back to {restored.image}: {exc}"
+            ) from exc
+    journal.clear(project.context.cache_dir, project.app, project.environment)
+    return project.orchestrator.status(project.app, project.environment)
 
 
 @contextmanager
@@ -561,6 +617,7 @@ def rollback(project: Project, outputs: Outputs = Outputs()) -> ReleaseRecord:
             detail.append(f"{restored.image} {restored.state}")
         _check_live(project, st, record, "the restored release")
         record.action = "rolled_back"
+        journal.clear(project.context.cache_dir, project.app, project.environment)
     return record
 
 
@@ -568,7 +625,16 @@ def rollback(project: Project, outputs: Outputs = Outputs()) -> ReleaseRecord:
 
 
 def status(project: Project) -> Deployment:
-    return project.orchestrator.status(project.app, project.environment)
+    """What the orchestrator reports, and whether a release killed on this host left it unchecked."""
+    dep = project.orchestrator.status(project.app, project.environment)
+    unfinished = journal.unfinished(project.context.cache_dir, project.app, project.environment)
+    if unfinished is None:
+        return dep
+    why = (
+        f"{unfinished.describe()}: what is live was not checked by it; "
+        "`shipway release` checks it, then finishes the release or rolls back"
+    )
+    return dep.model_copy(update={"message": why + (f" ({dep.message})" if dep.message else "")})
 
 
 def plan(project: Project) -> dict[str, Any]:

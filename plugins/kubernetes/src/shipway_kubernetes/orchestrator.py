@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -77,6 +78,9 @@ class KubernetesSettings(BackendSettings):
     image_pull_secret: str | None = None
     read_only_root: bool = True
     revision_history: int = Field(5, ge=1, le=50)
+    lease_seconds: int = Field(
+        30, ge=3, le=3600, description="Release Lease duration; renewed while held, taken over once a holder stops"
+    )
     autoscale: AutoscaleSettings | None = None
     manifests: list[str] = Field(default_factory=list, description="Extra manifest files, applied too")
     patches: list[str] = Field(default_factory=list, description="JSON merge patches for rendered manifests")
@@ -477,35 +481,63 @@ class KubernetesOrchestrator(Orchestrator):
 
     @contextmanager
     def lock(self, app: str, environment: str = "default") -> Iterator[None]:
-        """A coordination.k8s.io Lease per app and environment: one release at a time across runners."""
+        """A coordination.k8s.io Lease per app and environment: one release at a time across runners.
+
+        The holder renews it every third of ``lease_seconds`` while the release runs;
+        a holder that stops renewing (a killed runner) loses it ``lease_seconds`` after
+        its last renewal, and the next release takes it over.
+        """
         name = f"shipway-{render.object_name(app, environment)}"
-        leases = f"/apis/coordination.k8s.io/v1/namespaces/{self.settings.namespace}/leases"
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{self.settings.namespace}/leases/{name}"
         now = datetime.now(UTC)
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        stamp = _stamp(now)
         holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         body: dict[str, Any] = {
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name},
-            "spec": {"holderIdentity": holder, "leaseDurationSeconds": int(self.settings.deadline) + 300,
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": self.settings.lease_seconds,
                      "acquireTime": stamp, "renewTime": stamp},
         }  # fmt: skip
         try:
-            self.request("POST", leases, body=body, content_type="application/json")
+            self.request("POST", path.rsplit("/", 1)[0], body=body, content_type="application/json")
         except Conflict:
-            held = self.request("GET", f"{leases}/{name}")
+            held = self.request("GET", path)
             spec = held.get("spec", {})
-            renewed = datetime.strptime(spec.get("renewTime", stamp), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+            renewed = datetime.strptime(spec.get("renewTime", stamp), _STAMP).replace(tzinfo=UTC)
             if (now - renewed).total_seconds() < float(spec.get("leaseDurationSeconds", 0)):
                 raise LockedError(
                     f"another release of {app} ({environment}) holds Lease {self.settings.namespace}/{name} "
-                    f"(holder {spec.get('holderIdentity')}, since {spec.get('acquireTime')})"
+                    f"(holder {spec.get('holderIdentity')}, since {spec.get('acquireTime')}, "
+                    f"renewed {spec.get('renewTime')}, for {spec.get('leaseDurationSeconds')}s)"
                 ) from None
+            self.context.reporter.info(
+                f"  taking over Lease {name}: holder {spec.get('holderIdentity')} stopped renewing it at {renewed}"
+            )
             body["metadata"]["resourceVersion"] = held["metadata"]["resourceVersion"]  # take over an expired lease
-            self.request("PUT", f"{leases}/{name}", body=body, content_type="application/json")
+            self.request("PUT", path, body=body, content_type="application/json")
+        stop = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(path, holder, stop), daemon=True, name="shipway-lease")
+        renewer.start()
         try:
             yield
         finally:
+            stop.set()
+            renewer.join(timeout=30)
             with suppress(NotFound):
-                self.request("DELETE", f"{leases}/{name}")
+                if (self.request("GET", path).get("spec") or {}).get("holderIdentity") == holder:
+                    self.request("DELETE", path)
+
+    def _renew(self, path: str, holder: str, stop: threading.Event) -> None:
+        """Renew the Lease at ``path`` every third of its duration until ``stop``; give up if it changed hands."""
+        while not stop.wait(self.settings.lease_seconds / 3):
+            try:
+                held = self.request("GET", path)
+                if (held.get("spec") or {}).get("holderIdentity") != holder:
+                    self.context.reporter.info(f"  lost Lease {path.rsplit('/', 1)[1]} to another release")
+                    return
+                held["spec"]["renewTime"] = _stamp(datetime.now(UTC))
+                self.request("PUT", path, body=held, content_type="application/json")
+            except BackendError as exc:  # the next renewal tries again; the lease has time left
+                self.context.reporter.info(f"  could not renew the release Lease: {exc}")
 
     def remove(self, app: str, environment: str = "default") -> None:
         name = render.object_name(app, environment)
@@ -539,6 +571,13 @@ def rollout_state(dep: dict[str, Any]) -> tuple[bool, str]:
     if available < updated:
         return False, f"{available} of {updated} updated replicas are available"
     return True, f'deployment "{name}" successfully rolled out'
+
+
+_STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _stamp(when: datetime) -> str:
+    return when.strftime(_STAMP)
 
 
 def _image(template: dict[str, Any]) -> str:
