@@ -1,10 +1,10 @@
 """The example app through the whole pipeline, on the real engine and a real registry with auth.
 
-One scenario, in order: publish a trained model; run (test, model, build,
-verify, push); release; a code-only change reuses the model layer; a bad model
-version is stopped by verify before push; a release that fails its live checks
-rolls back while the previous container keeps serving; on-demand rollback;
-registry auth failure; a corrupted model file stops the run before the build.
+Each test stands alone: it copies the app into a folder of its own, with its
+own model store, cache, registry repository, release environment and port,
+publishes the models it needs and builds and releases what it needs. What the
+tests share is read-only input: the two trained models (good and scrambled)
+and the wheelhouse download, both keyed by their content.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -31,27 +32,63 @@ EXIT = {"ok": 0, "config": 2, "tests": 3, "verify": 5, "rolled_back": 6, "backen
 
 
 class Example(AppProject):
-    """The flask example as an AppProject, with its training script and samples."""
+    """The flask example as an AppProject pushing to a registry repository of its own."""
 
-    def train(self, out: Path, scramble: bool = False) -> Path:
-        cmd = [sys.executable, "train.py", "--out", str(out)] + (["--scramble"] if scramble else [])
-        subprocess.run(cmd, cwd=self.root, check=True, capture_output=True)
-        return out
+    repository: str = "digits-api"
 
-    def score(self, sample: str) -> dict:
+    def score(self, sample: str) -> Any:
         return self.post_json_file("/score", f"tests/data/{sample}")
+
+    def publish(self, model: Path, *args: str) -> None:
+        pub = self.shipway("model", "publish", str(model), "--name", "digits", *args)
+        assert pub.returncode == 0, pub.stderr
+
+    def run_ok(self, out: Path, *args: str) -> Any:
+        """``shipway run ARGS -o out``, which must succeed; its build record."""
+        run = self.shipway("run", *args, "-o", str(out))
+        assert run.returncode == EXIT["ok"], run.stderr
+        return self.record(out)
+
+    def release_ok(self, out: Path, *args: str) -> Any:
+        rel = self.shipway("release", *args, "-o", str(out))
+        assert rel.returncode == EXIT["ok"], rel.stderr
+        return self.record(out)
+
+    def live(self) -> Any:
+        return json.loads(self.shipway("status", "--json").stdout)
 
 
 @pytest.fixture(scope="module")
-def example(
-    tmp_path_factory: pytest.TempPathFactory, shipway_registry: RegistryService, shipway_docker: None
-) -> Iterator[Example]:
-    client = dockerutil.client()
+def base_image(shipway_docker: None) -> str:
     try:
-        client.images.get(BASE_IMAGE)
+        dockerutil.client().images.get(BASE_IMAGE)
     except Exception:  # noqa: BLE001
         pytest.fail(f"base image {BASE_IMAGE} is missing: run scripts/services.sh", pytrace=False)
-    work = tmp_path_factory.mktemp("pipeline")
+    return BASE_IMAGE
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The good model and a scrambled one (permuted classes), trained once: tests publish them, never change them."""
+    out = tmp_path_factory.mktemp("models")
+    for name, extra in (("good", []), ("bad", ["--scramble"])):
+        cmd = [sys.executable, "train.py", "--out", str(out / name), *extra]
+        subprocess.run(cmd, cwd=EXAMPLE, check=True, capture_output=True)
+    return {"good": out / "good", "bad": out / "bad"}
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One wheelhouse download for the module (keyed by the requirements' hash, so no test sees another's change)."""
+    return tmp_path_factory.mktemp("wheelhouse")
+
+
+@pytest.fixture
+def example(tmp_path: Path, shipway_registry: RegistryService, base_image: str, wheelhouse: Path) -> Iterator[Example]:
+    """A fresh copy of the example with a store, cache, repository, environment and port of its own."""
+    work = tmp_path / "work"
+    (work / "cache").mkdir(parents=True)
+    (work / "cache" / "wheelhouse").symlink_to(wheelhouse)
     port = free_port()
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("SHIPWAY_", "DIGITS_", "MODEL_SELECT", "BASE_IMAGE"))
@@ -63,24 +100,43 @@ def example(
         SHIPWAY_MODEL_STORE=str(work / "store"),
         SHIPWAY_CACHE_DIR=str(work / "cache"),
         DIGITS_PORT=str(port),
-        SHIPWAY_ENVIRONMENT=f"test-{uuid.uuid4().hex[:8]}",  # never touch a developer's own release
-        BASE_IMAGE=BASE_IMAGE,
+        SHIPWAY_ENVIRONMENT=f"test-{uuid.uuid4().hex[:8]}",  # never touch a developer's own release, nor another test's
+        BASE_IMAGE=base_image,
         DOCKER_BUILDKIT="0",
     )
     ex = Example.copy(EXAMPLE, work / "app", env, port)
+    # A repository of its own: no test finds (and reuses) a build another test pushed.
+    ex.repository = f"digits-api-{uuid.uuid4().hex[:8]}"
+    config = ex.root / "shipway.yaml"
+    config.write_text(config.read_text().replace("  repository: digits-api\n", f"  repository: {ex.repository}\n"))
+    ex.commit("a repository of its own")
     yield ex
     ex.shipway("down")
 
 
-def test_01_publish_run_release_serves_the_model(example: Example, tmp_path: Path) -> None:
-    model = example.train(tmp_path / "model")
-    pub = example.shipway("model", "publish", str(model), "--name", "digits", "--alias", "production")
+@pytest.fixture
+def released(example: Example, models: dict[str, Path], tmp_path: Path) -> Any:
+    """The good model published (alias production), built, pushed and live: the build record."""
+    example.publish(models["good"], "--alias", "production")
+    build = example.run_ok(tmp_path / "first.json", "--skip-tests")
+    assert example.release_ok(tmp_path / "first-release.json")["action"] == "deployed"
+    return build
+
+
+def _tags(reg: RegistryService, repository: str) -> list[str]:
+    resp = requests.get(f"http://{reg.address}/v2/{repository}/tags/list", auth=(reg.username, reg.password), timeout=5)
+    if resp.status_code == 404:
+        return []
+    resp.raise_for_status()
+    return sorted(resp.json().get("tags") or [])
+
+
+def test_publish_run_release_serves_the_model(example: Example, models: dict[str, Path], tmp_path: Path) -> None:
+    pub = example.shipway("model", "publish", str(models["good"]), "--name", "digits", "--alias", "production")
     assert pub.returncode == 0
     assert "published digits:1" in pub.stdout
 
-    run = example.shipway("run", "-o", str(tmp_path / "build.json"))
-    assert run.returncode == EXIT["ok"], run.stderr
-    record = example.record(tmp_path / "build.json")
+    record = example.run_ok(tmp_path / "build.json")
     head = example.git("rev-parse", "HEAD")
     assert record["status"] == "ok"
     assert record["source"]["commit"] == head
@@ -99,20 +155,15 @@ def test_01_publish_run_release_serves_the_model(example: Example, tmp_path: Pat
     assert labels["io.shipway.model.version"] == "1"
     assert labels["io.shipway.model.digest"] == record["model_digest"]
 
-    rel = example.shipway("release", "-o", str(tmp_path / "release.json"))
-    assert rel.returncode == EXIT["ok"], rel.stderr
-    assert example.record(tmp_path / "release.json")["action"] == "deployed"
+    assert example.release_ok(tmp_path / "release.json")["action"] == "deployed"
     assert example.score("seven.json")["label"] == 7
     assert example.score("heldout.json")["labels"] == list(range(10))
     version = requests.get(example.url("/version"), timeout=5).json()
     assert version["commit"] == head
     assert version["model"]["version"] == "1"
 
-    again = example.shipway("release", "-o", str(tmp_path / "again.json"))
-    assert again.returncode == EXIT["ok"]
-    assert example.record(tmp_path / "again.json")["action"] == "noop"
-    status = example.shipway("status", "--json")
-    live = json.loads(status.stdout)
+    assert example.release_ok(tmp_path / "again.json")["action"] == "noop"
+    live = example.live()
     assert live["state"] == "healthy"
     assert live["image"]["digest"] == digest
     assert live["labels"]["org.opencontainers.image.revision"] == head
@@ -120,14 +171,15 @@ def test_01_publish_run_release_serves_the_model(example: Example, tmp_path: Pat
     plan = json.loads(example.shipway("plan", "--json").stdout)
     assert plan["model"]["version"] == "1"
     assert plan["release"] == "no-op (already live)"
-    assert plan["image"].endswith(f"/digits-api:{head[:12]}-m1")
+    assert plan["image"].endswith(f"/{example.repository}:{head[:12]}-m1")
     listed = json.loads(example.shipway("model", "list", "digits", "--json").stdout)
     assert listed["aliases"] == {"production": "1"}
     assert [v["version"] for v in listed["versions"]] == ["1"]
 
 
-def test_02_code_only_change_reuses_the_model_layer(example: Example, tmp_path: Path) -> None:
-    first = json.loads(sorted((example.root / ".shipway" / "builds").glob("*.json"))[-1].read_text())
+def test_code_only_change_reuses_the_model_layer(example: Example, models: dict[str, Path], tmp_path: Path) -> None:
+    example.publish(models["good"])
+    first = example.run_ok(tmp_path / "first.json", "--skip-tests")
     base_layers = dockerutil.client().images.get(BASE_IMAGE).attrs["RootFS"]["Layers"]
     above_base = len(base_layers)
     # The model layer sits right above the base image's layers, below the dependencies and the code.
@@ -137,9 +189,7 @@ def test_02_code_only_change_reuses_the_model_layer(example: Example, tmp_path: 
     app_py = example.root / "digits_api" / "app.py"
     app_py.write_text(app_py.read_text() + "\n# a code-only change\n")
     example.commit("code-only change")
-    run = example.shipway("run", "--skip-tests", "-o", str(tmp_path / "code.json"))
-    assert run.returncode == EXIT["ok"], run.stderr
-    second = example.record(tmp_path / "code.json")
+    second = example.run_ok(tmp_path / "code.json", "--skip-tests")
     assert second["image"]["digest"] != first["image"]["digest"]
     assert second["model_layer"] == first["model_layer"]
     assert second["uploaded_bytes"] < 1_000_000
@@ -147,19 +197,13 @@ def test_02_code_only_change_reuses_the_model_layer(example: Example, tmp_path: 
     assert second["layers"][: above_base + 4] == first["layers"][: above_base + 4]
     assert second["layers"][-1] != first["layers"][-1]
 
-    # A model change (here: a bad version, stopped by verify) replaces the model layer and keeps the dependencies.
-    bad = example.train(tmp_path / "bad", scramble=True)
-    assert example.shipway("model", "publish", str(bad), "--name", "digits").returncode == 0
-    model_run = example.shipway("run", "--skip-tests", "-o", str(tmp_path / "model.json"))
-    assert model_run.returncode == EXIT["verify"]
-    third = example.record(tmp_path / "model.json")
-    assert third["model_layer"] != first["model_layer"]
-    assert third["layers"][above_base] == third["model_layer"]
-    assert third["layers"][above_base + 1 : above_base + 4] == first["layers"][above_base + 1 : above_base + 4]
 
-
-def test_03_failing_verify_blocks_the_push(example: Example, tmp_path: Path, shipway_registry: RegistryService) -> None:
-    tags_before = _tags(shipway_registry)
+def test_failing_verify_blocks_the_push(
+    example: Example, released: Any, models: dict[str, Path], tmp_path: Path, shipway_registry: RegistryService
+) -> None:
+    tags_before = _tags(shipway_registry, example.repository)
+    assert tags_before  # the released build is there
+    example.publish(models["bad"])
     run = example.shipway("run", "--skip-tests", "-o", str(tmp_path / "bad.json"))
     assert run.returncode == EXIT["verify"]
     assert "verify checks failed against the built image" in run.stderr
@@ -168,13 +212,22 @@ def test_03_failing_verify_blocks_the_push(example: Example, tmp_path: Path, shi
     assert record["status"] == "failed"
     assert record["image"] is None
     assert [s["name"] for s in record["stages"]][-1] == "verify"
-    assert _tags(shipway_registry) == tags_before
+    assert _tags(shipway_registry, example.repository) == tags_before
     assert example.score("seven.json")["label"] == 7  # the live release is untouched
+    # A model change replaces the model layer and keeps the dependency layers.
+    above_base = len(dockerutil.client().images.get(BASE_IMAGE).attrs["RootFS"]["Layers"])
+    assert record["model_layer"] != released["model_layer"]
+    assert record["layers"][above_base] == record["model_layer"]
+    assert record["layers"][above_base + 1 : above_base + 4] == released["layers"][above_base + 1 : above_base + 4]
 
 
-def test_04_release_failing_live_checks_rolls_back(example: Example, tmp_path: Path) -> None:
-    live_before = json.loads(example.shipway("status", "--json").stdout)["image"]["digest"]
+def test_release_failing_live_checks_rolls_back(
+    example: Example, released: Any, models: dict[str, Path], tmp_path: Path
+) -> None:
+    live_before = example.live()["image"]["digest"]
+    assert live_before == released["image"]["digest"]
     # A build whose (weaker) smoke test let a bad model through...
+    example.publish(models["bad"])
     weak = (example.root / "shipway.yaml").read_text().split("verify:")[0]
     weak += "verify:\n  - {request: GET /healthz, expect_status: 200}\n"
     (example.root / "shipway.weak.yaml").write_text(weak)
@@ -190,37 +243,34 @@ def test_04_release_failing_live_checks_rolls_back(example: Example, tmp_path: P
     assert record["action"] == "rolled_back"
     assert record["image"]["digest"] == bad_digest
     assert [s["name"] for s in record["stages"]] == ["pick", "deploy", "check", "rollback"]
-    live = json.loads(example.shipway("status", "--json").stdout)
+    live = example.live()
     assert live["state"] == "healthy"
     assert live["image"]["digest"] == live_before
     assert example.score("seven.json")["label"] == 7
     # The nightly release that follows does not retry the build that failed: exit 0, nothing changes.
-    again = example.shipway("release", "-o", str(tmp_path / "again.json"))
-    assert again.returncode == EXIT["ok"], again.stderr
-    skipped = example.record(tmp_path / "again.json")
+    skipped = example.release_ok(tmp_path / "again.json")
     assert skipped["action"] == "skipped"
     assert "already failed its release" in skipped["message"]
     assert [s["name"] for s in skipped["stages"]] == ["pick"]
-    assert json.loads(example.shipway("status", "--json").stdout)["image"]["digest"] == live_before
+    assert example.live()["image"]["digest"] == live_before
 
 
-def test_05_rollback_on_demand(example: Example, tmp_path: Path) -> None:
-    # Release the code-only build of test_02 by its tag, then roll back to the first release.
-    builds = sorted((example.root / ".shipway" / "builds").glob("*.json"))
-    records = [json.loads(p.read_text()) for p in builds]
-    ok = [r for r in records if r["status"] == "ok" and r["checks"] and len(r["checks"]) == 5]
-    first, code_only = ok[0], ok[1]
-    rel = example.shipway("release", "--image", f"{code_only['image']['repository']}:{code_only['image']['tag']}")
-    assert rel.returncode == EXIT["ok"], rel.stderr
-    assert json.loads(example.shipway("status", "--json").stdout)["image"]["digest"] == code_only["image"]["digest"]
+def test_rollback_on_demand(example: Example, released: Any, tmp_path: Path) -> None:
+    app_py = example.root / "digits_api" / "app.py"
+    app_py.write_text(app_py.read_text() + "\n# a code-only change\n")
+    example.commit("code-only change")
+    code_only = example.run_ok(tmp_path / "code.json", "--skip-tests")
+    example.release_ok(
+        tmp_path / "code-release.json", "--image", f"{code_only['image']['repository']}:{code_only['image']['tag']}"
+    )
+    assert example.live()["image"]["digest"] == code_only["image"]["digest"]
     back = example.shipway("rollback", "-o", str(tmp_path / "rb.json"))
     assert back.returncode == EXIT["ok"], back.stderr
-    live = json.loads(example.shipway("status", "--json").stdout)
-    assert live["image"]["digest"] == first["image"]["digest"]
+    assert example.live()["image"]["digest"] == released["image"]["digest"]
     assert example.score("seven.json")["label"] == 7
 
 
-def test_06_wrong_registry_password_is_a_clear_error(example: Example) -> None:
+def test_wrong_registry_password_is_a_clear_error(example: Example) -> None:
     run = example.shipway("run", env={"SHIPWAY_REGISTRY_PASSWORD": "not-the-password"})
     assert run.returncode == EXIT["backend"]
     assert "rejected user 'shipway' (registry.username/password)" in run.stderr
@@ -230,20 +280,15 @@ def test_06_wrong_registry_password_is_a_clear_error(example: Example) -> None:
     assert "build" not in run.stderr
 
 
-def test_07_corrupted_model_file_stops_the_run_before_the_build(example: Example, tmp_path: Path) -> None:
-    store = Path(example.env["SHIPWAY_MODEL_STORE"]) / "digits" / "versions" / "1" / "files" / "weights.npz"
-    original = store.read_bytes()
-    data = bytearray(original)
+def test_corrupted_model_file_stops_the_run_before_the_build(
+    example: Example, models: dict[str, Path], tmp_path: Path
+) -> None:
+    example.publish(models["good"])
+    stored = Path(example.env["SHIPWAY_MODEL_STORE"]) / "digits" / "versions" / "1" / "files" / "weights.npz"
+    data = bytearray(stored.read_bytes())
     data[100] ^= 0xFF
-    store.write_bytes(bytes(data))
-    cache = Path(example.env["SHIPWAY_CACHE_DIR"])
-    for blob in (cache / "blobs").rglob("*"):  # a fresh runner: nothing cached
-        if blob.is_file():
-            blob.unlink()
-    try:
-        run = example.shipway("run", "--skip-tests", "-o", str(tmp_path / "corrupt.json"), env={"MODEL_SELECT": "1"})
-    finally:
-        store.write_bytes(original)
+    stored.write_bytes(bytes(data))
+    run = example.shipway("run", "--skip-tests", "-o", str(tmp_path / "corrupt.json"), env={"MODEL_SELECT": "1"})
     assert run.returncode == EXIT["model"], run.stderr
     assert "weights.npz: sha256" in run.stderr
     assert "!= manifest" in run.stderr
@@ -256,33 +301,26 @@ def test_07_corrupted_model_file_stops_the_run_before_the_build(example: Example
     ]
 
 
-def test_08_no_secret_in_records_or_images(example: Example, shipway_registry: RegistryService) -> None:
+def test_no_secret_in_records_or_images(
+    example: Example, models: dict[str, Path], tmp_path: Path, shipway_registry: RegistryService
+) -> None:
+    example.publish(models["good"])
+    record = example.run_ok(tmp_path / "build.json", "--skip-tests")
     password = shipway_registry.password
-    for path in (example.root / ".shipway").rglob("*.json"):
+    records = list((example.root / ".shipway").rglob("*.json"))
+    assert records
+    for path in [*records, tmp_path / "build.json"]:
         assert password not in path.read_text(), path
     client = dockerutil.client()
-    images = client.images.list(name="shipway/digits-api")
-    assert images
-    for image in images:
-        assert password not in json.dumps(image.attrs)
-        assert password not in json.dumps(client.api.history(image.id))
+    image = client.images.get(record["local_image_id"])
+    assert password not in json.dumps(image.attrs)
+    assert password not in json.dumps(client.api.history(image.id))
 
 
-def test_09_failing_tests_stop_the_run_and_are_reported(example: Example, tmp_path: Path) -> None:
+def test_failing_tests_stop_the_run_and_are_reported(example: Example, tmp_path: Path) -> None:
     test_file = example.root / "tests" / "unit" / "test_app.py"
-    original = test_file.read_text()
-    test_file.write_text(original + "\n\ndef test_broken():\n    assert 1 == 2\n")
-    try:
-        run = example.shipway(
-            "run",
-            "-o",
-            str(tmp_path / "r.json"),
-            "--junit",
-            str(tmp_path / "r.xml"),
-            env={"MODEL_SELECT": "@production"},
-        )
-    finally:
-        test_file.write_text(original)
+    test_file.write_text(test_file.read_text() + "\n\ndef test_broken():\n    assert 1 == 2\n")
+    run = example.shipway("run", "-o", str(tmp_path / "r.json"), "--junit", str(tmp_path / "r.xml"))
     assert run.returncode == EXIT["tests"]
     assert "tests failed (exit 1)" in run.stderr
     record = example.record(tmp_path / "r.json")
@@ -327,7 +365,8 @@ def shipway_build_labels(build):
 """
 
 
-def test_10_lifecycle_hooks_observe_run_and_release(example: Example, tmp_path: Path) -> None:
+def test_lifecycle_hooks_observe_run_and_release(example: Example, models: dict[str, Path], tmp_path: Path) -> None:
+    example.publish(models["good"])
     site = tmp_path / "site"
     (site / "observer_plugin-1.0.dist-info").mkdir(parents=True)
     (site / "observer_plugin.py").write_text(OBSERVER)
@@ -336,11 +375,10 @@ def test_10_lifecycle_hooks_observe_run_and_release(example: Example, tmp_path: 
     )
     (site / "observer_plugin-1.0.dist-info" / "entry_points.txt").write_text("[shipway]\nobserver = observer_plugin\n")
     log = tmp_path / "events.jsonl"
-    env = {"PYTHONPATH": str(site), "OBSERVER_LOG": str(log), "MODEL_SELECT": "@production"}
-    run = example.shipway("run", "--skip-tests", "--no-push", "-o", str(tmp_path / "r.json"), env=env)
+    env = {"PYTHONPATH": str(site), "OBSERVER_LOG": str(log)}
+    run = example.shipway("run", "--skip-tests", "-o", str(tmp_path / "r.json"), env=env)
     assert run.returncode == EXIT["ok"], run.stderr
-    live = json.loads(example.shipway("status", "--json").stdout)["image"]
-    rel = example.shipway("release", "--image", f"{live['repository']}@{live['digest']}", env=env)
+    rel = example.shipway("release", env=env)
     assert rel.returncode == EXIT["ok"], rel.stderr
     events = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(e["name"], e["status"]) for e in events if e.get("command") == "run"] == [
@@ -349,15 +387,10 @@ def test_10_lifecycle_hooks_observe_run_and_release(example: Example, tmp_path: 
         ("model", "ok"),
         ("build", "ok"),
         ("verify", "ok"),
-        ("push", "skipped"),
+        ("push", "ok"),
     ]
     assert {"hook": "run", "status": "ok", "model": "1"} in events
-    assert [e["name"] for e in events if e.get("command") == "release"] == ["pick"]
-    assert events[-1] == {"hook": "release", "action": "noop"}
+    assert [e["name"] for e in events if e.get("command") == "release"] == ["pick", "deploy", "check"]
+    assert events[-1] == {"hook": "release", "action": "deployed"}
     image_id = example.record(tmp_path / "r.json")["local_image_id"]
     assert dockerutil.client().images.get(image_id).labels["org.example.built-by"] == "observer"
-
-
-def _tags(reg: RegistryService) -> list[str]:
-    resp = requests.get(f"http://{reg.address}/v2/digits-api/tags/list", auth=(reg.username, reg.password), timeout=5)
-    return sorted(resp.json().get("tags") or [])
