@@ -92,15 +92,18 @@ class DockerOrchestrator(Orchestrator):
         live = next((r for r in reversed(revisions) if r.running), None)
         if live is None:
             last = revisions[-1] if revisions else None
+            message = "no container is running" if last else "never deployed"
+            if last is not None and last.container.status == "created":
+                message += f" (revision {last.revision} was created but never started: a release did not finish)"
             return Deployment(
                 app=app,
                 environment=environment,
                 state="stopped" if last else "absent",
                 image=last.image if last else None,
                 revision=last.revision if last else 0,
-                message="no container is running" if last else "never deployed",
+                message=message,
             )
-        previous = next((r for r in reversed(revisions) if r.revision < live.revision), None)
+        previous = _before(revisions, live)
         healthy = wait_ready(self._url(live), live.container.labels[L_HEALTH], deadline=2) is None
         return Deployment(
             app=app,
@@ -127,9 +130,6 @@ class DockerOrchestrator(Orchestrator):
         image = self._ensure_image(release.image, auth)
         revisions = self._revisions(release.app, release.environment)
         revision = (revisions[-1].revision if revisions else 0) + 1
-        for rev in revisions:
-            if rev.running:
-                rev.container.stop(timeout=self.settings.stop_timeout)
         port = self._host_port(release.port)
         secrets_dir = secretfiles.write(release.secrets, self.context.cache_dir / "secrets")
         container_labels = dict(release.labels)
@@ -144,11 +144,12 @@ class DockerOrchestrator(Orchestrator):
                 **({L_SECRETS: str(secrets_dir)} if secrets_dir else {}),
             }
         )
+        # Everything that can be done with the old revision still serving is done first (pull,
+        # secrets, create): the gap is only its stop, the new container's start and its boot.
         try:
-            container = client.containers.run(
+            container = client.containers.create(
                 image,
                 name=f"shipway-{release.app}-{release.environment}-r{revision}",
-                detach=True,
                 environment=release.env,
                 labels=container_labels,
                 ports={f"{release.port}/tcp": (self.settings.bind, port)},
@@ -157,6 +158,15 @@ class DockerOrchestrator(Orchestrator):
             )
         except docker.errors.APIError as exc:
             secretfiles.remove(secrets_dir)
+            raise RolloutFailed(
+                f"cannot create a container of {release.image.pinned}: {exc.explanation or exc}"
+            ) from None
+        for rev in revisions:
+            if rev.running:
+                rev.container.stop(timeout=self.settings.stop_timeout)
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
             raise RolloutFailed(f"cannot start {release.image.pinned}: {exc.explanation or exc}") from None
         new = _Revision(container, revision)
         why = wait_ready(self._url(new), release.health, self.settings.deadline, problem=lambda: _exited(container))
@@ -174,7 +184,7 @@ class DockerOrchestrator(Orchestrator):
         current = live or (revisions[-1] if revisions else None)
         if current is None:
             raise NotFound(f"{app} ({environment}) has never been deployed")
-        previous = next((r for r in reversed(revisions) if r.revision < current.revision), None)
+        previous = _before(revisions, current)
         if previous is None:
             raise NotFound(f"{app} ({environment}) has no previous revision to roll back to")
         for rev in revisions:
@@ -219,6 +229,18 @@ class DockerOrchestrator(Orchestrator):
         stopped = [r for r in self._revisions(app, environment) if not r.running]
         for rev in stopped[: max(0, len(stopped) - self.settings.keep)]:
             _remove(rev)
+
+
+def _before(revisions: list[_Revision], current: _Revision) -> _Revision | None:
+    """The newest revision older than ``current`` with another image: what a rollback restores.
+
+    A release redone with the same image (after an interrupted one, say) adds a revision
+    of that image; rolling back to it would restore what is being undone.
+    """
+    return next(
+        (r for r in reversed(revisions) if r.revision < current.revision and r.image.digest != current.image.digest),
+        None,
+    )
 
 
 def _remove(rev: _Revision) -> None:
