@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from shipway import dockerutil
-from shipway.testing.project import AppProject
+from shipway.testing.project import AppProject, project_env
 from shipway.testing.services import RegistryService, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,19 +90,12 @@ def example(tmp_path: Path, shipway_registry: RegistryService, base_image: str, 
     (work / "cache").mkdir(parents=True)
     (work / "cache" / "wheelhouse").symlink_to(wheelhouse)
     port = free_port()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("SHIPWAY_", "DIGITS_", "MODEL_SELECT", "BASE_IMAGE"))
-    }
-    env.update(
-        SHIPWAY_REGISTRY=shipway_registry.address,
-        SHIPWAY_REGISTRY_USERNAME=shipway_registry.username,
-        SHIPWAY_REGISTRY_PASSWORD=shipway_registry.password,
-        SHIPWAY_MODEL_STORE=str(work / "store"),
-        SHIPWAY_CACHE_DIR=str(work / "cache"),
+    env = project_env(
+        work,
+        shipway_registry,
+        drop=("DIGITS_", "MODEL_SELECT", "BASE_IMAGE"),
         DIGITS_PORT=str(port),
-        SHIPWAY_ENVIRONMENT=f"test-{uuid.uuid4().hex[:8]}",  # never touch a developer's own release, nor another test's
         BASE_IMAGE=base_image,
-        DOCKER_BUILDKIT="0",
     )
     ex = Example.copy(EXAMPLE, work / "app", env, port)
     # A repository of its own: no test finds (and reuses) a build another test pushed.

@@ -25,7 +25,7 @@ import requests
 
 from shipway import dockerutil
 from shipway.localhttp import LocalServer, QuietHandler
-from shipway.testing.project import AppProject
+from shipway.testing.project import AppProject, project_env
 from shipway.testing.services import RegistryService, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,17 +134,13 @@ def scorer(
         pytest.fail(f"base image {BASE_IMAGE} is missing: run scripts/services.sh", pytrace=False)
     work = tmp_path_factory.mktemp("scorer")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPWAY_", "MODEL_SELECT", "SOURCE_DATE_EPOCH"))}
-    env.update(
-        SHIPWAY_REGISTRY=immutable.address,
-        SHIPWAY_REGISTRY_USERNAME=shipway_registry.username,
-        SHIPWAY_REGISTRY_PASSWORD=shipway_registry.password,
-        SHIPWAY_MODEL_STORE=str(work / "store"),
-        SHIPWAY_CACHE_DIR=str(work / "cache"),
+    env = project_env(
+        work,
+        shipway_registry,
+        registry_address=immutable.address,
+        drop=("MODEL_SELECT", "SOURCE_DATE_EPOCH"),
         SCORER_PORT=str(port),
-        SHIPWAY_ENVIRONMENT=f"test-{uuid.uuid4().hex[:8]}",
         RUNTIME_IMAGE=BASE_IMAGE,
-        DOCKER_BUILDKIT="0",
     )
     app = Scorer.copy(APP, work / "app", env, port)
     # Files the app folder holds but .dockerignore excludes: never part of the context.

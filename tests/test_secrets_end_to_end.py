@@ -16,14 +16,13 @@ import json
 import os
 import secrets
 import tarfile
-import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
 from shipway import dockerutil
-from shipway.testing.project import AppProject
+from shipway.testing.project import AppProject, project_env
 from shipway.testing.services import RegistryService, free_port
 
 APP = Path(__file__).parent / "apps" / "lexicon_app"
@@ -55,19 +54,14 @@ def test_no_secret_reaches_an_image_a_record_or_a_log(
     api_key = "lex-" + secrets.token_urlsafe(24)
     fingerprint = hashlib.sha256(api_key.encode()).hexdigest()[:16]
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPWAY_", "LEXICON_"))}
-    env.update(
-        SHIPWAY_REGISTRY=shipway_registry.address,
-        SHIPWAY_REGISTRY_USERNAME=shipway_registry.username,
-        SHIPWAY_REGISTRY_PASSWORD=shipway_registry.password,
-        SHIPWAY_MODEL_STORE=str(tmp_path / "store"),
-        SHIPWAY_CACHE_DIR=str(tmp_path / "cache"),
-        SHIPWAY_ENVIRONMENT=f"sec-{uuid.uuid4().hex[:8]}",
+    env = project_env(
+        tmp_path,
+        shipway_registry,
+        drop=("LEXICON_",),
         LEXICON_API_KEY=api_key,
         LEXICON_KEY_FINGERPRINT=fingerprint,
         LEXICON_PORT=str(port),
         BASE_IMAGE=BASE_IMAGE,
-        DOCKER_BUILDKIT="0",
     )
     app = AppProject.copy(APP, tmp_path / "app", env, port)
     outputs = []

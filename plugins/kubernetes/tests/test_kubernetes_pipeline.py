@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from shipway import dockerutil
-from shipway.testing.project import AppProject
+from shipway.testing.project import AppProject, project_env
 from shipway.testing.services import RegistryService, free_port
 from shipway_kubernetes.testing import FakeApiServer
 
@@ -36,18 +36,14 @@ def test_release_to_kubernetes_then_a_failing_release_rolls_back(
     except Exception:  # noqa: BLE001
         pytest.fail(f"base image {BASE_IMAGE} is missing: run scripts/services.sh", pytrace=False)
     environment = f"k8s-{uuid.uuid4().hex[:6]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPWAY_", "KUBECONFIG", "K8S_"))}
-    env.update(
-        SHIPWAY_REGISTRY=shipway_registry.address,
-        SHIPWAY_REGISTRY_USERNAME=shipway_registry.username,
-        SHIPWAY_REGISTRY_PASSWORD=shipway_registry.password,
-        SHIPWAY_MODEL_STORE=str(tmp_path / "store"),
-        SHIPWAY_CACHE_DIR=str(tmp_path / "cache"),
+    env = project_env(
+        tmp_path,
+        shipway_registry,
+        drop=("KUBECONFIG", "K8S_"),
         SHIPWAY_ENVIRONMENT=environment,
         KUBECONFIG=str(shipway_kubeconfig),
         K8S_DEADLINE="20",
         BASE_IMAGE=BASE_IMAGE,
-        DOCKER_BUILDKIT="0",
     )
     app = AppProject.copy(EXAMPLE, tmp_path / "app", env, free_port())
     cfg = ("-c", "shipway.k8s.yaml")

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from shipway.testing.project import AppProject
+from shipway.testing.project import AppProject, project_env
 from shipway.testing.services import RegistryService, free_port
 
 REPO = Path(__file__).resolve().parents[3]
@@ -27,19 +27,15 @@ def test_example_run_release_rollback_on_swarm(
 ) -> None:
     environment = f"swarm-{uuid.uuid4().hex[:6]}"
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPWAY_", "DIGITS_", "SWARM_", "MODEL_SELECT"))}
-    env.update(
-        SHIPWAY_REGISTRY=shipway_registry.address,
-        SHIPWAY_REGISTRY_USERNAME=shipway_registry.username,
-        SHIPWAY_REGISTRY_PASSWORD=shipway_registry.password,
-        SHIPWAY_MODEL_STORE=str(tmp_path / "store"),
-        SHIPWAY_CACHE_DIR=str(tmp_path / "cache"),
+    env = project_env(
+        tmp_path,
+        shipway_registry,
+        drop=("DIGITS_", "SWARM_", "MODEL_SELECT"),
         SHIPWAY_ENVIRONMENT=environment,
         DIGITS_PORT=str(port),
         SWARM_MONITOR="3",
         SWARM_DEADLINE="120",
         BASE_IMAGE=BASE_IMAGE,
-        DOCKER_BUILDKIT="0",
     )
     app = AppProject.copy(EXAMPLE, tmp_path / "app", env, port)
     cfg = ("-c", "shipway.swarm.yaml")

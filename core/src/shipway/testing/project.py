@@ -7,14 +7,52 @@ backends exercised through ``shipway run`` / ``release`` exactly as CI does.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
+
+from shipway.testing.services import RegistryService
+
+
+def project_env(
+    work: Path,
+    registry: RegistryService | None = None,
+    *,
+    drop: tuple[str, ...] = (),
+    registry_address: str | None = None,
+    **extra: str,
+) -> dict[str, str]:
+    """The environment to run shipway on a project in a test (the variables a ``shipway init`` config reads).
+
+    This process's environment without any ``SHIPWAY_`` variable, nor one starting
+    with a prefix in ``drop``; a model store (``SHIPWAY_MODEL_STORE``) and a cache
+    (``SHIPWAY_CACHE_DIR``) under ``work``; a release environment of its own
+    (``SHIPWAY_ENVIRONMENT``); the classic builder (``DOCKER_BUILDKIT=0``); with
+    ``registry``, its address (or ``registry_address``, a proxy in front of it)
+    and credentials (``SHIPWAY_REGISTRY``, ``_USERNAME``, ``_PASSWORD``); then ``extra``.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPWAY_", *drop))}
+    env.update(
+        SHIPWAY_MODEL_STORE=str(work / "store"),
+        SHIPWAY_CACHE_DIR=str(work / "cache"),
+        SHIPWAY_ENVIRONMENT=f"test-{uuid.uuid4().hex[:8]}",  # never a developer's own release, nor another test's
+        DOCKER_BUILDKIT="0",
+    )
+    if registry is not None:
+        env.update(
+            SHIPWAY_REGISTRY=registry_address or registry.address,
+            SHIPWAY_REGISTRY_USERNAME=registry.username,
+            SHIPWAY_REGISTRY_PASSWORD=registry.password,
+        )
+    env.update(extra)
+    return env
 
 
 @dataclass
