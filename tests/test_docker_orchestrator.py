@@ -20,14 +20,6 @@ class TestDockerOrchestrator(OrchestratorContract):
         settings = DockerOrchestratorSettings(kind="docker", host_port=free_port(), deadline=20, stop_timeout=1)
         return DockerOrchestrator(settings, BackendContext(cache_dir=tmp_path))
 
-    @pytest.fixture
-    def images(self, shipway_contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
-        return shipway_contract_images
-
-    @pytest.fixture
-    def pull_auth(self, shipway_contract_registry: OciRegistry) -> dict[str, str] | None:
-        return shipway_contract_registry.credentials()
-
 
 def test_deploy_pulls_a_missing_image_with_registry_auth(
     shipway_docker: None, oci_registry: OciRegistry, shipway_tiny_image, tmp_path

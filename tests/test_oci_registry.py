@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from shipway.backends.base import BackendContext
 from shipway.backends.oci_registry import OciRegistry, OciRegistrySettings
 from shipway.errors import BackendError
-from shipway.testing.contracts import RegistryContract, unique
-from shipway.testing.services import RegistryService, free_port
+from shipway.testing.contracts import RegistryContract, pull_through_engine, unique
+from shipway.testing.services import RegistryService, free_port, stop_process
 
 
 class TestOciRegistry(RegistryContract):
@@ -55,3 +60,40 @@ def test_password_never_appears_in_settings_repr(shipway_registry: RegistryServi
     registry = registry_factory()
     assert shipway_registry.password not in repr(registry.settings)
     assert shipway_registry.password not in registry.settings.model_dump_json()
+
+
+@pytest.fixture(scope="module")
+def anonymous_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ``docker-registry`` without auth on a free 127.0.0.1 port: its address."""
+    root = tmp_path_factory.mktemp("anonymous-registry")
+    address = f"127.0.0.1:{free_port()}"
+    (root / "config.yml").write_text(
+        f"version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
+        f"http: {{addr: {address}}}\n"
+    )
+    binary = shutil.which("docker-registry") or shutil.which("registry")
+    assert binary, "docker-registry is not installed (apt-get install docker-registry)"
+    process = subprocess.Popen([binary, "serve", str(root / "config.yml")], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            if requests.get(f"http://{address}/v2/", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, f"docker-registry did not answer on {address}"
+        time.sleep(0.05)
+    yield address
+    stop_process(process)
+
+
+def test_a_registry_without_auth_has_no_credentials_and_pulls_anonymously(
+    anonymous_registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shipway_tiny_image
+) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))  # no docker config credentials either
+    settings = OciRegistrySettings(kind="oci", address=anonymous_registry, repository=unique("repo"))
+    registry = OciRegistry(settings, BackendContext(cache_dir=tmp_path / "cache"))
+    registry.login()
+    assert registry.credentials() is None
+    pushed = registry.push(shipway_tiny_image(labels={"org.example.k": "anonymous"}), "t1")
+    assert pull_through_engine(pushed, registry.credentials()).labels["org.example.k"] == "anonymous"

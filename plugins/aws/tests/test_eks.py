@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from shipway.backends.base import BackendContext
-from shipway.domain import ImageRef
 from shipway.errors import AuthError, BackendError, ConfigError
 from shipway.testing.contracts import OrchestratorContract
 from shipway_aws import EksOrchestrator, EksSettings, eks
@@ -36,14 +35,6 @@ class TestEksOrchestrator(OrchestratorContract):
     @pytest.fixture
     def orchestrator(self, shipway_aws_env: MotoService, eks_api: EksApiServer, tmp_path: Path) -> EksOrchestrator:
         return make_eks(eks_api.cluster, tmp_path)
-
-    @pytest.fixture
-    def images(self, shipway_contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
-        return shipway_contract_images
-
-    @pytest.fixture
-    def pull_auth(self, shipway_contract_registry: Any) -> dict[str, str] | None:
-        return shipway_contract_registry.credentials()
 
 
 def test_the_token_is_a_correctly_signed_presigned_sts_url(shipway_aws_env: MotoService) -> None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from shipway.backends.base import BackendContext
-from shipway.domain import ImageRef
 from shipway.errors import AuthError, ConfigError
 from shipway.testing.contracts import OrchestratorContract
 from shipway_azure import AksOrchestrator, AksSettings
@@ -54,14 +52,6 @@ class TestAksOrchestrator(OrchestratorContract):
     @pytest.fixture
     def orchestrator(self, cluster: AzureAuthServer, tmp_path: Path) -> AksOrchestrator:
         return aks(cluster, tmp_path)
-
-    @pytest.fixture
-    def images(self, shipway_contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
-        return shipway_contract_images
-
-    @pytest.fixture
-    def pull_auth(self, shipway_contract_registry: Any) -> dict[str, str] | None:
-        return shipway_contract_registry.credentials()
 
 
 def test_tokens_requested_for_arm_and_the_aks_server_app(cluster: AzureAuthServer, tmp_path: Path) -> None:

@@ -24,14 +24,6 @@ class TestKubernetesOrchestrator(OrchestratorContract):
     def orchestrator(self, k8s_factory: Any) -> KubernetesOrchestrator:
         return k8s_factory()
 
-    @pytest.fixture
-    def images(self, shipway_contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
-        return shipway_contract_images
-
-    @pytest.fixture
-    def pull_auth(self, shipway_contract_registry: Any) -> dict[str, str] | None:
-        return shipway_contract_registry.credentials()
-
 
 def release(app: str, image: ImageRef, replicas: int = 1) -> Release:
     return Release(

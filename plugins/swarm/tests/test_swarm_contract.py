@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from shipway.domain import ImageRef
 from shipway.testing.contracts import OrchestratorContract
 from shipway_swarm import SwarmOrchestrator
 
@@ -16,14 +15,6 @@ class TestSwarmOrchestrator(OrchestratorContract):
     def orchestrator(self, swarm_factory: Any) -> SwarmOrchestrator:
         return swarm_factory()
 
-    @pytest.fixture
-    def images(self, shipway_contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
-        return shipway_contract_images
-
-    @pytest.fixture
-    def pull_auth(self, shipway_contract_registry: Any) -> dict[str, str] | None:
-        return shipway_contract_registry.credentials()
-
 
 class TestSwarmHostPortsWithoutProxy(OrchestratorContract):
     """No proxy: host-mode ports chosen by Swarm per task (the endpoint is a running task's port)."""
@@ -31,11 +22,3 @@ class TestSwarmHostPortsWithoutProxy(OrchestratorContract):
     @pytest.fixture
     def orchestrator(self, swarm_factory: Any) -> SwarmOrchestrator:
         return swarm_factory(proxy={"enabled": False}, published_port=None)
-
-    @pytest.fixture
-    def images(self, shipway_contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
-        return shipway_contract_images
-
-    @pytest.fixture
-    def pull_auth(self, shipway_contract_registry: Any) -> dict[str, str] | None:
-        return shipway_contract_registry.credentials()

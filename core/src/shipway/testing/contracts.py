@@ -22,6 +22,8 @@ import hashlib
 import json
 import multiprocessing
 import os
+import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -36,7 +38,16 @@ from shipway import labels as L
 from shipway.backends.base import BackendContext, ModelStore, Orchestrator, Registry
 from shipway.backends.blobcache import BlobCache
 from shipway.domain import ImageRef, ModelFile, ModelRef, ModelVersion, Release
-from shipway.errors import AuthError, BackendError, IntegrityError, ModelError, NotFound, ReadOnlyStore, TagExists
+from shipway.errors import (
+    AuthError,
+    BackendError,
+    ExitCode,
+    IntegrityError,
+    ModelError,
+    NotFound,
+    ReadOnlyStore,
+    TagExists,
+)
 
 
 def unique(prefix: str) -> str:
@@ -748,7 +759,47 @@ class RegistryContract:
     ``push()`` inherits a ``push_image()`` that pushes through the engine; the
     ``oci`` kind and its subclasses (``acr``, ``ecr``) push through the
     distribution API and send each blob at most once.
+
+    Method to provide unless the registry is an ``oci`` kind (or a subclass of
+    it), for which the kit has one:
+
+    - ``break_push(registry, monkeypatch, action)``: arrange (with ``monkeypatch``) that the next
+      ``push_image`` calls ``action()`` while a blob is being uploaded, before the image is complete.
+      The contract's action raises :class:`InjectedFailure`; the push must fail with it, leave no tag,
+      and the next push of the same image must complete. Later calls of ``action`` do nothing.
+
+    The credentials ``credentials()`` returns are what a pull needs: the
+    contract pulls through the Docker engine with them (None: an anonymous pull).
     """
+
+    def break_push(self, registry: Registry, monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> None:
+        """Default for the ``oci`` kinds: the blob upload stops half-way through its body and calls ``action``."""
+        from shipway.backends.oci_registry import OciRegistry
+        from shipway.oci import OciClient
+
+        if not isinstance(registry, OciRegistry):
+            raise NotImplementedError("a registry contract must say how to interrupt a push (break_push)")
+        upload = OciClient.upload_blob
+
+        def interrupted(
+            client: OciClient,
+            repo: str,
+            digest: str,
+            size: int,
+            chunks: Callable[[], Any],
+            location: str | None = None,
+        ) -> None:
+            def first_half() -> Any:
+                sent = 0
+                for chunk in chunks():
+                    yield chunk
+                    sent += len(chunk)
+                    if sent * 2 >= size:
+                        action()  # part of the blob is on the wire, the image is not complete
+
+            upload(client, repo, digest, size, first_half, location)
+
+        monkeypatch.setattr(OciClient, "upload_blob", interrupted)
 
     def test_push_image_puts_every_tag_and_sends_each_blob_once(
         self, registry: Registry, shipway_tiny_image: Any, tmp_path: Path
@@ -766,6 +817,26 @@ class RegistryContract:
         assert again.digest == pushed.digest
         assert registry.bytes_uploaded - before < 10_000  # a manifest at most: every blob is already there
 
+    def test_a_failed_push_leaves_no_tag_and_the_next_push_completes(
+        self, registry: Registry, shipway_tiny_image: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        image = assembled_image(shipway_tiny_image(), os.urandom(300_000), tmp_path, {"org.example.k": "v"})
+        tags = [unique("a"), unique("b")]
+
+        def fail() -> None:
+            raise InjectedFailure("push interrupted by the contract")
+
+        self.break_push(registry, monkeypatch, once(fail))
+        with pytest.raises(InjectedFailure):
+            registry.push_image(image, tags)
+        for tag in tags:
+            assert registry.find(tag) is None, f"a failed push left tag {tag}"
+        pushed = registry.push_image(image, tags)
+        assert [registry.resolve(tag).digest for tag in tags] == [pushed.digest, pushed.digest]
+        assert registry.labels(pushed)["org.example.k"] == "v"
+        pulled = pull_through_engine(pushed, registry.credentials())
+        assert pulled.labels.get("org.example.k") == "v"
+
     def test_push_image_never_moves_a_tag(self, registry: Registry, shipway_tiny_image: Any, tmp_path: Path) -> None:
         tag = unique("t")
         one = registry.push_image(assembled_image(shipway_tiny_image(), b"one", tmp_path), [tag])
@@ -779,8 +850,17 @@ class RegistryContract:
         pushed = registry.push(shipway_tiny_image(), tag)
         assert registry.find(tag) == pushed
 
-    def test_login(self, registry: Registry) -> None:
+    def test_login(self, registry: Registry, bad_registry: Registry) -> None:
+        """login() checks the credentials with the registry: good ones pass, a wrong password is an AuthError."""
         registry.login()
+        registry.login()  # again: nothing cached that a second check trips over
+        assert registry.find(unique("missing")) is None  # an authenticated request, answered
+        with pytest.raises(AuthError) as err:
+            bad_registry.login()
+        assert err.value.exit_code == ExitCode.BACKEND
+        creds = bad_registry.credentials() or {}
+        if creds.get("password"):
+            assert creds["password"] not in str(err.value)
 
     def test_wrong_password_is_a_clear_auth_error(self, bad_registry: Registry, shipway_tiny_image: Any) -> None:
         with pytest.raises(AuthError) as err:
@@ -809,23 +889,41 @@ class RegistryContract:
     def test_builds_are_verified_builds_of_the_app_newest_first(
         self, registry: Registry, shipway_tiny_image: Any
     ) -> None:
+        """Only images labelled verified ``"true"`` and of exactly this app count, newest first."""
         app = unique("app")
 
-        def build_labels(created: str, verified: bool = True, for_app: str = app) -> dict[str, str]:
+        def build_labels(created: str, verified: str | None = "true", for_app: str = app) -> dict[str, str]:
             found = {L.APP: for_app, L.CREATED: created, L.REVISION: created}
-            if verified:
-                found[L.VERIFIED] = "true"
+            if verified is not None:
+                found[L.VERIFIED] = verified
             return found
 
         old = registry.push(shipway_tiny_image(labels=build_labels("2026-01-01T00:00:00Z")), unique("old"))
         new = registry.push(shipway_tiny_image(labels=build_labels("2026-02-01T00:00:00Z")), unique("new"))
-        registry.push(
-            shipway_tiny_image(labels=build_labels("2026-03-01T00:00:00Z", verified=False)), unique("unverified")
-        )
-        registry.push(shipway_tiny_image(labels=build_labels("2026-04-01T00:00:00Z", for_app="other")), unique("other"))
+        newer_but_not_builds = {
+            "unverified": build_labels("2026-03-01T00:00:00Z", verified=None),
+            "failed-verify": build_labels("2026-03-02T00:00:00Z", verified="false"),
+            "other-app": build_labels("2026-04-01T00:00:00Z", for_app=unique("other")),
+            "longer-app-name": build_labels("2026-04-02T00:00:00Z", for_app=app + "-worker"),
+            "app-name-prefix": build_labels("2026-04-03T00:00:00Z", for_app=app[:-1]),
+            "no-labels": {},
+        }
+        for name, found_labels in newer_but_not_builds.items():
+            registry.push(shipway_tiny_image(labels=found_labels), unique(name))
         found = registry.builds(app)
         assert [ref.digest for ref, _ in found] == [new.digest, old.digest]
         assert found[0][1][L.CREATED] == "2026-02-01T00:00:00Z"
+        assert all(labels[L.APP] == app and labels[L.VERIFIED] == "true" for _, labels in found)
+        assert registry.builds(unique("nobody")) == []
+
+    def test_credentials_are_what_a_pull_needs(self, registry: Registry, shipway_tiny_image: Any) -> None:
+        """The Docker engine pulls a pushed image with ``credentials()`` (None: anonymously), as orchestrators do."""
+        pushed = registry.push(shipway_tiny_image(labels={"org.example.pull": "yes"}), unique("pull"))
+        creds = registry.credentials()
+        if creds is not None:
+            assert set(creds) >= {"username", "password"}, "a docker auth_config: username, password, serveraddress"
+        pulled = pull_through_engine(pushed, creds)
+        assert pulled.labels.get("org.example.pull") == "yes"
 
     def test_credentials_are_never_in_describe(self, registry: Registry) -> None:
         creds = registry.credentials()
@@ -834,23 +932,90 @@ class RegistryContract:
             assert creds["password"] not in repr(registry.settings)
 
 
+def evict_local_image(image: ImageRef) -> None:
+    """Remove ``image`` (by digest) from the local Docker engine, so using it again needs a pull."""
+    import docker.errors
+
+    from shipway import dockerutil
+
+    client = dockerutil.client()
+    try:
+        client.images.remove(client.images.get(image.pinned).id, force=True)
+    except docker.errors.ImageNotFound:
+        return
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get(image.pinned)
+
+
+def pull_through_engine(image: ImageRef, auth: dict[str, str] | None) -> Any:
+    """Pull ``image`` by digest through the Docker engine with ``auth`` (after evicting it); the pulled image.
+
+    Fails the test with the engine's message when the pull is refused.
+    """
+    import docker.errors
+
+    from shipway import dockerutil
+
+    evict_local_image(image)
+    client = dockerutil.client()
+    try:
+        for _ in client.api.pull(image.repository, tag=image.digest, auth_config=auth, stream=True, decode=True):
+            pass
+        return client.images.get(image.pinned)
+    except docker.errors.APIError as exc:
+        who = "anonymously" if auth is None else f"as {auth.get('username')!r}"
+        pytest.fail(f"the Docker engine could not pull {image.pinned} {who}: {exc.explanation or exc}")
+
+
 class OrchestratorContract:
     """Deploy by digest, wait healthy, status, endpoint, rollback, failure, removal.
 
-    Fixtures to provide: ``orchestrator``, and ``images`` — a mapping with
-    ``good``, ``good2`` and ``bad`` :class:`ImageRef` (with digests) of images
-    serving ``/healthz`` on port 8000 (``bad`` never becomes healthy), plus
-    ``pull_auth`` (docker auth_config for pulling them, or None).
+    Fixture to provide: ``orchestrator``. The kit provides the others; override
+    them when your nodes cannot pull from the kit's registry:
+
+    - ``images``: a mapping with ``good``, ``good2`` and ``bad`` :class:`ImageRef` (with digests) of
+      images serving ``/healthz`` on port 8000 (``bad`` never becomes healthy); default: the kit's
+      ``shipway_contract_images``;
+    - ``slow_image``: an image serving like ``good2`` (``/version`` "v3") only a few seconds after it
+      starts, so a release of it waits; default: built and pushed to the kit's registry;
+    - ``pull_auth``: the docker auth_config to pull them with (or None); default: the kit registry's
+      ``credentials()``.
+
+    Promises besides deploy and endpoint: ``rollback`` restores exactly the
+    revision before the current one; ``status`` answers while a release waits
+    (never presenting the new image as serving before it is ready) and after a
+    failed release (the previous digest serving, the failed digest remembered);
+    ``deploy`` pulls with the credentials it is given.
     """
+
+    SLOW_SECONDS = 5
+    """How long ``slow_image`` takes to serve after it starts."""
 
     def release(self, app: str, image: ImageRef) -> Release:
         return Release(app=app, image=image, port=8000, health="/healthz")
+
+    @pytest.fixture
+    def images(self, shipway_contract_images: dict[str, ImageRef]) -> dict[str, ImageRef]:
+        return shipway_contract_images
+
+    @pytest.fixture
+    def pull_auth(self, shipway_contract_registry: Registry) -> dict[str, str] | None:
+        return shipway_contract_registry.credentials()
+
+    @pytest.fixture
+    def slow_image(self, shipway_contract_registry: Registry, shipway_tiny_image: Any) -> ImageRef:
+        serve = f"sleep {self.SLOW_SECONDS}; exec httpd -f -p 8000 -h /www"
+        local = shipway_tiny_image(files={"version": "v3"}, command=["sh", "-c", serve])
+        return shipway_contract_registry.push(local, "slow")
 
     @pytest.fixture
     def app(self, orchestrator: Orchestrator) -> Any:
         name = unique("c")
         yield name
         orchestrator.remove(name)
+
+    def served_version(self, orchestrator: Orchestrator, app: str) -> str:
+        return requests.get(orchestrator.endpoint(app) + "/version", timeout=5).text.strip()
 
     def test_status_of_unknown_app_is_absent(self, orchestrator: Orchestrator, app: str) -> None:
         dep = orchestrator.status(app)
@@ -871,28 +1036,99 @@ class OrchestratorContract:
     def test_update_then_rollback(
         self, orchestrator: Orchestrator, app: str, images: dict[str, ImageRef], pull_auth: Any
     ) -> None:
-        orchestrator.deploy(self.release(app, images["good"]), auth=pull_auth)
-        dep = orchestrator.deploy(self.release(app, images["good2"]), auth=pull_auth)
-        assert dep.digest == images["good2"].digest
+        """Three releases (good, good2, good again): rollback restores exactly the one before the current one."""
+        good, good2 = images["good"], images["good2"]
+        orchestrator.deploy(self.release(app, good), auth=pull_auth)
+        dep = orchestrator.deploy(self.release(app, good2), auth=pull_auth)
+        assert dep.digest == good2.digest
         assert dep.previous_image is not None
-        assert dep.previous_image.digest == images["good"].digest
-        assert requests.get(orchestrator.endpoint(app) + "/version", timeout=5).text.strip() == "v2"
+        assert dep.previous_image.digest == good.digest
+        assert self.served_version(orchestrator, app) == "v2"
+        again = orchestrator.deploy(self.release(app, good), auth=pull_auth)
+        assert again.digest == good.digest
+        assert again.previous_image is not None
+        assert again.previous_image.digest == good2.digest
         back = orchestrator.rollback(app)
         assert back.state == "healthy"
-        assert back.digest == images["good"].digest
-        assert requests.get(orchestrator.endpoint(app) + "/version", timeout=5).text.strip() == "v1"
+        assert back.digest == good2.digest
+        assert set(back.running_digests) == {good2.digest}
+        assert self.served_version(orchestrator, app) == "v2"
+        live = orchestrator.status(app)
+        assert (live.state, live.digest, set(live.running_digests)) == ("healthy", good2.digest, {good2.digest})
 
     def test_failed_deploy_raises_and_rollback_restores_previous(
         self, orchestrator: Orchestrator, app: str, images: dict[str, ImageRef], pull_auth: Any
     ) -> None:
+        """A failed release as the engine runs it: deploy raises, mark_failed, rollback; then status tells it."""
+        good, bad = images["good"].digest, images["bad"].digest or ""
         orchestrator.deploy(self.release(app, images["good"]), auth=pull_auth)
         with pytest.raises(BackendError):
             orchestrator.deploy(self.release(app, images["bad"]), auth=pull_auth)
+        failed = orchestrator.status(app)
+        assert bad not in failed.running_digests, "the failed image is reported as serving"
+        assert not (failed.state == "healthy" and failed.digest == bad), "the failed image is reported healthy"
+        orchestrator.mark_failed(app, "default", bad, "did not become healthy")  # as `shipway release` does
         restored = orchestrator.rollback(app)
         assert restored.state == "healthy"
-        assert restored.digest == images["good"].digest
-        assert set(restored.running_digests) == {images["good"].digest}
+        assert restored.digest == good
+        assert set(restored.running_digests) == {good}
         assert requests.get(orchestrator.endpoint(app) + "/healthz", timeout=5).status_code == 200
+        live = orchestrator.status(app)
+        assert (live.state, live.digest, set(live.running_digests)) == ("healthy", good, {good})
+        assert orchestrator.failed_digests(app).get(bad) == "did not become healthy"
+        assert self.served_version(orchestrator, app) == "v1"
+
+    def test_status_while_a_release_waits(
+        self,
+        orchestrator: Orchestrator,
+        app: str,
+        images: dict[str, ImageRef],
+        slow_image: ImageRef,
+        pull_auth: Any,
+    ) -> None:
+        """status() from another thread while deploy() waits for an image that serves only after a while.
+
+        It answers, names the old or the new image (never "absent"), and never lists
+        the new digest as serving before the new revision could answer.
+        """
+        good = images["good"].digest
+        orchestrator.deploy(self.release(app, images["good"]), auth=pull_auth)
+        seen: list[tuple[float, float, Any]] = []
+        done = threading.Event()
+        start = time.monotonic()
+
+        def watch() -> None:
+            while not done.is_set():
+                asked = time.monotonic()
+                try:
+                    found: Any = orchestrator.status(app)
+                except Exception as exc:  # noqa: BLE001 - reported by the test below
+                    found = exc
+                seen.append((asked - start, time.monotonic() - start, found))
+                time.sleep(0.2)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            dep = orchestrator.deploy(self.release(app, slow_image), auth=pull_auth)
+        finally:
+            done.set()
+            watcher.join(timeout=60)
+        took = time.monotonic() - start
+        assert took >= self.SLOW_SECONDS, f"deploy returned after {took:.1f}s: it did not wait for the new revision"
+        assert (dep.state, dep.digest) == ("healthy", slow_image.digest)
+        assert self.served_version(orchestrator, app) == "v3"
+        errors = [f for _, _, f in seen if isinstance(f, Exception)]
+        assert not errors, f"status() raised during a release: {errors[0]!r}"
+        early = [f for _, answered, f in seen if answered < self.SLOW_SECONDS]
+        assert early, "status() gave no answer while the release waited"
+        for found in (f for _, _, f in seen):
+            assert found.state != "absent"
+            assert found.digest in (good, slow_image.digest)
+            assert set(found.running_digests) <= {good, slow_image.digest}
+        for found in early:  # the new revision cannot have answered yet
+            assert slow_image.digest not in found.running_digests, f"reported serving before it could: {found}"
+            assert not (found.state == "healthy" and found.digest == slow_image.digest), found
 
     def test_rollback_without_previous_is_not_found(
         self, orchestrator: Orchestrator, app: str, images: dict[str, ImageRef], pull_auth: Any
@@ -935,17 +1171,7 @@ class OrchestratorContract:
         The default removes it from the local Docker engine, where the kit's orchestrators
         (and the fake Kubernetes cluster) run their containers; override it for remote nodes.
         """
-        import docker.errors
-
-        from shipway import dockerutil
-
-        client = dockerutil.client()
-        try:
-            client.images.remove(client.images.get(image.pinned).id, force=True)
-        except docker.errors.ImageNotFound:
-            return
-        with pytest.raises(docker.errors.ImageNotFound):
-            client.images.get(image.pinned)
+        evict_local_image(image)
 
     def test_deploy_pulls_with_the_credentials_it_is_given(
         self, orchestrator: Orchestrator, app: str, images: dict[str, ImageRef], pull_auth: Any
@@ -965,11 +1191,15 @@ class OrchestratorContract:
 
 __all__ = [
     "BackendContext",
+    "InjectedFailure",
     "ModelStoreContract",
     "OrchestratorContract",
     "ReadOnlyModelStoreContract",
     "RegistryContract",
     "WritableModelStoreContract",
+    "assembled_image",
+    "evict_local_image",
+    "pull_through_engine",
     "unique",
     "write_model",
 ]
