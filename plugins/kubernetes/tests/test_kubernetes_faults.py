@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from shipway.backends.base import BackendContext
 from shipway.errors import BackendError, ExitCode
 from shipway.testing.faults import FaultProxy
 from shipway_kubernetes.orchestrator import KubernetesOrchestrator, KubernetesSettings
+from shipway_kubernetes.proxy import ServiceProxy
 from shipway_kubernetes.testing.fake_apiserver import FakeApiServer
 
 FAST = {"attempts": 4, "max_seconds": 20, "backoff": 0.05, "max_backoff": 0.2}
@@ -61,6 +63,20 @@ def test_writes_are_not_sent_twice(shipway_fake_k8s: FakeApiServer, proxy: Fault
     with pytest.raises(BackendError, match="503"), orch.lock("faulty"):
         pass
     assert proxy.count("fail", method="POST") == 1
+
+
+def test_the_apps_answers_through_the_service_proxy_are_not_retried(
+    shipway_fake_k8s: FakeApiServer, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """A 503 of the app itself (not ready yet) reaches the caller at once: verify and load counts see it as it is."""
+    orch = orchestrator(shipway_fake_k8s, proxy, tmp_path)
+    forward = ServiceProxy(orch.client, "/api/v1/namespaces/default/services/faulty:80/proxy").start()
+    try:
+        proxy.fail(503, times=None, path="/proxy/")
+        assert requests.get(f"{forward.url}/healthz", timeout=10).status_code == 503
+        assert proxy.count("fail") == 1
+    finally:
+        forward.stop()
 
 
 def test_persistent_503_gives_one_clear_error_in_bounded_time(

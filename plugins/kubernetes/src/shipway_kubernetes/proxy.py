@@ -39,8 +39,8 @@ class ServiceProxy:
                 path, _, query = self.path.partition("?")
                 params = parse_qsl(query, keep_blank_values=True)
                 try:
-                    status, data, resp_headers = rawapi.send(
-                        owner.api_client, self.command, owner.base + path, params, headers, body
+                    status, data, resp_headers = rawapi.send(  # the app's answers as they are: never retried
+                        owner.api_client, self.command, owner.base + path, params, headers, body, retries=False
                     )
                 except Exception as exc:  # noqa: BLE001 - the cluster went away: answer like a proxy
                     status, data, resp_headers = 502, f"proxy error: {type(exc).__name__}".encode(), {}

@@ -20,10 +20,12 @@ def send(
     headers: dict[str, str] | None = None,
     body: Any = None,
     timeout: Any = 30,
+    retries: Any = None,
 ) -> tuple[int, bytes, dict[str, str]]:
     """(status, body, headers) of one request; never raises for HTTP status codes.
 
     ``timeout``: seconds, or a ``urllib3.Timeout`` (connect and read apart).
+    ``retries``: None for the client's pool policy, False for a single try.
 
     ``body``: bytes are sent as they are; anything else is JSON-encoded.
     """
@@ -33,6 +35,6 @@ def send(
     )  # fmt: skip
     data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
     resp = api_client.rest_client.pool_manager.request(
-        method, url, body=data, headers=hdrs, timeout=timeout, preload_content=True, redirect=False
+        method, url, body=data, headers=hdrs, timeout=timeout, preload_content=True, redirect=False, retries=retries
     )
     return resp.status, resp.data or b"", dict(resp.headers or {})
