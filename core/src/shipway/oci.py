@@ -10,7 +10,6 @@ says; a blob upload that fails is restarted whole, from a new upload session.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -20,6 +19,7 @@ import requests
 
 from shipway import retry
 from shipway.errors import AuthError, BackendError, NotFound
+from shipway.localhttp import is_loopback
 from shipway.retry import Deadline, RetrySettings
 
 MANIFEST_TYPES = (
@@ -30,17 +30,6 @@ MANIFEST_TYPES = (
 )
 ACCEPT = ", ".join(MANIFEST_TYPES)
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
-
-
-def is_loopback(address: str) -> bool:
-    host = address.rsplit(":", 1)[0] if address.count(":") == 1 else address
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class OciClient:

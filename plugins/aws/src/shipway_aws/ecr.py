@@ -27,7 +27,14 @@ from shipway.backends.oci_registry import OciRegistry, OciRegistrySettings
 from shipway.domain import ImageRef
 from shipway.errors import AuthError, BackendError, NotFound
 from shipway.manifest import Image
-from shipway_aws.session import NoLiteralCredentials, credential_source, error_code, session, translate
+from shipway_aws.session import (
+    NoLiteralCredentials,
+    botocore_config,
+    credential_source,
+    error_code,
+    session,
+    translate,
+)
 
 ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 TOKEN_LIFETIME = timedelta(hours=12)  # what ECR documents for authorization tokens
@@ -98,11 +105,8 @@ class EcrRegistry(OciRegistry):
     def ecr(self) -> Any:
         """The boto3 ECR client, built on first use."""
         if self._ecr is None:
-            from botocore.config import Config
-
             self._session = session(self.settings.region, self.settings.profile)
-            config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10, read_timeout=60)
-            self._ecr = self._session.client("ecr", config=config)
+            self._ecr = self._session.client("ecr", config=botocore_config(self.settings.retries))
         return self._ecr
 
     def _registry_id(self) -> dict[str, Any]:

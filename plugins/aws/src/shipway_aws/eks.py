@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 
 from shipway.backends.base import BackendSettings
 from shipway.errors import AuthError, BackendError, ConfigError
-from shipway_aws.session import NoLiteralCredentials, error_code, session, translate
+from shipway_aws.session import NoLiteralCredentials, botocore_config, error_code, session, translate
 from shipway_kubernetes import KubernetesOrchestrator, KubernetesSettings
 
 TOKEN_PREFIX = "k8s-aws-v1."
@@ -107,12 +107,11 @@ class EksOrchestrator(KubernetesOrchestrator):
 
     def _api_client(self) -> Any:
         import botocore.exceptions as bx
-        from botocore.config import Config
         from kubernetes import client
 
         s = self.settings
         sess = session(s.region, s.profile)
-        config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+        config = botocore_config(s.retries)
         try:
             eks = sess.client("eks", config=config)
             self._sts = sess.client("sts", config=config)
