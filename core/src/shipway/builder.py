@@ -197,7 +197,9 @@ def _docker_build(loaded: LoadedConfig, bp: BuildPlan, entries: list[Entry], tag
                         reporter.info("  " + line.splitlines()[0][:110])
             if "error" in event:
                 tail = "\n".join(log[-15:])
-                raise BuildFailed(f"docker build failed: {event['error'].strip()}\n{tail}")
+                step = next((line.splitlines()[0] for line in reversed(log) if line.startswith("Step ")), "")
+                at = f" at {bp.dockerfile} {step}" if step else f" ({bp.dockerfile})"
+                raise BuildFailed(f"docker build failed{at}: {event['error'].strip()}\n{tail}")
             aux = event.get("aux")
             if isinstance(aux, dict) and "ID" in aux:
                 image_id = aux["ID"]

@@ -84,6 +84,9 @@ class ModelError(ShipwayError):
     exit_code = ExitCode.MODEL
 
 
+REPUBLISH = "the stored version was damaged or edited: publish the model again and select the new version"
+
+
 class ReadOnlyStore(ModelError):
     """The model store can be read but not written (publish, set_alias)."""
 

@@ -51,7 +51,10 @@ def verify_built_image(loaded: LoadedConfig, image_id: str, cache_dir: Path) -> 
             why = wait_ready(url, cfg.app.health, cfg.release.deadline, problem=exited)
             if why:
                 logs = container.logs(tail=20).decode(errors="replace").strip()
-                raise VerifyFailed(f"the built image did not become ready: {why}" + (f"\n{logs}" if logs else ""))
+                raise VerifyFailed(
+                    f"the built image did not become ready: {why} (app.health is the path that must answer 200, "
+                    "release.deadline how long to wait)" + (f"\n{logs}" if logs else "")
+                )
             return run_checks(url, cfg.verify, loaded.context)
         finally:
             container.remove(force=True)

@@ -32,7 +32,7 @@ from shipway.domain import (
     valid_model_name,
     valid_version,
 )
-from shipway.errors import IntegrityError, ModelError, NotFound, TagExists
+from shipway.errors import REPUBLISH, IntegrityError, ModelError, NotFound, TagExists
 from shipway.manifest import Image
 from shipway.progress import NULL_REPORTER, Reporter
 from shipway.retry import RetrySettings
@@ -134,9 +134,9 @@ def parse_manifest(data: Any, where: str) -> ModelVersion:
             f"{'.'.join(str(p) for p in err['loc']) or 'manifest'}: {err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors()[:3]
         )
-        raise IntegrityError(f"{where}: invalid manifest: {problems}") from None
+        raise IntegrityError(f"{where}: invalid manifest: {problems} ({REPUBLISH})") from None
     except ValueError as exc:
-        raise IntegrityError(f"{where}: invalid manifest: {exc}") from None
+        raise IntegrityError(f"{where}: invalid manifest: {exc} ({REPUBLISH})") from None
 
 
 def check_publish(name: str, version: str | None, aliases: tuple[str, ...]) -> None:
@@ -216,7 +216,10 @@ class ModelStore(Backend):
         """Resolve ``latest``, a version, ``@alias`` or a pinned ``sha256:`` digest to one immutable version."""
         versions = self.versions(ref.name)
         if not versions:
-            raise ModelError(f"model {ref.name!r} has no versions in {self.describe()}")
+            raise ModelError(
+                f"model {ref.name!r} has no versions in {self.describe()} "
+                f"(check model.name, or publish one: shipway model publish PATH --name {ref.name})"
+            )
         if ref.is_latest:
             return max(versions, key=version_order)
         if ref.digest is not None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from shipway.domain import ModelFile, ModelVersion
-from shipway.errors import IntegrityError, ModelError
+from shipway.errors import REPUBLISH, IntegrityError, ModelError
 
 CHUNK = 1 << 20
 FETCH_MARK = ".shipway-fetched"
@@ -45,11 +45,14 @@ def verify_file(path: Path, f: ModelFile, version: ModelVersion) -> None:
     """Raise IntegrityError unless ``path`` has the size and sha256 the manifest gives for ``f``."""
     size = path.stat().st_size
     if size != f.size:
-        raise IntegrityError(f"{version.name}:{version.version} file {f.path}: size {size} != manifest {f.size}")
+        raise IntegrityError(
+            f"{version.name}:{version.version} file {f.path}: size {size} != manifest {f.size} ({REPUBLISH})"
+        )
     actual = sha256_file(path)
     if actual != f.sha256:
         raise IntegrityError(
-            f"{version.name}:{version.version} file {f.path}: sha256 {actual[:12]}… != manifest {f.sha256[:12]}…"
+            f"{version.name}:{version.version} file {f.path}: sha256 {actual[:12]}… != manifest {f.sha256[:12]}… "
+            f"({REPUBLISH})"
         )
 
 

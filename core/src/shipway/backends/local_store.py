@@ -40,7 +40,7 @@ from shipway.backends.base import (
     version_order,
 )
 from shipway.domain import ModelFile, ModelVersion, utcnow, valid_model_name, valid_version
-from shipway.errors import ModelError
+from shipway.errors import REPUBLISH, ModelError
 from shipway.hookspecs import hookimpl
 
 
@@ -84,7 +84,7 @@ class LocalModelStore(ModelStore):
             try:
                 data = json.loads(manifest.read_text())
             except (OSError, ValueError) as exc:
-                raise ModelError(f"{where}: unreadable manifest: {exc}") from None
+                raise ModelError(f"{where}: unreadable manifest: {exc} ({REPUBLISH})") from None
             found = parse_manifest(data, where)
             if (found.name, found.version) != (name, entry.name):
                 raise ModelError(f"{where}: the manifest says {found.name}:{found.version}, not {name}:{entry.name}")
@@ -156,7 +156,9 @@ class LocalModelStore(ModelStore):
     def _download(self, version: ModelVersion, file: ModelFile, dest: Path) -> None:
         src = self._model_dir(version.name) / "versions" / version.version / "files" / file.path
         if not src.is_file():
-            raise ModelError(f"{version.name}:{version.version}: file {file.path} is missing from {self.describe()}")
+            raise ModelError(
+                f"{version.name}:{version.version}: file {file.path} is missing from {self.describe()} ({REPUBLISH})"
+            )
         shutil.copyfile(src, dest)
 
     @contextmanager

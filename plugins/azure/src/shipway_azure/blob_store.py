@@ -113,8 +113,13 @@ class AzureBlobStore(ModelStore):
 
     # -- connection ----------------------------------------------------------------
     def describe(self) -> str:
-        where = self.settings.account_url or "connection string"
-        return f"azure_blob store {where}/{self.settings.container}/{self.settings.prefix}"
+        if self.settings.account_url:
+            return f"azure_blob store {self.settings.account_url}/{self.settings.container}/{self.settings.prefix}"
+        try:
+            where = self._endpoint()  # the connection string's blob endpoint and the container: no key in it
+        except Exception:  # noqa: BLE001  a malformed connection string is reported where it is used
+            where = f"connection string/{self.settings.container}"
+        return f"azure_blob store {where}/{self.settings.prefix} (model_store.connection_string)"
 
     @property
     def container(self) -> Any:
@@ -164,7 +169,10 @@ class AzureBlobStore(ModelStore):
                 " (check the key or SAS, or the identity's role: Storage Blob Data Reader/Contributor)"
             ) from None
         except _azx().ServiceRequestError as exc:
-            raise BackendError(f"cannot reach {self.describe()}: {what}: {type(exc).__name__}") from None
+            raise BackendError(
+                f"cannot reach {self.describe()}: {what}: {type(exc).__name__} after "
+                f"{self.settings.retries.attempts} tries (check the endpoint and that the storage service is up)"
+            ) from None
         except _azx().ServiceResponseError as exc:  # sent, then the answer broke off or never came
             raise BackendError(
                 f"{self.describe()}: {what}: no complete answer from {self._endpoint()} ({type(exc).__name__}, "
