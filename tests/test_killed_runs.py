@@ -197,6 +197,9 @@ def test_04_killed_docker_release_is_explained_then_checked_and_finished_by_the_
     print(f"[status after the kill] {explained['state']}: {explained['message']}")
     assert "did not finish" in explained["message"]
     assert "`shipway release` checks it" in explained["message"]
+    plain = scorer.shipway("status").stdout
+    assert "note:" in plain
+    assert "did not finish" in plain
 
     out = tmp_path / "next.json"
     rel = scorer.shipway("release", "-o", str(out))

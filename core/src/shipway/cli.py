@@ -240,6 +240,8 @@ def status(state: State, as_json: bool) -> None:
     click.echo(f"model:     {model}")
     click.echo(f"endpoint:  {dep.endpoint or '-'}")
     click.echo(f"previous:  {dep.previous_image or '-'}")
+    if dep.message:
+        click.echo(f"note:      {dep.message}")
 
 
 @cli.command()

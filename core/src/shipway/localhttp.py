@@ -55,12 +55,17 @@ class QuietHandler(BaseHTTPRequestHandler):
         self.answer(status, json.dumps(data).encode(), {"Content-Type": "application/json"})
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    """socketserver's default backlog is 5: a burst of clients (a load test, parallel probes) gets refused."""
+
+
 class LocalServer:
     """Serve ``handler`` on 127.0.0.1 (a free port) in a daemon thread until :meth:`stop`."""
 
     def __init__(self, handler: Callable[..., BaseHTTPRequestHandler]) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     @property
