@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shipway import labels as L
 from shipway import retry
-from shipway.backends.base import BackendSettings, Orchestrator
+from shipway.backends.base import BackendSettings, Orchestrator, remember_failed
 from shipway.doctor import DoctorCheck
 from shipway.domain import Deployment, ImageRef, Release
 from shipway.errors import BackendError, ConfigError, LockedError, NotFound
@@ -465,10 +465,8 @@ class KubernetesOrchestrator(Orchestrator):
             return {}
 
     def mark_failed(self, app: str, environment: str, digest: str, reason: str) -> None:
-        found = self.failed_digests(app, environment)
-        found.pop(digest, None)
-        found[digest] = reason[:300]
-        body = {"metadata": {"annotations": {FAILED_ANNOTATION: json.dumps(dict(list(found.items())[-20:]))}}}
+        kept = remember_failed(self.failed_digests(app, environment), digest, reason)
+        body = {"metadata": {"annotations": {FAILED_ANNOTATION: json.dumps(kept)}}}
         # Its own field manager, so shipway's next apply does not drop it.
         with contextlib.suppress(NotFound):
             self.request(
