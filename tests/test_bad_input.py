@@ -28,6 +28,7 @@ from shipway.testing.project import AppProject, project_env
 from shipway.testing.services import RegistryService, free_port
 from shipway_aws.testing import TEST_ACCESS_KEY, S3ErrorServer
 from shipway_azure.testing import DEV_ACCOUNT, AzuriteService, start_azurite
+from shipway_kubernetes.testing import FakeApiServer
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "tests" / "apps" / "lexicon_app"
@@ -65,6 +66,8 @@ class Services:
     registry: RegistryService
     azurite: AzuriteService
     s3_denied: S3ErrorServer
+    k8s: FakeApiServer
+    kubeconfig: Path
 
 
 @dataclass
@@ -147,6 +150,16 @@ def _aws(url: str) -> dict[str, str]:
         "AWS_CONFIG_FILE": "/nonexistent/shipway-tests/aws-config",
         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/shipway-tests/aws-credentials",
     }
+
+
+WRONG_K8S_TOKEN = f"wrong-token-{uuid.uuid4().hex}"
+
+
+def _kubernetes(app: Lexicon, svc: Services) -> None:
+    app.edit(
+        "orchestrator:\n  kind: docker\n  host_port: ${LEXICON_PORT}\n",
+        f"orchestrator:\n  kind: kubernetes\n  kubeconfig: {svc.kubeconfig}\n" + SMALL_RETRIES,
+    )
 
 
 def _broken_dockerfile(app: Lexicon, svc: Services) -> None:
@@ -248,6 +261,14 @@ CASES = [
         extra_secrets=(WRONG_AWS_SECRET,),
     ),
     Case(
+        "kubernetes wrong token",
+        ExitCode.BACKEND,
+        ("cluster", "refused the credentials", "401"),
+        argv=("status",),
+        setup=_kubernetes,
+        extra_secrets=(WRONG_K8S_TOKEN,),
+    ),
+    Case(
         "dockerfile fails",
         ExitCode.BUILD_FAILED,
         ("build", "Dockerfile", "RUN exit 1", "non-zero code"),
@@ -269,7 +290,12 @@ def services(shipway_registry: RegistryService, tmp_path_factory: pytest.TempPat
     azurite = start_azurite(tmp_path_factory.mktemp("azurite"))
     # What S3 answers to an access key it does not know (moto's server accepts any key).
     denied = S3ErrorServer(403, "InvalidAccessKeyId")
-    yield Services(shipway_registry, azurite, denied)
+    # A kubeconfig whose bearer token the fake API server does not accept.
+    k8s = FakeApiServer(token=WRONG_K8S_TOKEN).start()
+    kubeconfig = k8s.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config")
+    k8s.token = f"the-right-token-{uuid.uuid4().hex}"
+    yield Services(shipway_registry, azurite, denied, k8s, kubeconfig)
+    k8s.stop()
     denied.stop()
     azurite.stop()
 
