@@ -130,9 +130,19 @@ def parse_manifest(data: Any, where: str) -> ModelVersion:
     try:
         return ModelVersion.from_manifest(data)
     except ValidationError as exc:
+        errors = exc.errors()
+        # A tuple whose only item is refused is also "too short": say only why the item was refused.
+        errors = [
+            err
+            for err in errors
+            if not (
+                err["type"] == "too_short"
+                and any(o["loc"][: len(err["loc"])] == err["loc"] != o["loc"] for o in errors)
+            )
+        ]
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'manifest'}: {err['msg'].removeprefix('Value error, ')}"
-            for err in exc.errors()[:3]
+            for err in errors[:3]
         )
         raise IntegrityError(f"{where}: invalid manifest: {problems} ({REPUBLISH})") from None
     except ValueError as exc:
