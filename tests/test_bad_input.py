@@ -265,7 +265,7 @@ CASES = [
     Case(
         "kubernetes wrong token",
         ExitCode.BACKEND,
-        ("cluster", "refused the credentials", "401"),
+        ("Kubernetes API at http://127.0.0.1", "refused the credentials", "401", "check the kubeconfig user's token"),
         argv=("status",),
         setup=_kubernetes,
         extra_secrets=(WRONG_K8S_TOKEN,),

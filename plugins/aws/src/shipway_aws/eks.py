@@ -23,6 +23,7 @@ from shipway.backends.base import BackendSettings
 from shipway.errors import AuthError, BackendError, ConfigError
 from shipway_aws.session import NoLiteralCredentials, botocore_config, error_code, session, translate
 from shipway_kubernetes import KubernetesOrchestrator, KubernetesSettings
+from shipway_kubernetes.orchestrator import Refused
 
 TOKEN_PREFIX = "k8s-aws-v1."
 CLUSTER_HEADER = "x-k8s-aws-id"
@@ -162,12 +163,8 @@ class EksOrchestrator(KubernetesOrchestrator):
     ) -> Any:
         try:
             return super().request(method, path, body=body, content_type=content_type, query=query)
-        except AuthError:
-            raise
-        except BackendError as exc:
-            if "refused the credentials" in str(exc):
-                raise AuthError(
-                    f"{self.describe()}: {exc}. The IAM principal needs an EKS access entry for the cluster "
-                    "(e.g. AmazonEKSEditPolicy scoped to the namespace) or a mapping in aws-auth"
-                ) from None
-            raise
+        except Refused as exc:
+            raise AuthError(
+                f"{self.describe()}: {exc}. The IAM principal needs an EKS access entry for the cluster "
+                "(e.g. AmazonEKSEditPolicy scoped to the namespace) or a mapping in aws-auth"
+            ) from None

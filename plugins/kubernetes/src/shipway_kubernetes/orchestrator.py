@@ -32,7 +32,7 @@ from shipway import retry
 from shipway.backends.base import BackendSettings, Orchestrator, remember_failed
 from shipway.doctor import DoctorCheck
 from shipway.domain import Deployment, ImageRef, Release
-from shipway.errors import BackendError, ConfigError, LockedError, NotFound
+from shipway.errors import AuthError, BackendError, ConfigError, LockedError, NotFound
 from shipway_kubernetes import rawapi, render, secretobjects
 from shipway_kubernetes.proxy import ServiceProxy
 
@@ -105,6 +105,10 @@ class RolloutFailed(BackendError):
 
 class Conflict(BackendError):
     """The API server answered 409 (an object exists, or another field manager owns a field)."""
+
+
+class Refused(AuthError):
+    """The API server refused the credentials (401) or what they may do (403)."""
 
 
 class KubernetesOrchestrator(Orchestrator):
@@ -195,7 +199,14 @@ class KubernetesOrchestrator(Orchestrator):
             if status == 404:
                 raise NotFound(f"{path}: {message}")
             if status in (401, 403):
-                raise BackendError(f"the cluster refused the credentials ({status}): {message}")
+                what = "the credentials" if status == 401 else "this request for the kubeconfig's user"
+                fix = (
+                    "check the kubeconfig user's token or certificate (orchestrator.kubeconfig, orchestrator.context)"
+                    if status == 401
+                    else f"grant the user rights on namespace {self.settings.namespace} (a Role and RoleBinding)"
+                )
+                host = self.client.configuration.host
+                raise Refused(f"the Kubernetes API at {host} refused {what} ({status}): {message}; {fix}")
             if status == 409:
                 raise Conflict(f"conflict on {path}: {message}")
             if status in retry.RETRY_STATUSES and method in ("GET", "HEAD"):
