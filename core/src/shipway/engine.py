@@ -533,13 +533,7 @@ def _recover(
         try:
             _check_live(project, st, record, f"the live release {current.image} (left unchecked by a killed release)")
         except (BackendError, VerifyFailed) as exc:
-            orch = project.orchestrator
-            orch.mark_failed(project.app, project.environment, current.digest or "", str(exc).splitlines()[0])
-            if current.previous_image is None:
-                raise
-            with st.stage("rollback") as detail:
-                restored = orch.rollback(project.app, project.environment)
-                detail.append(f"{restored.image} {restored.state}")
+            restored = _mark_failed_and_roll_back(project, st, current.digest, exc, current.previous_image)
             journal.clear(project.context.cache_dir, project.app, project.environment)
             record.image, record.previous, record.action = current.image, current.image, "rolled_back"
             raise RolledBack(
@@ -587,14 +581,26 @@ def _deploy_and_check(
         _check_live(project, st, record, "the live release")
         record.action = "deployed"
     except (BackendError, VerifyFailed) as exc:
-        orch.mark_failed(project.app, project.environment, ref.digest or "", str(exc).splitlines()[0])
-        if record.previous is None:
-            raise
-        with st.stage("rollback") as detail:
-            restored = orch.rollback(project.app, project.environment)
-            detail.append(f"{restored.image} {restored.state}")
+        _mark_failed_and_roll_back(project, st, ref.digest, exc, record.previous)
         record.action = "rolled_back"
         raise RolledBack(f"release of {ref} failed and was rolled back to {record.previous}: {exc}") from exc
+
+
+def _mark_failed_and_roll_back(
+    project: Project, st: Stages, digest: str | None, exc: ShipwayError, previous: ImageRef | None
+) -> Deployment:
+    """Remember ``digest`` as failed (no nightly release retries it) and restore the previous revision.
+
+    Re-raises ``exc`` when there is nothing to roll back to.
+    """
+    orch = project.orchestrator
+    orch.mark_failed(project.app, project.environment, digest or "", str(exc).splitlines()[0])
+    if previous is None:
+        raise exc
+    with st.stage("rollback") as detail:
+        restored = orch.rollback(project.app, project.environment)
+        detail.append(f"{restored.image} {restored.state}")
+    return restored
 
 
 def _describe_labels(found: dict[str, str]) -> str:
