@@ -13,7 +13,7 @@ from shipway_swarm import SwarmOrchestrator
 class TestSwarmOrchestrator(OrchestratorContract):
     @pytest.fixture
     def orchestrator(self, swarm_factory: Any) -> SwarmOrchestrator:
-        return swarm_factory()
+        return swarm_factory(health_start_period=15)  # slow_image serves after a few seconds: not unhealthy yet
 
 
 class TestSwarmHostPortsWithoutProxy(OrchestratorContract):
@@ -21,4 +21,4 @@ class TestSwarmHostPortsWithoutProxy(OrchestratorContract):
 
     @pytest.fixture
     def orchestrator(self, swarm_factory: Any) -> SwarmOrchestrator:
-        return swarm_factory(proxy={"enabled": False}, published_port=None)
+        return swarm_factory(proxy={"enabled": False}, published_port=None, health_start_period=15)

@@ -976,8 +976,10 @@ class OrchestratorContract:
     - ``images``: a mapping with ``good``, ``good2`` and ``bad`` :class:`ImageRef` (with digests) of
       images serving ``/healthz`` on port 8000 (``bad`` never becomes healthy); default: the kit's
       ``shipway_contract_images``;
-    - ``slow_image``: an image serving like ``good2`` (``/version`` "v3") only a few seconds after it
-      starts, so a release of it waits; default: built and pushed to the kit's registry;
+    - ``slow_image``: an image serving (``/version`` "v3") only ``SLOW_SECONDS`` after it starts, so a
+      release of it waits; default: built and pushed to the kit's registry. Health checks of the
+      backend under test must allow that long before they call a new revision unhealthy (Swarm:
+      ``health_start_period``);
     - ``pull_auth``: the docker auth_config to pull them with (or None); default: the kit registry's
       ``credentials()``.
 
