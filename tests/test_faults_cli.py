@@ -20,7 +20,7 @@ import requests
 
 from shipway import dockerutil
 from shipway.testing.faults import FaultProxy
-from shipway.testing.project import AppProject
+from shipway.testing.project import AppProject, project_env
 from shipway.testing.services import RegistryService, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,19 +50,13 @@ def app(tmp_path: Path, shipway_docker: None, shipway_registry: RegistryService,
         pytest.fail(f"base image {BASE_IMAGE} is missing: run scripts/services.sh", pytrace=False)
     work = tmp_path / "work"
     (work / "cache").mkdir(parents=True)
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("SHIPWAY_", "DIGITS_", "MODEL_SELECT", "BASE_IMAGE"))
-    }
-    env.update(
-        SHIPWAY_REGISTRY=proxy.address,
-        SHIPWAY_REGISTRY_USERNAME=shipway_registry.username,
-        SHIPWAY_REGISTRY_PASSWORD=shipway_registry.password,
-        SHIPWAY_MODEL_STORE=str(work / "store"),
-        SHIPWAY_CACHE_DIR=str(work / "cache"),
+    env = project_env(
+        work,
+        shipway_registry,
+        drop=("DIGITS_", "MODEL_SELECT", "BASE_IMAGE"),
+        registry_address=proxy.address,
         DIGITS_PORT=str(free_port()),
-        SHIPWAY_ENVIRONMENT=f"test-{uuid.uuid4().hex[:8]}",
         BASE_IMAGE=BASE_IMAGE,
-        DOCKER_BUILDKIT="0",
     )
     project = AppProject.copy(EXAMPLE, work / "app", env, int(env["DIGITS_PORT"]))
     config = project.root / "shipway.yaml"

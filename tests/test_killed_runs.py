@@ -38,7 +38,7 @@ from shipway.domain import ImageRef, Release
 from shipway.testing.contracts import unique
 from shipway.testing.interrupt import kill_when, spawn
 from shipway.testing.load import Load
-from shipway.testing.project import AppProject
+from shipway.testing.project import AppProject, project_env
 from shipway.testing.services import RegistryService, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,17 +90,12 @@ def scorer(
         pytest.fail(f"base image {BASE_IMAGE} is missing: run scripts/services.sh", pytrace=False)
     work = tmp_path_factory.mktemp("killed")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPWAY_", "MODEL_SELECT", "SOURCE_DATE_EPOCH"))}
-    env.update(
-        SHIPWAY_REGISTRY=shipway_registry.address,
-        SHIPWAY_REGISTRY_USERNAME=shipway_registry.username,
-        SHIPWAY_REGISTRY_PASSWORD=shipway_registry.password,
-        SHIPWAY_MODEL_STORE=str(work / "store"),
-        SHIPWAY_CACHE_DIR=str(work / "cache"),
+    env = project_env(
+        work,
+        shipway_registry,
+        drop=("MODEL_SELECT", "SOURCE_DATE_EPOCH"),
         SCORER_PORT=str(port),
-        SHIPWAY_ENVIRONMENT=f"test-{uuid.uuid4().hex[:8]}",
         RUNTIME_IMAGE=BASE_IMAGE,
-        DOCKER_BUILDKIT="0",
     )
     app = Scorer.copy(APP, work / "app", env, port)
     app.repository = f"killed/scorer-{uuid.uuid4().hex[:6]}"  # a repository of its own: no other test's builds
