@@ -17,7 +17,7 @@ LEAKY_PLUGIN = """
 from shipway.backends.local_store import LocalModelStore
 from shipway.hookspecs import hookimpl
 
-SHIPWAY_CONTRACT_VERSION = 1
+SHIPWAY_CONTRACT_VERSION = 2
 SHIPWAY_CONTRACT_TESTS = "fake_leaky_contract"
 
 
@@ -73,20 +73,20 @@ def leaky(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def test_a_store_that_passes_its_contract(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plugins", "--check", "local", "-q"]) == 0
     out = capsys.readouterr().out
-    assert "model_store local (local_store, contract v1 tests in shipway.testing.local_contract): passed" in out
+    assert "model_store local (local_store, contract v2 tests in shipway.testing.local_contract): passed" in out
 
 
 def test_a_store_that_fails_its_contract(leaky: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plugins", "--check", "leaky"]) == 3
     captured = capsys.readouterr()
     assert "TestLeakyStore::test_metadata_round_trips_exactly" in captured.out  # pytest's report, shown
-    result = "model_store leaky (fake_leaky, contract v1 tests in fake_leaky_contract): FAILED: "
+    result = "model_store leaky (fake_leaky, contract v2 tests in fake_leaky_contract): FAILED: "
     assert re.search(re.escape(result) + r"\d+ failed, \d+ passed", captured.err)
 
 
 def test_declaring_a_contract_is_not_passing_it(leaky: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plugins"]) == 0
-    assert "fake_leaky (shipway-leaky 1.0, declares contract v1)" in capsys.readouterr().out
+    assert "fake_leaky (shipway-leaky 1.0, declares contract v2)" in capsys.readouterr().out
 
 
 def test_a_plugin_without_contract_tests_says_so(capsys: pytest.CaptureFixture[str]) -> None:

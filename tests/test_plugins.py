@@ -149,7 +149,7 @@ def test_plugins_command_json(site: Path, capsys, monkeypatch) -> None:
     assert listed["fake_mirror"]["kinds"] == {"model_store": ["mirror"]}
     assert listed["fake_mirror"]["version"] == "1.0"
     assert listed["local_store"]["builtin"] is True
-    assert listed["local_store"]["contract_version"] == 1
+    assert listed["local_store"]["contract_version"] == 2
 
 
 def test_plugin_settings_are_validated_with_positions(site: Path, tmp_path: Path, capsys, monkeypatch) -> None:
@@ -224,9 +224,9 @@ def test_plugins_text_shows_declared_contract_versions(site: Path, capsys, monke
     monkeypatch.delenv("SHIPWAY_PLUGINS", raising=False)
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
-    assert "local_store (built-in, declares contract v1)" in out
+    assert "local_store (built-in, declares contract v2)" in out
     assert "fake_mirror (shipway-mirror 1.0, no contract declared)" in out
-    assert "fake_old (shipway-old 1.0, declares contract v0, current is v1)" in out
+    assert "fake_old (shipway-old 1.0, declares contract v0, current is v2)" in out
 
 
 MISSPELLED_PLUGIN = """

@@ -35,7 +35,7 @@ _REGISTER_HOOKS = {
     "registry": "shipway_register_registries",
     "orchestrator": "shipway_register_orchestrators",
 }
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
 """The version of the backend contracts (``shipway.backends.base``, tested by ``shipway.testing.contracts``).
 
 A plugin declares the one its contract tests ran against as ``SHIPWAY_CONTRACT_VERSION``;

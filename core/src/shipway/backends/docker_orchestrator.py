@@ -267,7 +267,7 @@ def _connect_host(bind: str) -> str:
 
 
 # The shipway.testing contract version this backend passes (shown by `shipway plugins`).
-SHIPWAY_CONTRACT_VERSION = 1
+SHIPWAY_CONTRACT_VERSION = 2
 
 
 @hookimpl

@@ -209,7 +209,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 # The shipway.testing contract version this backend passes (shown by `shipway plugins`).
-SHIPWAY_CONTRACT_VERSION = 1
+SHIPWAY_CONTRACT_VERSION = 2
 # The module holding this backend's contract tests (`shipway plugins --check local` runs it).
 SHIPWAY_CONTRACT_TESTS = "shipway.testing.local_contract"
 

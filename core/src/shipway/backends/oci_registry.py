@@ -266,7 +266,7 @@ class OciRegistry(Registry):
 
 
 # The shipway.testing contract version this backend passes (shown by `shipway plugins`).
-SHIPWAY_CONTRACT_VERSION = 1
+SHIPWAY_CONTRACT_VERSION = 2
 
 
 @hookimpl

@@ -4,7 +4,7 @@ from shipway.hookspecs import hookimpl
 from shipway_http_store.store import HttpModelStore, HttpStoreSettings
 
 # The version of shipway.testing's contracts these tests pass; `shipway plugins` shows it.
-SHIPWAY_CONTRACT_VERSION = 1
+SHIPWAY_CONTRACT_VERSION = 2
 # The module holding its contract tests: `shipway plugins --check http` runs it.
 SHIPWAY_CONTRACT_TESTS = "shipway_http_store.contract_tests"
 

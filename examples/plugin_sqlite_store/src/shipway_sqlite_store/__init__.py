@@ -4,7 +4,7 @@ from shipway.hookspecs import hookimpl
 from shipway_sqlite_store.store import SqliteModelStore, SqliteStoreSettings
 
 # The version of shipway.testing's contracts this plugin's tests run; `shipway plugins` shows it.
-SHIPWAY_CONTRACT_VERSION = 1
+SHIPWAY_CONTRACT_VERSION = 2
 # The module holding its contract tests: `shipway plugins --check sqlite` runs it.
 SHIPWAY_CONTRACT_TESTS = "shipway_sqlite_store.contract_tests"
 

@@ -6,7 +6,7 @@ from shipway_aws.eks import EksOrchestrator, EksSettings
 from shipway_aws.s3_store import S3Settings, S3Store
 
 # The shipway.testing contract version these backends pass.
-SHIPWAY_CONTRACT_VERSION = 1
+SHIPWAY_CONTRACT_VERSION = 2
 
 __all__ = ["EcrRegistry", "EcrSettings", "EksOrchestrator", "EksSettings", "S3Settings", "S3Store"]
 

@@ -6,7 +6,7 @@ from shipway_azure.aks import AksOrchestrator, AksSettings
 from shipway_azure.blob_store import AzureBlobSettings, AzureBlobStore
 
 # The shipway.testing contract version these backends pass.
-SHIPWAY_CONTRACT_VERSION = 1
+SHIPWAY_CONTRACT_VERSION = 2
 
 __all__ = ["AcrRegistry", "AcrSettings", "AksOrchestrator", "AksSettings", "AzureBlobSettings", "AzureBlobStore"]
 

@@ -4,7 +4,7 @@ from shipway.hookspecs import hookimpl
 from shipway_kubernetes.orchestrator import KubernetesOrchestrator, KubernetesSettings
 
 # The shipway.testing contract version this orchestrator passes.
-SHIPWAY_CONTRACT_VERSION = 1
+SHIPWAY_CONTRACT_VERSION = 2
 
 __all__ = ["KubernetesOrchestrator", "KubernetesSettings"]
 

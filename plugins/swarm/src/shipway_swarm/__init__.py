@@ -5,7 +5,7 @@ from shipway_swarm.orchestrator import SwarmOrchestrator
 from shipway_swarm.settings import SwarmSettings
 
 # The shipway.testing contract version this orchestrator passes.
-SHIPWAY_CONTRACT_VERSION = 1
+SHIPWAY_CONTRACT_VERSION = 2
 
 __all__ = ["SwarmOrchestrator", "SwarmSettings"]
 
