@@ -52,8 +52,8 @@ class TestAzureBlobStore(WritableModelStoreContract):
     ) -> None:
         upload = store._upload_blob
 
-        def upload_then_act(name: str, src: Path, f: ModelFile) -> None:
-            upload(name, src, f)
+        def upload_then_act(name: str, src: Path, f: ModelFile, progress: Any) -> None:
+            upload(name, src, f, progress)
             action()  # one content blob is in the container
 
         monkeypatch.setattr(store, "_upload_blob", upload_then_act)

@@ -24,18 +24,9 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from shipway import retry
-from shipway.backends.base import (
-    BackendSettings,
-    ModelStore,
-    check_alias,
-    check_publish,
-    model_sources,
-    next_version,
-    parse_manifest,
-    sha256_file,
-    version_order,
-)
-from shipway.domain import ModelFile, ModelVersion, utcnow, valid_model_name
+from shipway.backends.base import BackendSettings
+from shipway.backends.objectstore import ObjectModelStore
+from shipway.domain import ModelFile, ModelVersion
 from shipway.errors import BackendError, ModelError
 from shipway_aws.session import NoLiteralCredentials, botocore_config, error_code, http_status, session, translate
 
@@ -96,7 +87,7 @@ class S3Settings(NoLiteralCredentials, BackendSettings):
         return self
 
 
-class S3Store(ModelStore):
+class S3Store(ObjectModelStore):
     """Versioned, content-addressed models in S3."""
 
     kind = "s3"
@@ -196,11 +187,6 @@ class S3Store(ModelStore):
     def _key(self, *parts: str) -> str:
         return self.settings.prefix + "/".join(parts)
 
-    def _model(self, name: str) -> str:
-        if not valid_model_name(name):
-            raise ModelError(f"invalid model name {name!r}: letters, digits, '.', '_' and '-'")
-        return name
-
     def _read_json(self, key: str) -> tuple[Any, str] | None:
         """(parsed JSON, ETag) of an object, or None when it does not exist.
 
@@ -239,30 +225,23 @@ class S3Store(ModelStore):
             **conditions,
         )
 
+    def _write_json(self, key: str, body: bytes, etag: str | None) -> bool:
+        try:
+            self._put(key, body, **({"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}))
+        except _Precondition:
+            return False
+        return True
+
     # -- reading ---------------------------------------------------------------------
-    def versions(self, name: str) -> list[ModelVersion]:
-        prefix = self._key(self._model(name), "versions") + "/"
+    def _manifest_keys(self, name: str) -> list[str]:
+        prefix = self._key(name, "versions") + "/"
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.settings.bucket, Prefix=prefix)
-        keys = [
+        return [
             o["Key"]
             for page in self._call(f"list {prefix}", list, pages)
             for o in page.get("Contents", [])
             if o["Key"].endswith("/manifest.json")
         ]
-        found = []
-        for key in keys:
-            read = self._read_json(key)
-            if read is not None:
-                where = f"{self.describe()}: {key}"
-                version = parse_manifest(read[0], where)
-                if self._key(version.name, "versions", version.version, "manifest.json") != key:
-                    raise ModelError(f"{where}: the manifest says {version.name}:{version.version}")
-                found.append(version)
-        return sorted(found, key=version_order)
-
-    def aliases(self, name: str) -> dict[str, str]:
-        read = self._read_json(self._key(self._model(name), "aliases.json"))
-        return dict(read[0]) if read else {}
 
     def _download(self, version: ModelVersion, file: ModelFile, dest: Path) -> None:
         """Write the file to ``dest``, resuming after the bytes it holds; a body cut short resumes again.
@@ -296,28 +275,6 @@ class S3Store(ModelStore):
             ) from None
 
     # -- writing -----------------------------------------------------------------------
-    def publish(
-        self,
-        path: Path,
-        name: str,
-        version: str | None = None,
-        aliases: tuple[str, ...] = (),
-        metadata: dict[str, Any] | None = None,
-    ) -> ModelVersion:
-        check_publish(name, version, aliases)
-        sources = model_sources(path)
-        files = tuple(ModelFile(path=rel, size=p.stat().st_size, sha256=sha256_file(p)) for rel, p in sources)
-        if version is not None and self._exists(name, version):
-            raise ModelError(f"model {name!r} version {version!r} already exists; versions are immutable")
-        total = sum(f.size for f in files)
-        with self.context.reporter.bytes(f"publish {name}", total) as bar:
-            for (_, src), f in zip(sources, files, strict=True):
-                self._upload_blob(name, src, f, bar.advance)
-        published = self._commit(name, version, files, metadata or {})
-        for alias in aliases:
-            self.set_alias(name, alias, published.version)
-        return published
-
     def _exists(self, name: str, version: str) -> bool:
         key = self._key(name, "versions", version, "manifest.json")
         try:
@@ -348,41 +305,3 @@ class S3Store(ModelStore):
             Callback=progress,
             write=True,
         )
-
-    def _commit(
-        self, name: str, version: str | None, files: tuple[ModelFile, ...], metadata: dict[str, Any]
-    ) -> ModelVersion:
-        for _ in range(20):
-            candidate = version or next_version(self.versions(name))
-            mv = ModelVersion(name=name, version=candidate, created=utcnow(), files=files, metadata=metadata)
-            key = self._key(name, "versions", candidate, "manifest.json")
-            body = json.dumps(mv.manifest(), indent=2, sort_keys=True).encode()
-            try:
-                self._put(key, body, IfNoneMatch="*")  # the version is claimed by exactly one writer
-                return mv
-            except _Precondition:
-                if version is not None:
-                    raise ModelError(
-                        f"model {name!r} version {version!r} already exists; versions are immutable"
-                    ) from None
-        raise ModelError(f"model {name!r}: could not claim a version number (too many concurrent publishes)")
-
-    def set_alias(self, name: str, alias: str, version: str) -> None:
-        check_alias(alias)
-        if version not in {v.version for v in self.versions(name)}:
-            raise ModelError(f"model {name!r} has no version {version!r}")
-        key = self._key(name, "aliases.json")
-        for _ in range(20):
-            read = self._read_json(key)
-            table, etag = (dict(read[0]), read[1]) if read else ({}, None)
-            table[alias] = version
-            body = json.dumps(table, indent=2, sort_keys=True).encode()
-            try:
-                if etag is None:
-                    self._put(key, body, IfNoneMatch="*")
-                else:
-                    self._put(key, body, IfMatch=etag)
-                return
-            except _Precondition:
-                continue  # someone else changed the aliases: read again
-        raise ModelError(f"model {name!r}: aliases kept changing under us; try again")

@@ -22,23 +22,15 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, model_validator
 
-from shipway.backends.base import (
-    BackendSettings,
-    ModelStore,
-    check_alias,
-    check_publish,
-    model_sources,
-    next_version,
-    parse_manifest,
-    sha256_file,
-    version_order,
-)
-from shipway.domain import ModelFile, ModelVersion, utcnow, valid_model_name
+from shipway.backends.base import BackendSettings
+from shipway.backends.objectstore import ObjectModelStore
+from shipway.domain import ModelFile, ModelVersion
 from shipway.errors import AuthError, BackendError, ModelError
 from shipway.retry import RETRY_STATUSES, RetrySettings, parse_retry_after
 
@@ -98,7 +90,7 @@ class AzureBlobSettings(BackendSettings):
         return self
 
 
-class AzureBlobStore(ModelStore):
+class AzureBlobStore(ObjectModelStore):
     """Versioned, content-addressed models in Azure Blob Storage."""
 
     kind = "azure_blob"
@@ -198,13 +190,8 @@ class AzureBlobStore(ModelStore):
         """The container's URL (no credential in it: keys and SAS go in headers or were given apart)."""
         return str(self.container.url).split("?", 1)[0]
 
-    def _name(self, *parts: str) -> str:
+    def _key(self, *parts: str) -> str:
         return self.settings.prefix + "/".join(parts)
-
-    def _model(self, name: str) -> str:
-        if not valid_model_name(name):
-            raise ModelError(f"invalid model name {name!r}: letters, digits, '.', '_' and '-'")
-        return name
 
     def _read_json(self, blob: str) -> tuple[Any, str] | None:
         client = self.container.get_blob_client(blob)
@@ -214,32 +201,29 @@ class AzureBlobStore(ModelStore):
             return None
         return json.loads(download.readall()), download.properties.etag
 
+    def _write_json(self, key: str, body: bytes, etag: str | None) -> bool:
+        client = self.container.get_blob_client(key)
+        condition: dict[str, Any] = {"overwrite": False}
+        if etag is not None:
+            condition = {"overwrite": True, "etag": etag, "match_condition": _if_not_modified()}
+        try:
+            self._call(f"write {key}", client.upload_blob, body, content_settings=_json_settings(), **condition)
+        except (_azx().ResourceExistsError, _azx().ResourceModifiedError):
+            return False
+        return True
+
     # -- reading ---------------------------------------------------------------------
-    def versions(self, name: str) -> list[ModelVersion]:
-        prefix = self._name(self._model(name), "versions") + "/"
-        found = []
+    def _manifest_keys(self, name: str) -> list[str]:
+        prefix = self._key(name, "versions") + "/"
         try:
             # The pager is lazy: list it inside _call so errors are translated.
             blobs = self._call(f"list {prefix}", lambda: list(self.container.list_blobs(name_starts_with=prefix)))
         except _azx().ResourceNotFoundError:
             return []
-        for blob in blobs:
-            if blob.name.endswith("/manifest.json"):
-                read = self._read_json(blob.name)
-                if read is not None:
-                    where = f"{self.describe()}: {blob.name}"
-                    version = parse_manifest(read[0], where)
-                    if self._name(version.name, "versions", version.version, "manifest.json") != blob.name:
-                        raise ModelError(f"{where}: the manifest says {version.name}:{version.version}")
-                    found.append(version)
-        return sorted(found, key=version_order)
-
-    def aliases(self, name: str) -> dict[str, str]:
-        read = self._read_json(self._name(self._model(name), "aliases.json"))
-        return dict(read[0]) if read else {}
+        return [blob.name for blob in blobs if blob.name.endswith("/manifest.json")]
 
     def _download(self, version: ModelVersion, file: ModelFile, dest: Path) -> None:
-        blob = self._name(version.name, "blobs", "sha256", file.sha256)
+        blob = self._key(version.name, "blobs", "sha256", file.sha256)
         client = self.container.get_blob_client(blob)
         have = dest.stat().st_size if dest.exists() else 0
         if have >= file.size:
@@ -262,34 +246,14 @@ class AzureBlobStore(ModelStore):
                 out.write(chunk)
 
     # -- writing -----------------------------------------------------------------------
-    def publish(
-        self,
-        path: Path,
-        name: str,
-        version: str | None = None,
-        aliases: tuple[str, ...] = (),
-        metadata: dict[str, Any] | None = None,
-    ) -> ModelVersion:
-        check_publish(name, version, aliases)
-        sources = model_sources(path)
-        files = tuple(ModelFile(path=rel, size=p.stat().st_size, sha256=sha256_file(p)) for rel, p in sources)
-        total = sum(f.size for f in files)
-        with self.context.reporter.bytes(f"publish {name}", total) as bar:
-            for (_, src), f in zip(sources, files, strict=True):
-                self._upload_blob(name, src, f)
-                bar.advance(f.size)
-        published = self._commit(name, version, files, metadata or {})
-        for alias in aliases:
-            self.set_alias(name, alias, published.version)
-        return published
-
-    def _upload_blob(self, name: str, src: Path, f: ModelFile) -> None:
-        blob = self._name(name, "blobs", "sha256", f.sha256)
+    def _upload_blob(self, name: str, src: Path, f: ModelFile, progress: Callable[[int], None]) -> None:
+        blob = self._key(name, "blobs", "sha256", f.sha256)
         client = self.container.get_blob_client(blob)
         damaged = False
         try:
             props = self._call(f"read {blob}", client.get_blob_properties)
             if props.size == f.size:
+                progress(f.size)
                 return  # content-addressed: already there, never sent twice
             damaged = True  # a blob of the wrong size under a content address: replace it
         except _azx().ResourceNotFoundError:
@@ -307,61 +271,7 @@ class AzureBlobStore(ModelStore):
                 )
             except _azx().ResourceExistsError:
                 pass  # a concurrent publish uploaded the same content
-
-    def _commit(
-        self, name: str, version: str | None, files: tuple[ModelFile, ...], metadata: dict[str, Any]
-    ) -> ModelVersion:
-        for _ in range(20):
-            candidate = version or next_version(self.versions(name))
-            mv = ModelVersion(name=name, version=candidate, created=utcnow(), files=files, metadata=metadata)
-            blob = self._name(name, "versions", candidate, "manifest.json")
-            body = json.dumps(mv.manifest(), indent=2, sort_keys=True).encode()
-            try:
-                self._call(
-                    f"write {blob}",
-                    self.container.get_blob_client(blob).upload_blob,
-                    body,
-                    overwrite=False,
-                    content_settings=_json_settings(),
-                )
-                return mv
-            except _azx().ResourceExistsError:
-                if version is not None:
-                    raise ModelError(
-                        f"model {name!r} version {version!r} already exists; versions are immutable"
-                    ) from None
-        raise ModelError(f"model {name!r}: could not claim a version number (too many concurrent publishes)")
-
-    def set_alias(self, name: str, alias: str, version: str) -> None:
-        check_alias(alias)
-        if version not in {v.version for v in self.versions(name)}:
-            raise ModelError(f"model {name!r} has no version {version!r}")
-        blob = self._name(name, "aliases.json")
-        client = self.container.get_blob_client(blob)
-        for _ in range(20):
-            read = self._read_json(blob)
-            table, etag = (dict(read[0]), read[1]) if read else ({}, None)
-            table[alias] = version
-            body = json.dumps(table, indent=2, sort_keys=True).encode()
-            try:
-                if etag is None:
-                    self._call(
-                        f"write {blob}", client.upload_blob, body, overwrite=False, content_settings=_json_settings()
-                    )
-                else:
-                    self._call(
-                        f"write {blob}",
-                        client.upload_blob,
-                        body,
-                        overwrite=True,
-                        etag=etag,
-                        match_condition=_if_not_modified(),
-                        content_settings=_json_settings(),
-                    )
-                return
-            except (_azx().ResourceExistsError, _azx().ResourceModifiedError):
-                continue  # someone else changed the aliases: read again
-        raise ModelError(f"model {name!r}: aliases kept changing under us; try again")
+        progress(f.size)
 
 
 def _if_not_modified() -> Any:
