@@ -102,30 +102,6 @@ def test_unchanged_files_are_not_uploaded_again(
     assert len(list(store.container.list_blobs(name_starts_with="m/blobs/"))) == 3
 
 
-def test_concurrent_publishes_of_one_version_cannot_both_win(store: AzureBlobStore, tmp_path: Path) -> None:
-    sources = [write_model(tmp_path / f"src{i}", {"w.bin": os.urandom(200_000)}) for i in range(4)]
-    results: list[object] = []
-
-    def publish(src: Path) -> None:
-        try:
-            results.append(store.publish(src, "race", version="1"))
-        except ModelError as exc:
-            results.append(exc)
-
-    threads = [threading.Thread(target=publish, args=(s,)) for s in sources]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    winners = [r for r in results if isinstance(r, ModelVersion)]
-    assert len(winners) == 1
-    assert len(results) == 4
-    assert all("already exists" in str(r) for r in results if not isinstance(r, ModelVersion))
-    stored = store.resolve(ModelRef(name="race", select="1"))
-    assert stored == winners[0]
-    store.fetch(stored, tmp_path / "out")  # the winner's files are intact
-
-
 def test_concurrent_auto_numbered_publishes_get_distinct_versions(store: AzureBlobStore, tmp_path: Path) -> None:
     src = write_model(tmp_path / "src", {"w.bin": b"x" * 1000})
     versions: list[str] = []
