@@ -8,17 +8,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class ByteProgress(Protocol):
@@ -34,13 +27,25 @@ class Reporter:
     """Prints what shipway is doing. Rich output on a TTY; plain, timestamp-free lines otherwise.
 
     ``log_format="json"``: one JSON object per line on stderr instead (``{"ts", "level", "event", ...}``),
-    for CI log collectors; no bars, no colours.
+    for CI log collectors; no bars, no colours. ``silent``: quiet, and its console prints nothing.
     """
 
-    def __init__(self, console: Console | None = None, quiet: bool = False, log_format: str = "text") -> None:
-        self.console = console or Console(stderr=True, highlight=False)
-        self.quiet = quiet
+    def __init__(
+        self, console: Console | None = None, quiet: bool = False, log_format: str = "text", silent: bool = False
+    ) -> None:
+        self._console = console
+        self._silent = silent
+        self.quiet = quiet or silent
         self.json = log_format == "json"
+
+    @property
+    def console(self) -> Console:
+        """The rich console on stderr, made on first use (importing rich costs every command start-up time)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, highlight=False, quiet=self._silent)
+        return self._console
 
     @property
     def interactive(self) -> bool:
@@ -85,6 +90,15 @@ class Reporter:
         """A byte progress bar on a terminal; one summary line otherwise (unless ``summary`` is False)."""
         start = time.monotonic()
         if self.interactive and not self.quiet:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
             columns = (
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -110,4 +124,4 @@ class Reporter:
                 self.info(f"  {description}: {total / 1e6:.1f} MB in {took:.1f}s")
 
 
-NULL_REPORTER = Reporter(Console(stderr=True, quiet=True), quiet=True)
+NULL_REPORTER = Reporter(silent=True)

@@ -1,0 +1,63 @@
+"""Start-up paths import no SDK they do not need (issue 11: `shipway --help` and `validate` stay fast).
+
+Each command runs in a fresh interpreter, exactly as the console script runs
+it; the child reports which of the watched top-level packages ended up in
+``sys.modules``. Nothing here is timed: ``bench/startup.py`` measures the time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LOCAL_CONFIG = REPO / "examples" / "flask_app" / "shipway.yaml"  # local store, oci registry, docker engine
+CLOUD_SDKS = ("azure", "boto3", "botocore", "kubernetes")
+WATCHED = (*CLOUD_SDKS, "docker", "rich", "shipway.engine")
+
+CHILD = """
+import json, sys
+from shipway.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+watched = {watched!r}
+loaded = sorted(w for w in watched if w in sys.modules)
+print("\\nLOADED=" + json.dumps(loaded))
+"""
+
+
+def imported_by(*argv: str) -> set[str]:
+    """The watched modules a fresh ``shipway ARGV...`` process imported (it must succeed)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPWAY_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD.format(watched=WATCHED), *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    marker = [line for line in proc.stdout.splitlines() if line.startswith("LOADED=")]
+    assert marker, f"the child did not report: {proc.stdout[-500:]} {proc.stderr[-500:]}"
+    return set(json.loads(marker[-1].removeprefix("LOADED=")))
+
+
+def test_help_imports_no_sdk_and_no_backend() -> None:
+    loaded = imported_by("--help")
+    assert loaded == set(), f"`shipway --help` imported {sorted(loaded)}"
+
+
+@pytest.mark.parametrize("argv", [["validate", "-c", str(LOCAL_CONFIG)], ["plugins"]])
+def test_local_config_paths_import_no_cloud_sdk_and_no_rich(argv: list[str]) -> None:
+    loaded = imported_by(*argv)
+    assert not loaded & set(CLOUD_SDKS), f"`shipway {argv[0]}` imported cloud SDKs {sorted(loaded & set(CLOUD_SDKS))}"
+    # rich (the console, progress bars) is for commands that print progress, not for a check of the config
+    assert "rich" not in loaded, f"`shipway {argv[0]}` imported {sorted(loaded)}"
