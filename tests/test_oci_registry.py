@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from shipway import dockerutil
 from shipway.backends.base import BackendContext
 from shipway.backends.oci_registry import OciRegistry, OciRegistrySettings
 from shipway.errors import BackendError
@@ -30,20 +31,36 @@ class TestOciRegistry(RegistryContract):
         return registry_factory(password="wrong-password")
 
 
+@pytest.fixture
+def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A DOCKER_CONFIG folder of this test's own.
+
+    The engine client is made once per process and keeps the credentials it read
+    at that moment; it is made afresh before and after, so credentials written
+    here never reach another test's pulls (which must fail without credentials).
+    """
+    folder = tmp_path / "docker-config"
+    folder.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(folder))
+    dockerutil.client.cache_clear()
+    yield folder
+    dockerutil.client.cache_clear()
+
+
 def test_credentials_from_docker_config(
-    shipway_registry: RegistryService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shipway_tiny_image
+    shipway_registry: RegistryService, tmp_path: Path, docker_config: Path, shipway_tiny_image
 ) -> None:
     auth = base64.b64encode(f"{shipway_registry.username}:{shipway_registry.password}".encode()).decode()
-    (tmp_path / "config.json").write_text(json.dumps({"auths": {shipway_registry.address: {"auth": auth}}}))
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    (docker_config / "config.json").write_text(json.dumps({"auths": {shipway_registry.address: {"auth": auth}}}))
     settings = OciRegistrySettings(kind="oci", address=shipway_registry.address, repository=unique("repo"))
     registry = OciRegistry(settings, BackendContext(cache_dir=tmp_path / "cache"))
     registry.login()
     assert registry.push(shipway_tiny_image(), "t1").digest
 
 
-def test_no_credentials_is_rejected_with_a_hint(shipway_registry: RegistryService, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+def test_no_credentials_is_rejected_with_a_hint(
+    shipway_registry: RegistryService, tmp_path: Path, docker_config: Path
+) -> None:
     settings = OciRegistrySettings(kind="oci", address=shipway_registry.address, repository="x")
     with pytest.raises(BackendError, match="rejected anonymous access"):
         OciRegistry(settings, BackendContext(cache_dir=tmp_path)).login()
@@ -88,9 +105,9 @@ def anonymous_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
 
 
 def test_a_registry_without_auth_has_no_credentials_and_pulls_anonymously(
-    anonymous_registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shipway_tiny_image
+    anonymous_registry: str, tmp_path: Path, docker_config: Path, shipway_tiny_image
 ) -> None:
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))  # no docker config credentials either
+    """No credentials anywhere: not in shipway.yaml, not in the (empty) docker config."""
     settings = OciRegistrySettings(kind="oci", address=anonymous_registry, repository=unique("repo"))
     registry = OciRegistry(settings, BackendContext(cache_dir=tmp_path / "cache"))
     registry.login()
