@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -162,6 +163,12 @@ def _resolve(reg: RegistryService, address: str, tag: str) -> str | None:
     return resp.headers.get("Docker-Content-Digest") if resp.status_code == 200 else None
 
 
+def _latest_build(scorer: Scorer) -> dict[str, Any]:
+    """The record of the newest run that built an image (a reused run's record names no model layer)."""
+    records = [json.loads(p.read_text()) for p in (scorer.root / ".shipway" / "builds").glob("*.json")]
+    return max((r for r in records if r["action"] == "built" and r["status"] == "ok"), key=lambda r: r["created"])
+
+
 def test_01_first_run_builds_with_the_model_layer_above_the_base(scorer: Scorer, tmp_path: Path) -> None:
     scorer.publish(tmp_path, "cat", b"model-one")
     record = scorer.run(tmp_path)
@@ -178,7 +185,7 @@ def test_01_first_run_builds_with_the_model_layer_above_the_base(scorer: Scorer,
 def test_02_same_inputs_are_reused_and_nothing_moves(
     scorer: Scorer, tmp_path: Path, shipway_registry: RegistryService, immutable: ImmutableTagRegistry
 ) -> None:
-    first = json.loads(sorted((scorer.root / ".shipway" / "builds").glob("*.json"))[-1].read_text())
+    first = _latest_build(scorer)
     again = scorer.run(tmp_path)
     assert again["_exit"] == 0, again["_stderr"]
     assert again["action"] == "reused"
@@ -223,7 +230,7 @@ def test_04_code_only_change_uploads_no_model_byte(scorer: Scorer, tmp_path: Pat
 
 
 def test_05_cold_cache_uploads_no_model_byte_and_gets_the_same_model_layer(scorer: Scorer, tmp_path: Path) -> None:
-    before = json.loads(sorted((scorer.root / ".shipway" / "builds").glob("*.json"))[-1].read_text())
+    before = _latest_build(scorer)
     server = scorer.root / "server.py"
     server.write_text(server.read_text() + "# another code change, on a fresh runner\n")
     scorer.commit("code change on a cold runner")
@@ -236,7 +243,7 @@ def test_05_cold_cache_uploads_no_model_byte_and_gets_the_same_model_layer(score
 
 
 def test_06_model_only_change_uploads_the_model_once(scorer: Scorer, tmp_path: Path) -> None:
-    before = json.loads(sorted((scorer.root / ".shipway" / "builds").glob("*.json"))[-1].read_text())
+    before = _latest_build(scorer)
     scorer.publish(tmp_path, "dog", b"model-two")
     record = scorer.run(tmp_path)
     assert record["_exit"] == 0, record["_stderr"]

@@ -51,6 +51,10 @@ from shipway.plugins import PluginHost
 from shipway.progress import Reporter
 from shipway.verify import run_checks
 
+RECORD_TIME = "%Y%m%dT%H%M%S.%f"
+"""Record file names start with their start time to the microsecond: they sort in the order runs began
+(two runs of one commit within a second must neither swap places nor overwrite each other)."""
+
 
 @dataclass(frozen=True)
 class Outputs:
@@ -425,7 +429,7 @@ def _raise_on_failed(results: list[CheckResult], target: str) -> None:
 
 
 def _finish_run(project: Project, record: BuildRecord, outputs: Outputs) -> None:
-    name = f"{record.created.strftime('%Y%m%dT%H%M%S')}-{record.source.commit[:12]}.json"
+    name = f"{record.created.strftime(RECORD_TIME)}-{record.source.commit[:12]}.json"
     write_record(record.model_dump(mode="json"), project.records_dir / "builds" / name, outputs.json)
     if outputs.junit:
         junit.write(outputs.junit, "shipway.run", record.stages, record.checks, record.error)
@@ -554,7 +558,7 @@ def _recorded(project: Project, record: ReleaseRecord, stages: list[StageResult]
         raise
     finally:
         record.stages = stages
-        name = f"{record.created.strftime('%Y%m%dT%H%M%S')}-{record.environment}.json"
+        name = f"{record.created.strftime(RECORD_TIME)}-{record.environment}.json"
         write_record(record.model_dump(mode="json"), project.records_dir / "releases" / name, outputs.json)
         if outputs.junit:
             junit.write(outputs.junit, "shipway.release", record.stages, record.checks, record.error)

@@ -33,4 +33,4 @@ def test_registered_through_its_entry_point(shipway_load_plugins: Callable[..., 
     assert host.kinds("model_store")["http"] is HttpModelStore
     assert set(host.kinds("model_store")) == {"local", "http"}  # no other third-party plugin loaded
     info = host.plugins["http_store"]
-    assert (info.dist, info.builtin, info.contract_version) == ("shipway-http-store", False, 1)
+    assert (info.dist, info.builtin, info.contract_version) == ("shipway-http-store", False, 2)

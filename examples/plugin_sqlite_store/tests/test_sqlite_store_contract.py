@@ -72,7 +72,7 @@ def test_registered_through_its_entry_point(shipway_load_plugins: Callable[..., 
     assert host.kinds("model_store")["sqlite"] is SqliteModelStore
     assert set(host.kinds("model_store")) == {"local", "sqlite"}  # no other third-party plugin loaded
     info = host.plugins["sqlite_store"]
-    assert (info.dist, info.builtin, info.contract_version) == ("shipway-sqlite-store", False, 1)
+    assert (info.dist, info.builtin, info.contract_version) == ("shipway-sqlite-store", False, 2)
     assert info.contract_tests == "shipway_sqlite_store.contract_tests"
     assert sorted(k for ks in info.kinds.values() for k in ks) == ["sqlite"]
 

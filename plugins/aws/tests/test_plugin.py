@@ -24,7 +24,7 @@ def test_shipway_plugins_lists_s3_ecr_and_eks() -> None:
     assert aws["dist"] == "shipway-aws"
     assert aws["builtin"] is False
     assert aws["kinds"] == {"model_store": ["s3"], "registry": ["ecr"], "orchestrator": ["eks"]}
-    assert aws["contract_version"] == 1
+    assert aws["contract_version"] == 2
 
 
 def test_the_kinds_name_their_distribution_when_it_is_missing(shipway_load_plugins: Callable[..., PluginHost]) -> None:
