@@ -260,6 +260,44 @@ def test_killed_release_left_an_image_that_fails_its_checks_the_next_release_rol
         project.shipway("down")
 
 
+def test_a_killed_first_release_whose_image_fails_its_checks_does_not_block_the_next(
+    tmp_path: Path,
+    images: dict[str, ImageRef],
+    shipway_registry: RegistryService,
+    shipway_contract_registry: Any,
+    shipway_docker: None,
+) -> None:
+    """Nothing to roll back to: the unchecked image is marked failed and the next release deploys its own."""
+    port = free_port()
+    orchestrator = {"kind": "docker", "host_port": port, "stop_timeout": 2, "deadline": 20}
+    project = release_project(tmp_path / "p", shipway_registry, shipway_contract_registry, orchestrator)
+    app, environment = names(project)
+    url = f"http://127.0.0.1:{port}"
+
+    def revision_1_runs() -> bool:
+        name = f"shipway-{app}-{environment}-r1"
+        return any(c.name == name for c in dockerutil.client().containers.list(filters={"name": name}))
+
+    try:
+        kill_when(spawn(project, "release", "--image", images["wrong"].pinned), revision_1_runs, timeout=60)
+        end = time.monotonic() + 20
+        while version(url) != "wrong" and time.monotonic() < end:
+            time.sleep(0.1)
+        assert version(url) == "wrong"  # live, healthy, never checked, and nothing before it
+        assert in_progress(project).exists()
+        rel = project.shipway("release", "--image", images["v1"].pinned, "-o", str(tmp_path / "next.json"))
+        assert rel.returncode == 0, rel.stderr
+        assert "no earlier release exists: marked failed" in rel.stderr
+        assert project.record(tmp_path / "next.json")["action"] == "deployed"
+        assert version(url) == "v1"
+        assert not in_progress(project).exists()
+        live = status(project)
+        assert live["image"]["digest"] == images["v1"].digest
+        assert "did not finish" not in live["message"]
+    finally:
+        project.shipway("down")
+
+
 def test_docker_rollback_after_a_release_redone_with_the_same_image_restores_the_image_before(
     tmp_path: Path, images: dict[str, ImageRef], shipway_contract_registry: Any, shipway_docker: None
 ) -> None:

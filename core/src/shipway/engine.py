@@ -497,7 +497,7 @@ def release(project: Project, image: str | None = None, outputs: Outputs = Outpu
             with project.orchestrator.lock(project.app, project.environment):
                 current = _recover(project, st, record, current, unfinished)
         failed = project.orchestrator.failed_digests(project.app, project.environment)
-        if current.digest == ref.digest and current.state == "healthy":
+        if current.digest == ref.digest and current.state == "healthy" and ref.digest not in failed:
             record.action = "noop"
             record.message = f"{ref.digest} is already live and healthy: nothing to do"
             project.reporter.info(record.message)
@@ -515,8 +515,12 @@ def release(project: Project, image: str | None = None, outputs: Outputs = Outpu
                 )
                 try:
                     _deploy_and_check(project, st, record, ref, image_labels)
-                finally:
-                    journal.end(note)  # a killed process skips this: the next release or status sees it
+                except (KeyboardInterrupt, SystemExit):
+                    raise  # interrupted (Ctrl-C, a CI cancel): the note stays, as after a kill
+                except BaseException:
+                    journal.end(note)
+                    raise
+                journal.end(note)  # a killed process skips this: the next release or status sees it
     return record
 
 
@@ -537,8 +541,17 @@ def _recover(
         try:
             _check_live(project, st, record, f"the live release {current.image} (left unchecked by a killed release)")
         except (BackendError, VerifyFailed) as exc:
-            restored = _mark_failed_and_roll_back(project, st, current.digest, exc, current.previous_image)
-            journal.clear(project.context.cache_dir, project.app, project.environment)
+            if current.previous_image is None:
+                # Nothing to roll back to: remember the failure and let this release deploy its image.
+                reason = str(exc).splitlines()[0]
+                project.orchestrator.mark_failed(project.app, project.environment, current.digest or "", reason)
+                journal.clear(project.context.cache_dir, project.app, project.environment)
+                project.reporter.info(f"  {current.image} fails its checks, no earlier release exists: marked failed")
+                return project.orchestrator.status(project.app, project.environment)
+            try:
+                restored = _mark_failed_and_roll_back(project, st, current.digest, exc, current.previous_image)
+            finally:
+                journal.clear(project.context.cache_dir, project.app, project.environment)
             record.image, record.previous, record.action = current.image, current.image, "rolled_back"
             raise RolledBack(
                 f"{unfinished.describe()}; it left {current.image} live, which fails its checks: "
