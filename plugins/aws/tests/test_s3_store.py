@@ -242,3 +242,21 @@ def test_no_credentials_names_the_chain(
 def test_keys_in_the_file_are_refused() -> None:
     with pytest.raises(ValueError, match="aws_secret_access_key: AWS credentials never go in the file"):
         S3Settings(kind="s3", bucket="models", aws_secret_access_key="abc")  # type: ignore[call-arg]
+
+
+def test_a_manifest_write_retried_after_it_landed_is_not_a_second_version(
+    store: S3Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore retries a PUT whose answer was lost; the retry of a create-only write gets 412 for our own write."""
+    write = store._write_json
+
+    def applied_then_refused(key: str, body: bytes, etag: str | None) -> bool:
+        write(key, body, etag)
+        return False
+
+    monkeypatch.setattr(store, "_write_json", applied_then_refused)
+    published = store.publish(write_model(tmp_path / "src", {"w.bin": b"once"}), "retried")
+    monkeypatch.undo()
+    assert published.version == "1"
+    assert [v.version for v in store.versions("retried")] == ["1"]
+    assert store.resolve(ModelRef(name="retried", select="latest")) == published

@@ -124,8 +124,12 @@ class ObjectModelStore(ModelStore):
             candidate = version or next_version(self.versions(name))
             made = ModelVersion(name=name, version=candidate, created=utcnow(), files=files, metadata=metadata)
             body = json.dumps(made.manifest(), indent=2, sort_keys=True).encode()
-            if self._write_json(self._key(name, "versions", candidate, "manifest.json"), body, None):
+            key = self._key(name, "versions", candidate, "manifest.json")
+            if self._write_json(key, body, None):
                 return made
+            stored = self._read_json(key)
+            if stored is not None and stored[0] == made.manifest():
+                return made  # our own write: the SDK retried it after the store had applied it
             if version is not None:
                 raise ModelError(f"model {name!r} version {version!r} already exists; versions are immutable")
         raise ModelError(f"model {name!r}: could not claim a version number (too many concurrent publishes)")

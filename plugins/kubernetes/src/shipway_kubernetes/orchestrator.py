@@ -522,7 +522,13 @@ class KubernetesOrchestrator(Orchestrator):
                 f"  taking over Lease {name}: holder {spec.get('holderIdentity')} stopped renewing it at {renewed}"
             )
             body["metadata"]["resourceVersion"] = held["metadata"]["resourceVersion"]  # take over an expired lease
-            self.request("PUT", path, body=body, content_type="application/json")
+            try:
+                self.request("PUT", path, body=body, content_type="application/json")
+            except Conflict:
+                raise LockedError(
+                    f"another release of {app} ({environment}) took over the expired Lease "
+                    f"{self.settings.namespace}/{name} first"
+                ) from None
         stop = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(path, holder, stop), daemon=True, name="shipway-lease")
         renewer.start()
@@ -531,7 +537,8 @@ class KubernetesOrchestrator(Orchestrator):
         finally:
             stop.set()
             renewer.join(timeout=30)
-            with suppress(NotFound):
+            # Never let the clean-up hide how the release ended; a Lease not deleted expires anyway.
+            with suppress(BackendError):
                 if (self.request("GET", path).get("spec") or {}).get("holderIdentity") == holder:
                     self.request("DELETE", path)
 
