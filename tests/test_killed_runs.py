@@ -23,7 +23,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +218,22 @@ def images(shipway_contract_registry: Any, shipway_tiny_image: Any) -> dict[str,
     return push_images(shipway_contract_registry, shipway_tiny_image)
 
 
+def docker_release(
+    tmp_path: Path, shipway_registry: RegistryService, shipway_contract_registry: Any
+) -> tuple[AppProject, str, Callable[[int], bool]]:
+    """A release-only project on the docker orchestrator: (project, its URL, whether revision N's container runs)."""
+    port = free_port()
+    orchestrator = {"kind": "docker", "host_port": port, "stop_timeout": 2, "deadline": 20}
+    project = release_project(tmp_path / "p", shipway_registry, shipway_contract_registry, orchestrator)
+    app, environment = names(project)
+
+    def revision_runs(revision: int) -> bool:
+        name = f"shipway-{app}-{environment}-r{revision}"
+        return any(c.name == name for c in dockerutil.client().containers.list(filters={"name": name}))
+
+    return project, f"http://127.0.0.1:{port}", revision_runs
+
+
 def test_killed_release_left_an_image_that_fails_its_checks_the_next_release_rolls_it_back(
     tmp_path: Path,
     images: dict[str, ImageRef],
@@ -225,15 +241,10 @@ def test_killed_release_left_an_image_that_fails_its_checks_the_next_release_rol
     shipway_contract_registry: Any,
     shipway_docker: None,
 ) -> None:
-    port = free_port()
-    orchestrator = {"kind": "docker", "host_port": port, "stop_timeout": 2, "deadline": 20}
-    project = release_project(tmp_path / "p", shipway_registry, shipway_contract_registry, orchestrator)
-    app, environment = names(project)
-    url = f"http://127.0.0.1:{port}"
+    project, url, revision_runs = docker_release(tmp_path, shipway_registry, shipway_contract_registry)
 
     def revision_2_runs() -> bool:
-        name = f"shipway-{app}-{environment}-r2"
-        return any(c.name == name for c in dockerutil.client().containers.list(filters={"name": name}))
+        return revision_runs(2)
 
     try:
         assert project.shipway("release", "--image", images["v1"].pinned).returncode == 0
@@ -268,15 +279,10 @@ def test_a_killed_first_release_whose_image_fails_its_checks_does_not_block_the_
     shipway_docker: None,
 ) -> None:
     """Nothing to roll back to: the unchecked image is marked failed and the next release deploys its own."""
-    port = free_port()
-    orchestrator = {"kind": "docker", "host_port": port, "stop_timeout": 2, "deadline": 20}
-    project = release_project(tmp_path / "p", shipway_registry, shipway_contract_registry, orchestrator)
-    app, environment = names(project)
-    url = f"http://127.0.0.1:{port}"
+    project, url, revision_runs = docker_release(tmp_path, shipway_registry, shipway_contract_registry)
 
     def revision_1_runs() -> bool:
-        name = f"shipway-{app}-{environment}-r1"
-        return any(c.name == name for c in dockerutil.client().containers.list(filters={"name": name}))
+        return revision_runs(1)
 
     try:
         kill_when(spawn(project, "release", "--image", images["wrong"].pinned), revision_1_runs, timeout=60)
