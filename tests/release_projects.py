@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,16 @@ def version(url: str, headers: dict[str, str] | None = None) -> str:
     except requests.RequestException:
         return "-"
     return resp.text.strip() if resp.status_code == 200 else "-"
+
+
+def version_within(url: str, expected: str, seconds: float = 20) -> str:
+    """What ``url + /version`` answers once it answers ``expected``, or after ``seconds`` (bounded polling)."""
+    end = time.monotonic() + seconds
+    found = version(url)
+    while found != expected and time.monotonic() < end:
+        time.sleep(0.1)
+        found = version(url)
+    return found
 
 
 def names(project: AppProject) -> tuple[str, str]:
