@@ -11,7 +11,9 @@ Two ways, chosen by ``build.model_layer`` (default ``auto``):
   fetched model is part of the context and the Dockerfile places it.
 
 ``auto`` takes the Dockerfile path when the Dockerfile copies ``model.into``,
-else the fast path. Either way the final config is rewritten to be
+else the fast path. The app image's layers leave the engine by a push to the
+staging registry (:mod:`shipway.staging`, only layers never sent before) or by
+``docker save`` (every layer; ``build.export``). Either way the final config is rewritten to be
 reproducible and to carry shipway's labels, and loaded into the engine, so the
 image verify runs is byte for byte the image that is pushed.
 """
@@ -29,10 +31,10 @@ import docker.errors
 
 from shipway import context as ctx
 from shipway import dockerfile as df
-from shipway import dockerutil, image, inputs
+from shipway import dockerutil, image, inputs, staging
 from shipway.config import LoadedConfig
 from shipway.domain import ModelVersion
-from shipway.errors import BuildFailed
+from shipway.errors import BackendError, BuildFailed
 from shipway.layers import Entry, ModelLayer, model_layer, tar_chunks
 from shipway.progress import Reporter
 from shipway.wheelhouse import prepare as prepare_wheelhouse
@@ -68,14 +70,18 @@ class BuiltImage:
     loaded_bytes: int = 0
     log: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
-    """Where the build stage's time went: docker build, docker save, model layer, docker load."""
+    """Where the build stage's time went: docker build, export, model layer, docker load."""
+    exported_bytes: int = 0
+    """Layer bytes that left the engine to be assembled (a push sends only layers it never sent)."""
 
     def describe(self) -> str:
         steps = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
-        return f"{steps}; {self.loaded_bytes / 1e6:.1f} MB sent to the engine"
+        return (
+            f"{steps}; {self.exported_bytes / 1e6:.1f} MB out of the engine, {self.loaded_bytes / 1e6:.1f} MB into it"
+        )
 
     def cleanup(self) -> None:
-        self.assembly.saved.cleanup()
+        self.assembly.app.cleanup()
 
 
 def build_args(loaded: LoadedConfig, model: ModelVersion, commit: str) -> dict[str, str]:
@@ -217,6 +223,36 @@ def _own_layers(app_layers: list[str], base: list[str] | None) -> int:
     return len(app_layers)
 
 
+def export(
+    app_id: str, how: str, app: str, compress_from: int, cache_dir: Path, reporter: Reporter
+) -> tuple[image.AppImage, str, int]:
+    """Take the app image out of the engine: (the image, how it was taken, layer bytes that left the engine).
+
+    ``auto`` pushes to the staging registry once this cache has built on this
+    engine before: the first push compresses every layer (the engine has never
+    sent them there), later ones only new layers. A first build on an engine
+    (every build of a hosted CI runner) is cheaper with ``docker save``.
+    """
+    root = cache_dir / "staging"
+    engine = staging.engine_id()
+    use = how
+    if how == "auto":
+        use = "push" if staging.engine_is_local() and staging.engine_seen(root, engine) else "save"
+    try:
+        if use == "push":
+            try:
+                staged = staging.export(app_id, root, app, compress_from)
+                return staged, "push", staged.received
+            except BackendError as exc:
+                if how == "push":
+                    raise BuildFailed(f"build.export push: {exc}") from None
+                reporter.info(f"  {exc}; taking the layers with docker save instead")
+        saved = image.save(app_id, cache_dir / "spool", compress_from, cache_dir)
+        return saved, "save", sum(saved.sizes)
+    finally:
+        staging.remember_engine(root, engine)
+
+
 def model_target(workdir: str, into: str) -> str:
     """``model.into`` as an absolute folder in the image (relative paths start at the WORKDIR)."""
     return posixpath.normpath(posixpath.join("/", workdir or "/", into))
@@ -244,20 +280,23 @@ def build(
     app_id = _docker_build(loaded, bp, entries, app_tag, reporter)
     seconds["docker build"] = time.monotonic() - start
     start = time.monotonic()
-    saved = image.save(app_id, cache_dir / "spool")
-    seconds["docker save"] = time.monotonic() - start
+    base = image.base_layers(bp.base)
+    app_layers = [str(x) for x in dockerutil.client().images.get(app_id).attrs["RootFS"]["Layers"]]
+    app, how, exported = export(
+        app_id, cfg.build.export, cfg.app.name, _own_layers(app_layers, base), cache_dir, reporter
+    )
+    seconds[f"export ({how})"] = time.monotonic() - start
     try:
         start = time.monotonic()
         layer: ModelLayer | None = None
         position: int | None = None
         base_history = 0
         if bp.mode == "shipway":
-            workdir = (json.loads(saved.config).get("config") or {}).get("WorkingDir") or "/"
+            workdir = (json.loads(app.config).get("config") or {}).get("WorkingDir") or "/"
             target = model_target(workdir, cfg.model.into)
             layer = model_layer(model, model_dir, target, cache_dir)
-            base = image.base_layers(bp.base)
-            position = image.model_position(saved.diff_ids, base)
-            if position == len(saved.diff_ids) and saved.diff_ids:
+            position = image.model_position(app.diff_ids, base)
+            if position == len(app.diff_ids) and app.diff_ids:
                 reporter.info("  base image layers not found below the app's: the model layer goes on top")
         if bp.base:
             try:
@@ -268,7 +307,7 @@ def build(
             f"shipway: model {model.name}:{model.version} ({model.digest[:19]}) at {layer.target}" if layer else ""
         )
         assembly = image.assemble(
-            saved,
+            app,
             layer,
             position,
             base_history,
@@ -276,15 +315,13 @@ def build(
             labels,
             tag=f"shipway/{cfg.app.name}:{tag}",
             description=description,
-            compress_from=_own_layers(saved.diff_ids, image.base_layers(bp.base)),
-            cache_dir=cache_dir,
         )
         seconds["model layer"] = time.monotonic() - start
         start = time.monotonic()
         sent = image.load(assembly, cache_dir)
         seconds["docker load"] = time.monotonic() - start
     except BaseException:
-        saved.cleanup()
+        app.cleanup()
         raise
     return BuiltImage(
         image_id=assembly.image.local_id,
@@ -293,4 +330,5 @@ def build(
         model_layer=layer.digest if layer else None,
         loaded_bytes=sent,
         seconds=seconds,
+        exported_bytes=exported,
     )

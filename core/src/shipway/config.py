@@ -181,6 +181,12 @@ class BuildConfig(Strict):
         description="shipway: shipway writes the model layer (fast); dockerfile: the Dockerfile COPYs model.into "
         "(slow); auto: dockerfile when the Dockerfile copies model.into, else shipway",
     )
+    export: Literal["auto", "push", "save"] = Field(
+        "auto",
+        description="How the app image's layers leave the engine: push (to a loopback staging registry: only "
+        "layers the engine has not exported before), save (docker save: every layer, every build), auto: push "
+        "when the engine runs on this machine, else save, and save when the push fails",
+    )
     existing_tag: Literal["suffix", "refuse"] = Field(
         "suffix",
         description="When the tag a build would get already names another image: push under tag.2, tag.3, ... "

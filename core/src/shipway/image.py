@@ -1,7 +1,9 @@
 """Assembling the final image from the app image and the model layer, and loading it into the engine.
 
-The app image comes out of ``docker save`` (its config and uncompressed
-layers); the final config is the app's with the model layer's diff ID
+The app image comes out of the engine by a push to the staging registry
+(:mod:`shipway.staging`: only the layers the engine never pushed there are
+exported) or, when the engine cannot reach it, ``docker save`` (every layer,
+uncompressed). The final config is the app's with the model layer's diff ID
 inserted right above the base image's layers, reproducible fields (created
 from the source date, no build container, no engine version) and shipway's
 labels. ``docker load`` then gives the engine exactly that image (its ID is
@@ -19,14 +21,14 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import docker.errors
 
 from shipway import dockerutil
 from shipway.errors import BackendError, BuildFailed
 from shipway.layers import Entry, ModelLayer, tar_chunks
-from shipway.manifest import LAYER_TAR, LAYER_TAR_GZIP, Blob, Image, sha256
+from shipway.manifest import LAYER_TAR_GZIP, Blob, Image, sha256
 
 
 class _StreamReader:
@@ -55,25 +57,58 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
+class AppImage(Protocol):
+    """The app image as the builder found it: config, diff IDs, and each layer's bytes."""
+
+    config: bytes
+    diff_ids: list[str]
+
+    def pushed(self, i: int) -> Blob:
+        """Layer ``i`` as it goes to the registry."""
+        ...
+
+    def loadable(self, i: int) -> Blob:
+        """Layer ``i`` as ``docker load`` takes it (uncompressed or gzip)."""
+        ...
+
+    def cleanup(self) -> None:
+        """Drop what only this build needed."""
+        ...
+
+
 @dataclass
 class SavedImage:
-    """An image from ``docker save``: its config and its layers spooled to ``folder``."""
+    """An image from ``docker save``: its config and its layers spooled to ``folder``.
+
+    Layers from ``compress_from`` on (the ones the Dockerfile made) are pushed
+    gzip-compressed, the base's uncompressed (their digest is their diff ID).
+    """
 
     config: bytes
     diff_ids: list[str]
     sizes: list[int]
     paths: list[Path]
     folder: Path
+    compress_from: int | None = None
+    cache_dir: Path | None = None
 
     def blob(self, i: int) -> Blob:
         path = self.paths[i]
         return Blob(self.diff_ids[i], self.sizes[i], opener=lambda: _file_chunks(path))
 
+    def pushed(self, i: int) -> Blob:
+        if self.compress_from is not None and self.cache_dir is not None and i >= self.compress_from:
+            return gzip_blob(self.diff_ids[i], self.paths[i], self.cache_dir)
+        return self.blob(i)
+
+    def loadable(self, i: int) -> Blob:
+        return self.blob(i)
+
     def cleanup(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def save(image_id: str, spool: Path) -> SavedImage:
+def save(image_id: str, spool: Path, compress_from: int | None = None, cache_dir: Path | None = None) -> SavedImage:
     """Stream ``docker save`` of one image, keeping its config and each layer's tar."""
     client = dockerutil.client()
     spool.mkdir(parents=True, exist_ok=True)
@@ -103,7 +138,13 @@ def save(image_id: str, spool: Path) -> SavedImage:
     diff_ids = list(json.loads(config)["rootfs"]["diff_ids"])
     paths = [files[name] for name in manifest["Layers"]]
     return SavedImage(
-        config=config, diff_ids=diff_ids, sizes=[p.stat().st_size for p in paths], paths=paths, folder=folder
+        config=config,
+        diff_ids=diff_ids,
+        sizes=[p.stat().st_size for p in paths],
+        paths=paths,
+        folder=folder,
+        compress_from=compress_from,
+        cache_dir=cache_dir,
     )
 
 
@@ -165,17 +206,18 @@ class Assembly:
     image: Image
     position: int | None
     model_layer: ModelLayer | None
-    saved: SavedImage
+    app: AppImage
     tag: str
     chains: list[str] = field(default_factory=list)
 
-    def raw_layer(self, i: int) -> Blob | None:
-        """Layer ``i`` of the final image uncompressed (what ``docker load`` takes), or None if not at hand."""
-        blob = self.image.layers[i]
-        if blob.media_type == LAYER_TAR:
-            return blob if blob.opener is not None else None
-        shift = 1 if self.model_layer is not None and self.position is not None and i > self.position else 0
-        return self.saved.blob(i - shift)
+    def loadable(self, i: int) -> Blob:
+        """Layer ``i`` of the final image as ``docker load`` takes it."""
+        if self.model_layer is not None and self.position is not None:
+            if i == self.position:
+                return self.image.layers[i]
+            if i > self.position:
+                return self.app.loadable(i - 1)
+        return self.app.loadable(i)
 
 
 def chain_ids(diff_ids: list[str]) -> list[str]:
@@ -187,7 +229,7 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
 
 
 def assemble(
-    saved: SavedImage,
+    app: AppImage,
     model_layer: ModelLayer | None,
     position: int | None,
     base_history: int,
@@ -195,17 +237,13 @@ def assemble(
     labels: dict[str, str],
     tag: str,
     description: str,
-    compress_from: int | None = None,
-    cache_dir: Path | None = None,
 ) -> Assembly:
-    """The final config and layer list: app layers with the model layer at ``position``.
+    """The final config and layer list: the app's layers with the model layer at ``position``.
 
-    Layers the Dockerfile made (``compress_from`` on, in the app image) are
-    pushed gzip-compressed: they change with every build anyway, and
-    dependencies compress well. Base and model layers stay uncompressed, so
-    their digest is their diff ID, the same on every runner.
+    The model layer stays uncompressed, so its digest is its diff ID, known
+    from the model version alone and the same on every runner.
     """
-    cfg: dict[str, Any] = json.loads(saved.config)
+    cfg: dict[str, Any] = json.loads(app.config)
     for key in ("container", "container_config", "docker_version"):
         cfg.pop(key, None)
     cfg["created"] = created
@@ -217,13 +255,8 @@ def assemble(
     for i, entry in enumerate(history):
         if i >= base_history:
             entry["created"] = created
-    blobs = [
-        gzip_blob(saved.diff_ids[i], saved.paths[i], cache_dir)
-        if compress_from is not None and cache_dir is not None and i >= compress_from
-        else saved.blob(i)
-        for i in range(len(saved.diff_ids))
-    ]
-    diff_ids = list(saved.diff_ids)
+    blobs = [app.pushed(i) for i in range(len(app.diff_ids))]
+    diff_ids = list(app.diff_ids)
     if model_layer is not None and position is not None:
         blobs.insert(position, Blob(model_layer.digest, model_layer.size, opener=model_layer.chunks))
         diff_ids.insert(position, model_layer.digest)
@@ -235,7 +268,7 @@ def assemble(
     cfg["history"] = history
     config = json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()
     image = Image(config=config, layers=tuple(blobs), local_id=sha256(config))
-    return Assembly(image, position, model_layer, saved, tag, chain_ids(diff_ids))
+    return Assembly(image, position, model_layer, app, tag, chain_ids(diff_ids))
 
 
 def _history_index(history: list[dict[str, Any]], layer: int) -> int:
@@ -317,12 +350,10 @@ def _load(assembly: Assembly, send_from: int) -> int:
         Entry(name="manifest.json", size=len(json.dumps(manifest)), data=json.dumps(manifest).encode()),
     ]
     sent = 0
-    for i in range(len(image.layers)):
-        if i >= send_from:
-            raw = assembly.raw_layer(i)
-            if raw is not None:
-                entries.append(Entry(name=names[i], size=raw.size, opener=raw.opener))
-                sent += raw.size
+    for i in range(send_from, len(image.layers)):
+        blob = assembly.loadable(i)
+        entries.append(Entry(name=names[i], size=blob.size, opener=blob.opener))
+        sent += blob.size
     entries.insert(0, Entry(name="layers", kind="dir"))
     client = dockerutil.client()
     try:
@@ -349,4 +380,4 @@ def sha256_stream(chunks: Iterable[bytes]) -> tuple[str, int]:
     return "sha256:" + h.hexdigest(), n
 
 
-__all__ = ["Assembly", "SavedImage", "assemble", "base_layers", "load", "model_position", "save"]
+__all__ = ["AppImage", "Assembly", "SavedImage", "assemble", "base_layers", "load", "model_position", "save"]

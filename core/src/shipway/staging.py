@@ -1,0 +1,507 @@
+"""Taking the app image's new layers out of the Docker engine by a push to a loopback registry.
+
+``docker save`` exports every layer of an image, the base and the
+dependencies included, on every build; a push exports only the layers the
+target registry lacks. So the builder pushes the app image to a
+:class:`StagingRegistry`: a minimal distribution-API server on 127.0.0.1 whose
+blobs live in the shipway cache (``<cache>/staging/blobs``). The engine
+remembers which compressed digest each layer got there, asks with a HEAD,
+and compresses and sends only the layers it has never pushed: on a
+code-only commit, the code layer.
+
+The port is chosen from the cache folder's path, so the engine's memory of
+what it pushed there holds from one run to the next. When that port is
+taken (another run on this runner) a neighbour or any free port serves:
+correct, only slower (the engine then sends every layer once more).
+
+Trust: what the engine sent is content-addressed (a blob is kept only under
+the digest its bytes have), and the manifest is taken only by the digest the
+engine's push stream reports, with its config checked against the image ID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import parse_qs, urlsplit
+
+import docker.errors
+
+from shipway import dockerutil
+from shipway.errors import BackendError
+from shipway.localhttp import QuietHandler, is_loopback
+from shipway.manifest import LAYER_TAR, LAYER_TAR_GZIP, Blob, sha256
+
+PORTS = range(20000, 30000)
+"""Where the preferred port of a cache folder lies: below Linux's ephemeral range (32768-60999)."""
+KEEP_SECONDS = 14 * 24 * 3600
+"""Blobs no push has touched for this long are removed when a staging registry starts."""
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_BLOB = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>sha256:[0-9a-f]{64})$")
+_UPLOADS = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<id>[0-9a-f]{32})?$")
+_MANIFEST = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<ref>[^/]+)$")
+
+
+class _Upload:
+    """One blob upload in progress: a spool file and the running digest of what it holds."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: IO[bytes] = path.open("wb")
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def write(self, chunk: bytes) -> None:
+        self.file.write(chunk)
+        self.hash.update(chunk)
+        self.size += len(chunk)
+
+
+class StagingRegistry:
+    """A loopback registry that keeps blobs in ``root`` (shared by runs) and manifests in memory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = root / "blobs"
+        self.uploads_dir = root / "uploads"
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        self.uploads: dict[str, _Upload] = {}
+        self.manifests: dict[str, bytes] = {}
+        self.received = 0
+        """Layer bytes the engine sent (blobs it had pushed before are not sent again)."""
+        self._lock = threading.Lock()
+        _prune(self.blobs, self.uploads_dir)
+        self._server = _bind(root, _handler(self))
+        threading.Thread(target=self._server.serve_forever, daemon=True, name="shipway-staging").start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{int(self._server.server_address[1])}"
+
+    def blob_path(self, digest: str) -> Path:
+        return self.blobs / digest.split(":", 1)[1]
+
+    def blob(self, digest: str, size: int, media_type: str) -> Blob:
+        """A blob the engine pushed, read from the cache."""
+        path = self.blob_path(digest)
+        if not path.is_file() or path.stat().st_size != size:
+            raise BackendError(f"staging registry: blob {digest[:19]} is missing or has the wrong size")
+
+        def chunks() -> Any:
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    yield chunk
+
+        return Blob(digest, size, media_type, opener=chunks)
+
+    def new_upload(self) -> str:
+        upload_id = uuid.uuid4().hex
+        with self._lock:
+            self.uploads[upload_id] = _Upload(self.uploads_dir / upload_id)
+        return upload_id
+
+    def finish_upload(self, upload_id: str, digest: str) -> bool:
+        """Keep the upload as blob ``digest`` if its bytes have that digest; False (and dropped) if not."""
+        with self._lock:
+            upload = self.uploads.pop(upload_id)
+        upload.file.close()
+        if "sha256:" + upload.hash.hexdigest() != digest:
+            upload.path.unlink(missing_ok=True)
+            return False
+        os.chmod(upload.path, 0o444)
+        os.replace(upload.path, self.blob_path(digest))
+        with self._lock:
+            self.received += upload.size
+        return True
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            for upload in self.uploads.values():
+                upload.file.close()
+                upload.path.unlink(missing_ok=True)
+            self.uploads.clear()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    allow_reuse_address = True
+
+
+def preferred_port(root: Path) -> int:
+    """The port a cache folder's staging registry tries first (the same every run)."""
+    h = int(hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8], 16)
+    return PORTS.start + h % len(PORTS)
+
+
+def _bind(root: Path, handler: type[BaseHTTPRequestHandler]) -> _Server:
+    first = preferred_port(root)
+    for port in [*range(first, first + 4), 0]:
+        try:
+            return _Server(("127.0.0.1", port), handler)
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+                raise
+    raise AssertionError("unreachable: port 0 always binds")
+
+
+def _prune(blobs: Path, uploads: Path) -> None:
+    """Remove blobs no push touched for KEEP_SECONDS, and uploads a killed run left."""
+    old = time.time() - KEEP_SECONDS
+    for path in blobs.iterdir():
+        try:
+            if path.stat().st_mtime < old:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+    for path in uploads.iterdir():
+        try:
+            if path.stat().st_mtime < time.time() - 3600:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _handler(reg: StagingRegistry) -> type[BaseHTTPRequestHandler]:
+    class Handler(QuietHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _body_into(self, upload: _Upload | None) -> bytes:
+            """Read the request body (chunked or sized) into ``upload``, or return it when there is none."""
+            kept: list[bytes] = []
+            sink = upload.write if upload is not None else kept.append
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                while True:
+                    size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        break
+                    left = size
+                    while left:
+                        chunk = self.rfile.read(min(left, 1 << 20))
+                        if not chunk:
+                            raise ConnectionError("client went away mid-chunk")
+                        sink(chunk)
+                        left -= len(chunk)
+                    self.rfile.readline()
+            else:
+                left = int(self.headers.get("Content-Length") or 0)
+                while left:
+                    chunk = self.rfile.read(min(left, 1 << 20))
+                    if not chunk:
+                        raise ConnectionError("client went away mid-body")
+                    sink(chunk)
+                    left -= len(chunk)
+            return b"".join(kept)
+
+        def _error(self, status: int, code: str) -> None:
+            self.close_connection = True  # the body may be unread: never read the next request from it
+            self.answer_json(status, {"errors": [{"code": code, "message": code.lower()}]})
+
+        def _blob_found(self, name: str, digest: str, status: int = 200) -> None:
+            path = reg.blob_path(digest)
+            try:
+                os.utime(path)  # in use: kept by the next prune
+                size = path.stat().st_size
+            except FileNotFoundError:
+                self._error(404, "BLOB_UNKNOWN")
+                return
+            headers = {"Docker-Content-Digest": digest, "Location": f"/v2/{name}/blobs/{digest}"}
+            if status == 200:
+                self.send_response(200)
+                for key, value in {**headers, "Content-Length": str(size)}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if self.command == "GET":
+                    with path.open("rb") as f:
+                        shutil.copyfileobj(f, self.wfile, 1 << 20)
+                return
+            self.answer(status, b"", headers)
+
+        def _upload_started(self, name: str, upload_id: str) -> None:
+            upload = reg.uploads[upload_id]
+            self.answer(
+                202,
+                b"",
+                {
+                    "Location": f"/v2/{name}/blobs/uploads/{upload_id}",
+                    "Docker-Upload-UUID": upload_id,
+                    "Range": f"0-{max(upload.size - 1, 0)}",
+                },
+            )
+
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            if url.path in ("/v2", "/v2/"):
+                self.answer_json(200, {})
+            elif m := _BLOB.match(url.path):
+                self._blob_found(m["name"], m["digest"])
+            elif m := _MANIFEST.match(url.path):
+                body = reg.manifests.get(f"{m['name']}@{m['ref']}") or reg.manifests.get(m["ref"])
+                if body is None:
+                    self._error(404, "MANIFEST_UNKNOWN")
+                else:
+                    media = json.loads(body).get("mediaType", "")
+                    self.answer(200, body, {"Content-Type": media, "Docker-Content-Digest": sha256(body)})
+            else:
+                self._error(404, "NAME_UNKNOWN")
+
+        do_HEAD = do_GET
+
+        def do_POST(self) -> None:
+            url = urlsplit(self.path)
+            m = _UPLOADS.match(url.path)
+            if not m or m["id"]:
+                self._error(404, "NAME_UNKNOWN")
+                return
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            mount = query.get("mount", "")
+            if mount and _DIGEST.match(mount) and reg.blob_path(mount).is_file():
+                self._body_into(None)
+                self._blob_found(m["name"], mount, 201)
+                return
+            upload_id = reg.new_upload()
+            self._body_into(reg.uploads[upload_id])
+            digest = query.get("digest", "")
+            if digest:
+                self._finish(m["name"], upload_id, digest)
+            else:
+                self._upload_started(m["name"], upload_id)
+
+        def do_PATCH(self) -> None:
+            m = _UPLOADS.match(urlsplit(self.path).path)
+            upload = reg.uploads.get(m["id"] or "") if m else None
+            if m is None or upload is None:
+                self._error(404, "BLOB_UPLOAD_UNKNOWN")
+                return
+            with upload.lock:
+                self._body_into(upload)
+            self._upload_started(m["name"], m["id"])
+
+        def do_PUT(self) -> None:
+            url = urlsplit(self.path)
+            if m := _MANIFEST.match(url.path):
+                body = self._body_into(None)
+                digest = sha256(body)
+                reg.manifests[f"{m['name']}@{m['ref']}"] = body
+                reg.manifests[digest] = body
+                location = f"/v2/{m['name']}/manifests/{digest}"
+                self.answer(201, b"", {"Docker-Content-Digest": digest, "Location": location})
+                return
+            m = _UPLOADS.match(url.path)
+            upload = reg.uploads.get(m["id"] or "") if m else None
+            if m is None or upload is None:
+                self._error(404, "BLOB_UPLOAD_UNKNOWN")
+                return
+            with upload.lock:
+                self._body_into(upload)
+            digest = parse_qs(url.query).get("digest", [""])[0]
+            self._finish(m["name"], m["id"], digest)
+
+        def _finish(self, name: str, upload_id: str, digest: str) -> None:
+            if not _DIGEST.match(digest) or not reg.finish_upload(upload_id, digest):
+                reg.uploads.pop(upload_id, None)
+                self._error(400, "DIGEST_INVALID")
+                return
+            self._blob_found(name, digest, 201)
+
+        def do_DELETE(self) -> None:
+            m = _UPLOADS.match(urlsplit(self.path).path)
+            upload = reg.uploads.pop(m["id"] or "", None) if m else None
+            if upload is not None:
+                upload.file.close()
+                upload.path.unlink(missing_ok=True)
+            self.answer(204 if upload else 404)
+
+    return Handler
+
+
+@dataclass
+class StagedImage:
+    """An image the engine pushed to the staging registry: its config, diff IDs and compressed layers.
+
+    The base image's layers (below ``compress_from``) go to the registry
+    uncompressed, as the ``save`` path sends them: their digest is their diff
+    ID, the same on every runner whatever compressor its engine has.
+    """
+
+    config: bytes
+    diff_ids: list[str]
+    layers: list[Blob]
+    received: int
+    """Layer bytes the engine had to send (the layers it had not pushed there before)."""
+    compress_from: int
+    root: Path
+
+    def pushed(self, i: int) -> Blob:
+        """Layer ``i`` as it goes to the registry."""
+        if i >= self.compress_from or self.layers[i].media_type != LAYER_TAR_GZIP:
+            return self.layers[i]
+        size = raw_size(self.layers[i], self.diff_ids[i], self.root / "raw")
+        return Blob(self.diff_ids[i], size, LAYER_TAR, opener=functools.partial(_gunzip, self.layers[i]))
+
+    def loadable(self, i: int) -> Blob:
+        """Layer ``i`` as ``docker load`` takes it (the engine decompresses a gzip layer itself)."""
+        return self.layers[i]
+
+    def cleanup(self) -> None:
+        """Nothing: the blobs stay in the cache for the next push to skip."""
+
+
+def _gunzip(blob: Blob) -> Iterator[bytes]:
+    assert blob.opener is not None
+    inflate = zlib.decompressobj(31)
+    for chunk in blob.opener():
+        while chunk:
+            out = inflate.decompress(chunk, 1 << 20)
+            if out:
+                yield out
+            chunk = inflate.unconsumed_tail
+    rest = inflate.flush()
+    if rest:
+        yield rest
+
+
+def raw_size(blob: Blob, diff_id: str, index: Path) -> int:
+    """Uncompressed size of a gzip layer whose diff ID is ``diff_id``; decompressed once, then remembered."""
+    entry = index / f"{blob.digest.split(':', 1)[1]}.json"
+    if entry.is_file():
+        found = json.loads(entry.read_text())
+        if found.get("diff_id") == diff_id:
+            return int(found["size"])
+    h = hashlib.sha256()
+    size = 0
+    for chunk in _gunzip(blob):
+        h.update(chunk)
+        size += len(chunk)
+    if "sha256:" + h.hexdigest() != diff_id:
+        raise BackendError(f"staging registry: blob {blob.digest[:19]} does not hold layer {diff_id[:19]}")
+    index.mkdir(parents=True, exist_ok=True)
+    tmp = entry.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps({"diff_id": diff_id, "size": size}))
+    tmp.replace(entry)
+    return size
+
+
+def engine_is_local() -> bool:
+    """Whether the engine shares this machine's loopback (a local socket or a loopback TCP address).
+
+    A remote engine (``DOCKER_HOST=tcp://docker:2375`` of a CI service) cannot
+    reach a registry on this machine's 127.0.0.1.
+    """
+    host = os.environ.get("DOCKER_HOST", "")
+    if not host or host.startswith(("unix://", "npipe://")):
+        return True
+    netloc = urlsplit(host).netloc
+    return bool(netloc) and is_loopback(netloc)
+
+
+def _engines_file(root: Path) -> Path:
+    return root / "engines.json"
+
+
+def engine_id() -> str:
+    """The engine's own ID (``docker info``): the same across restarts, new on a new machine."""
+    return str(dockerutil.client().info().get("ID") or "")
+
+
+def engine_seen(root: Path, engine: str) -> bool:
+    """Whether a build with this cache ran on this engine before (so pushing here pays off)."""
+    path = _engines_file(root)
+    try:
+        return engine in json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def remember_engine(root: Path, engine: str) -> None:
+    """Note that a build with this cache ran on ``engine``."""
+    path = _engines_file(root)
+    try:
+        seen = list(json.loads(path.read_text()))
+    except (FileNotFoundError, ValueError):
+        seen = []
+    if engine in seen:
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps([*seen[-15:], engine]))
+    tmp.replace(path)
+
+
+def export(image_id: str, root: Path, app: str, compress_from: int) -> StagedImage:
+    """Push ``image_id`` to a staging registry over ``root`` and read it back (config, layers)."""
+    reg = StagingRegistry(root)
+    client = dockerutil.client()
+    repository = f"{reg.address}/shipway-staging/{_repo_name(app)}"
+    tag = f"build-{uuid.uuid4().hex[:16]}"
+    try:
+        client.api.tag(image_id, repository, tag)
+        try:
+            events = dockerutil.follow(
+                client.api.push(repository, tag=tag, stream=True, decode=True), f"push to {repository}"
+            )
+        finally:
+            with contextlib.suppress(docker.errors.APIError):
+                client.api.remove_image(f"{repository}:{tag}", noprune=True)
+        digest = next(
+            (str(e["aux"]["Digest"]) for e in events if isinstance(e.get("aux"), dict) and "Digest" in e["aux"]), ""
+        )
+        body = reg.manifests.get(digest)
+        if body is None or sha256(body) != digest:
+            raise BackendError(f"push to {repository}: the engine reported manifest {digest or 'nothing'}")
+        manifest = json.loads(body)
+        config_ref = manifest["config"]
+        config = reg.blob_path(config_ref["digest"]).read_bytes()
+        if sha256(config) != image_id or config_ref["digest"] != image_id:
+            raise BackendError(f"push to {repository}: the pushed config is not image {image_id[:19]}")
+        diff_ids = list(json.loads(config)["rootfs"]["diff_ids"])
+        layers = [reg.blob(d["digest"], int(d["size"]), d["mediaType"]) for d in manifest["layers"]]
+        if len(layers) != len(diff_ids):
+            raise BackendError(f"push to {repository}: {len(layers)} layers for {len(diff_ids)} diff IDs")
+        staged = StagedImage(config, diff_ids, layers, reg.received, compress_from, root)
+        for i in range(min(compress_from, len(layers))):
+            staged.pushed(i)  # the base's raw sizes: known (and checked) before the manifest needs them
+        return staged
+    except docker.errors.APIError as exc:
+        raise BackendError(f"push to {repository} failed: {exc.explanation or exc}") from None
+    finally:
+        reg.stop()
+
+
+def _repo_name(app: str) -> str:
+    name = re.sub(r"[^a-z0-9._-]+", "-", app.lower()).strip("._-")
+    return name or "app"
+
+
+__all__ = [
+    "StagedImage",
+    "StagingRegistry",
+    "engine_id",
+    "engine_is_local",
+    "engine_seen",
+    "export",
+    "preferred_port",
+    "remember_engine",
+]
