@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -28,7 +29,7 @@ from shipway.testing.services import RegistryService, free_port
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "flask_app"
 BASE_IMAGE = os.environ.get("SHIPWAY_BASE_IMAGE", "shipway-base:bookworm")
-EXIT = {"ok": 0, "config": 2, "tests": 3, "verify": 5, "rolled_back": 6, "backend": 7, "model": 8}
+EXIT = {"ok": 0, "config": 2, "tests": 3, "build": 4, "verify": 5, "rolled_back": 6, "backend": 7, "model": 8}
 
 
 class Example(AppProject):
@@ -186,9 +187,83 @@ def test_code_only_change_reuses_the_model_layer(example: Example, models: dict[
     assert second["image"]["digest"] != first["image"]["digest"]
     assert second["model_layer"] == first["model_layer"]
     assert second["uploaded_bytes"] < 1_000_000
+    # The first build on this engine took the layers with docker save, the next ones by a push to the
+    # staging registry: the first push sends every layer there; from then on a code-only commit sends
+    # the new code layer and the config, not the base or the venv.
+    assert "export (save)" in _stage(first, "build")["detail"]
+    assert "export (push)" in _stage(second, "build")["detail"]
+    app_py.write_text(app_py.read_text() + "\n# another code-only change\n")
+    example.commit("another code-only change")
+    third = example.run_ok(tmp_path / "code2.json", "--skip-tests")
+    assert "export (push)" in _stage(third, "build")["detail"]
+    assert _exported_mb(third) < 1.0 < _exported_mb(second)
+    assert third["uploaded_bytes"] < 1_000_000
     # Base, model and the dependency layers (requirements, wheels, venv) are shared; the code is not.
     assert second["layers"][: above_base + 4] == first["layers"][: above_base + 4]
     assert second["layers"][-1] != first["layers"][-1]
+
+
+def _base_layers() -> list[str]:
+    return list(dockerutil.client().images.get(BASE_IMAGE).attrs["RootFS"]["Layers"])
+
+
+def _stage(record: Any, name: str) -> Any:
+    return next(s for s in record["stages"] if s["name"] == name)
+
+
+def _exported_mb(record: Any) -> float:
+    detail = _stage(record, "build")["detail"]
+    return float(detail.split(" MB out of the engine")[0].rsplit(" ", 1)[1])
+
+
+def test_export_by_push_and_by_save_give_the_same_image(
+    example: Example, models: dict[str, Path], tmp_path: Path, shipway_registry: RegistryService
+) -> None:
+    example.publish(models["good"])
+    config = example.root / "shipway.yaml"
+    text = config.read_text()
+    records = {}
+    for how in ("save", "push"):
+        # Both runs build the same (uncommitted) tree with one source date: the same labels and config.
+        config.write_text(text.replace("\nbuild:\n", f"\nbuild:\n  export: {how}\n"))
+        out = tmp_path / f"{how}.json"
+        run = example.shipway("run", "--skip-tests", "-o", str(out), env={"SOURCE_DATE_EPOCH": "1767225600"})
+        assert run.returncode == EXIT["ok"], run.stderr
+        records[how] = example.record(out)
+        assert f"export ({how})" in _stage(records[how], "build")["detail"]
+    save, push = records["save"], records["push"]
+    assert push["local_image_id"] == save["local_image_id"]
+    assert push["layers"][: len(_base_layers())] == save["layers"][: len(_base_layers())] == _base_layers()
+    assert push["model_layer"] == save["model_layer"]
+    assert len(push["layers"]) == len(save["layers"])
+    # The push build's manifest is whole: the registry holds every blob it names, config = the engine's image.
+    auth = (shipway_registry.username, shipway_registry.password)
+    base = f"http://{shipway_registry.address}/v2/{example.repository}"
+    manifest = requests.get(
+        f"{base}/manifests/{push['image']['digest']}",
+        auth=auth,
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        timeout=10,
+    ).json()
+    assert manifest["config"]["digest"] == push["local_image_id"]
+    assert [layer["digest"] for layer in manifest["layers"]] == push["layers"]
+    for layer in manifest["layers"]:
+        head = requests.head(f"{base}/blobs/{layer['digest']}", auth=auth, timeout=10)
+        assert (head.status_code, int(head.headers["Content-Length"])) == (200, layer["size"])
+
+    # A staging registry that cannot start: auto falls back to docker save and says so; push is an error.
+    staging_root = Path(example.env["SHIPWAY_CACHE_DIR"]) / "staging"
+    shutil.rmtree(staging_root / "blobs")
+    (staging_root / "blobs").write_text("not a folder")
+    config.write_text(text)
+    run = example.shipway("run", "--skip-tests", "--rebuild", "-o", str(tmp_path / "auto.json"))
+    assert run.returncode == EXIT["ok"], run.stderr
+    assert "taking the layers with docker save instead" in run.stdout + run.stderr
+    assert "export (save)" in _stage(example.record(tmp_path / "auto.json"), "build")["detail"]
+    config.write_text(text.replace("\nbuild:\n", "\nbuild:\n  export: push\n"))
+    run = example.shipway("run", "--skip-tests", "--rebuild")
+    assert run.returncode == EXIT["build"], run.stderr
+    assert "build.export push: cannot start the staging registry" in run.stderr
 
 
 def test_failing_verify_blocks_the_push(

@@ -223,9 +223,7 @@ def _own_layers(app_layers: list[str], base: list[str] | None) -> int:
     return len(app_layers)
 
 
-def export(
-    app_id: str, how: str, app: str, compress_from: int, cache_dir: Path, reporter: Reporter
-) -> tuple[image.AppImage, str, int]:
+def export(app_id: str, how: str, app: str, cache_dir: Path, reporter: Reporter) -> tuple[image.AppImage, str, int]:
     """Take the app image out of the engine: (the image, how it was taken, layer bytes that left the engine).
 
     ``auto`` pushes to the staging registry once this cache has built on this
@@ -241,13 +239,13 @@ def export(
     try:
         if use == "push":
             try:
-                staged = staging.export(app_id, root, app, compress_from)
+                staged = staging.export(app_id, root, app)
                 return staged, "push", staged.received
             except BackendError as exc:
                 if how == "push":
                     raise BuildFailed(f"build.export push: {exc}") from None
                 reporter.info(f"  {exc}; taking the layers with docker save instead")
-        saved = image.save(app_id, cache_dir / "spool", compress_from, cache_dir)
+        saved = image.save(app_id, cache_dir / "spool")
         return saved, "save", sum(saved.sizes)
     finally:
         staging.remember_engine(root, engine)
@@ -281,10 +279,7 @@ def build(
     seconds["docker build"] = time.monotonic() - start
     start = time.monotonic()
     base = image.base_layers(bp.base)
-    app_layers = [str(x) for x in dockerutil.client().images.get(app_id).attrs["RootFS"]["Layers"]]
-    app, how, exported = export(
-        app_id, cfg.build.export, cfg.app.name, _own_layers(app_layers, base), cache_dir, reporter
-    )
+    app, how, exported = export(app_id, cfg.build.export, cfg.app.name, cache_dir, reporter)
     seconds[f"export ({how})"] = time.monotonic() - start
     try:
         start = time.monotonic()
@@ -315,6 +310,8 @@ def build(
             labels,
             tag=f"shipway/{cfg.app.name}:{tag}",
             description=description,
+            compress_from=_own_layers(app.diff_ids, base),
+            cache_dir=cache_dir,
         )
         seconds["model layer"] = time.monotonic() - start
         start = time.monotonic()

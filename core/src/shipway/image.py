@@ -12,13 +12,14 @@ the config digest), sending only the layers the engine does not hold yet.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,13 +59,17 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
 
 
 class AppImage(Protocol):
-    """The app image as the builder found it: config, diff IDs, and each layer's bytes."""
+    """The app image as the builder took it out of the engine: config, diff IDs, each layer's bytes."""
 
     config: bytes
     diff_ids: list[str]
 
-    def pushed(self, i: int) -> Blob:
-        """Layer ``i`` as it goes to the registry."""
+    def raw(self, i: int) -> Blob:
+        """Layer ``i`` uncompressed (digest = diff ID)."""
+        ...
+
+    def raw_chunks(self, i: int) -> Iterator[bytes]:
+        """Layer ``i``'s uncompressed bytes (without needing its size first)."""
         ...
 
     def loadable(self, i: int) -> Blob:
@@ -78,37 +83,29 @@ class AppImage(Protocol):
 
 @dataclass
 class SavedImage:
-    """An image from ``docker save``: its config and its layers spooled to ``folder``.
-
-    Layers from ``compress_from`` on (the ones the Dockerfile made) are pushed
-    gzip-compressed, the base's uncompressed (their digest is their diff ID).
-    """
+    """An image from ``docker save``: its config and its layers spooled to ``folder``."""
 
     config: bytes
     diff_ids: list[str]
     sizes: list[int]
     paths: list[Path]
     folder: Path
-    compress_from: int | None = None
-    cache_dir: Path | None = None
 
-    def blob(self, i: int) -> Blob:
+    def raw(self, i: int) -> Blob:
         path = self.paths[i]
         return Blob(self.diff_ids[i], self.sizes[i], opener=lambda: _file_chunks(path))
 
-    def pushed(self, i: int) -> Blob:
-        if self.compress_from is not None and self.cache_dir is not None and i >= self.compress_from:
-            return gzip_blob(self.diff_ids[i], self.paths[i], self.cache_dir)
-        return self.blob(i)
+    def raw_chunks(self, i: int) -> Iterator[bytes]:
+        return _file_chunks(self.paths[i])
 
     def loadable(self, i: int) -> Blob:
-        return self.blob(i)
+        return self.raw(i)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def save(image_id: str, spool: Path, compress_from: int | None = None, cache_dir: Path | None = None) -> SavedImage:
+def save(image_id: str, spool: Path) -> SavedImage:
     """Stream ``docker save`` of one image, keeping its config and each layer's tar."""
     client = dockerutil.client()
     spool.mkdir(parents=True, exist_ok=True)
@@ -138,40 +135,38 @@ def save(image_id: str, spool: Path, compress_from: int | None = None, cache_dir
     diff_ids = list(json.loads(config)["rootfs"]["diff_ids"])
     paths = [files[name] for name in manifest["Layers"]]
     return SavedImage(
-        config=config,
-        diff_ids=diff_ids,
-        sizes=[p.stat().st_size for p in paths],
-        paths=paths,
-        folder=folder,
-        compress_from=compress_from,
-        cache_dir=cache_dir,
+        config=config, diff_ids=diff_ids, sizes=[p.stat().st_size for p in paths], paths=paths, folder=folder
     )
 
 
-def gzip_chunks(path: Path) -> Iterator[bytes]:
-    """A layer file gzip-compressed, the same bytes every time for one zlib (level 1, no name, mtime 0)."""
+def gzip_chunks(raw: Iterable[bytes]) -> Iterator[bytes]:
+    """A layer gzip-compressed, the same bytes every time for one zlib (level 1, no name, mtime 0)."""
     comp = zlib.compressobj(1, zlib.DEFLATED, 31)
-    for chunk in _file_chunks(path):
+    for chunk in raw:
         out = comp.compress(chunk)
         if out:
             yield out
     yield comp.flush()
 
 
-def gzip_blob(diff_id: str, path: Path, cache_dir: Path) -> Blob:
+def gzip_blob(diff_id: str, raw: Callable[[], Iterable[bytes]], cache_dir: Path) -> Blob:
     """The compressed blob of a layer the Dockerfile made; its digest cached by diff ID, so a layer seen
-    before is not compressed again just to learn that the registry already has it."""
+    before is not compressed again just to learn that the registry already has it.
+
+    The same layer gives the same blob whichever way it left the engine
+    (``docker save`` or the staging push), so switching ways uploads nothing.
+    """
     index = cache_dir / "gz-layers" / f"{diff_id.split(':', 1)[1]}.json"
     if index.is_file():
         found = json.loads(index.read_text())
         digest, size = str(found["digest"]), int(found["size"])
     else:
-        digest, size = sha256_stream(gzip_chunks(path))
+        digest, size = sha256_stream(gzip_chunks(raw()))
         index.parent.mkdir(parents=True, exist_ok=True)
         tmp = index.with_suffix(".tmp")
         tmp.write_text(json.dumps({"digest": digest, "size": size, "zlib": zlib.ZLIB_RUNTIME_VERSION}))
         tmp.replace(index)
-    return Blob(digest, size, LAYER_TAR_GZIP, opener=lambda: gzip_chunks(path))
+    return Blob(digest, size, LAYER_TAR_GZIP, opener=lambda: gzip_chunks(raw()))
 
 
 def base_layers(base: str | None) -> list[str] | None:
@@ -237,11 +232,15 @@ def assemble(
     labels: dict[str, str],
     tag: str,
     description: str,
+    compress_from: int | None = None,
+    cache_dir: Path | None = None,
 ) -> Assembly:
     """The final config and layer list: the app's layers with the model layer at ``position``.
 
-    The model layer stays uncompressed, so its digest is its diff ID, known
-    from the model version alone and the same on every runner.
+    Layers the Dockerfile made (``compress_from`` on, in the app image) are
+    pushed gzip-compressed: they change with every build anyway, and
+    dependencies compress well. Base and model layers stay uncompressed, so
+    their digest is their diff ID, the same on every runner.
     """
     cfg: dict[str, Any] = json.loads(app.config)
     for key in ("container", "container_config", "docker_version"):
@@ -255,7 +254,12 @@ def assemble(
     for i, entry in enumerate(history):
         if i >= base_history:
             entry["created"] = created
-    blobs = [app.pushed(i) for i in range(len(app.diff_ids))]
+    blobs = [
+        gzip_blob(app.diff_ids[i], functools.partial(app.raw_chunks, i), cache_dir)
+        if compress_from is not None and cache_dir is not None and i >= compress_from
+        else app.raw(i)
+        for i in range(len(app.diff_ids))
+    ]
     diff_ids = list(app.diff_ids)
     if model_layer is not None and position is not None:
         blobs.insert(position, Blob(model_layer.digest, model_layer.size, opener=model_layer.chunks))

@@ -86,7 +86,7 @@ class StagingRegistry:
         self.uploads: dict[str, _Upload] = {}
         self.manifests: dict[str, bytes] = {}
         self.received = 0
-        """Layer bytes the engine sent (blobs it had pushed before are not sent again)."""
+        """Blob bytes (layers, config) the engine sent: blobs it pushed here before are not sent again."""
         self._lock = threading.Lock()
         _prune(self.blobs, self.uploads_dir)
         self._server = _bind(root, _handler(self))
@@ -339,27 +339,23 @@ def _handler(reg: StagingRegistry) -> type[BaseHTTPRequestHandler]:
 
 @dataclass
 class StagedImage:
-    """An image the engine pushed to the staging registry: its config, diff IDs and compressed layers.
-
-    The base image's layers (below ``compress_from``) go to the registry
-    uncompressed, as the ``save`` path sends them: their digest is their diff
-    ID, the same on every runner whatever compressor its engine has.
-    """
+    """An image the engine pushed to the staging registry: its config, diff IDs and compressed layers."""
 
     config: bytes
     diff_ids: list[str]
     layers: list[Blob]
+    """The engine's gzip blobs, in the cache."""
     received: int
-    """Layer bytes the engine had to send (the layers it had not pushed there before)."""
-    compress_from: int
+    """Blob bytes the engine had to send (layers and config it had not pushed there before)."""
     root: Path
 
-    def pushed(self, i: int) -> Blob:
-        """Layer ``i`` as it goes to the registry."""
-        if i >= self.compress_from or self.layers[i].media_type != LAYER_TAR_GZIP:
-            return self.layers[i]
+    def raw(self, i: int) -> Blob:
+        """Layer ``i`` uncompressed; its size decompressed once (and checked against the diff ID), then remembered."""
         size = raw_size(self.layers[i], self.diff_ids[i], self.root / "raw")
-        return Blob(self.diff_ids[i], size, LAYER_TAR, opener=functools.partial(_gunzip, self.layers[i]))
+        return Blob(self.diff_ids[i], size, LAYER_TAR, opener=functools.partial(self.raw_chunks, i))
+
+    def raw_chunks(self, i: int) -> Iterator[bytes]:
+        return _gunzip(self.layers[i]) if self.layers[i].media_type == LAYER_TAR_GZIP else _chunks(self.layers[i])
 
     def loadable(self, i: int) -> Blob:
         """Layer ``i`` as ``docker load`` takes it (the engine decompresses a gzip layer itself)."""
@@ -369,10 +365,14 @@ class StagedImage:
         """Nothing: the blobs stay in the cache for the next push to skip."""
 
 
-def _gunzip(blob: Blob) -> Iterator[bytes]:
+def _chunks(blob: Blob) -> Iterator[bytes]:
     assert blob.opener is not None
+    yield from blob.opener()
+
+
+def _gunzip(blob: Blob) -> Iterator[bytes]:
     inflate = zlib.decompressobj(31)
-    for chunk in blob.opener():
+    for chunk in _chunks(blob):
         while chunk:
             out = inflate.decompress(chunk, 1 << 20)
             if out:
@@ -392,7 +392,7 @@ def raw_size(blob: Blob, diff_id: str, index: Path) -> int:
             return int(found["size"])
     h = hashlib.sha256()
     size = 0
-    for chunk in _gunzip(blob):
+    for chunk in _gunzip(blob) if blob.media_type == LAYER_TAR_GZIP else _chunks(blob):
         h.update(chunk)
         size += len(chunk)
     if "sha256:" + h.hexdigest() != diff_id:
@@ -450,9 +450,12 @@ def remember_engine(root: Path, engine: str) -> None:
     tmp.replace(path)
 
 
-def export(image_id: str, root: Path, app: str, compress_from: int) -> StagedImage:
+def export(image_id: str, root: Path, app: str) -> StagedImage:
     """Push ``image_id`` to a staging registry over ``root`` and read it back (config, layers)."""
-    reg = StagingRegistry(root)
+    try:
+        reg = StagingRegistry(root)
+    except OSError as exc:
+        raise BackendError(f"cannot start the staging registry in {root}: {exc}") from None
     client = dockerutil.client()
     repository = f"{reg.address}/shipway-staging/{_repo_name(app)}"
     tag = f"build-{uuid.uuid4().hex[:16]}"
@@ -480,12 +483,11 @@ def export(image_id: str, root: Path, app: str, compress_from: int) -> StagedIma
         layers = [reg.blob(d["digest"], int(d["size"]), d["mediaType"]) for d in manifest["layers"]]
         if len(layers) != len(diff_ids):
             raise BackendError(f"push to {repository}: {len(layers)} layers for {len(diff_ids)} diff IDs")
-        staged = StagedImage(config, diff_ids, layers, reg.received, compress_from, root)
-        for i in range(min(compress_from, len(layers))):
-            staged.pushed(i)  # the base's raw sizes: known (and checked) before the manifest needs them
-        return staged
+        return StagedImage(config, diff_ids, layers, reg.received, root)
     except docker.errors.APIError as exc:
         raise BackendError(f"push to {repository} failed: {exc.explanation or exc}") from None
+    except (OSError, KeyError, ValueError) as exc:
+        raise BackendError(f"push to {repository}: cannot read what the engine pushed: {exc}") from None
     finally:
         reg.stop()
 

@@ -1,0 +1,145 @@
+"""The staging registry: the engine exports only layers it never sent, and nothing unverified is kept."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from shipway import dockerutil, staging
+from shipway.manifest import LAYER_TAR, LAYER_TAR_GZIP, Blob
+from shipway.testing.services import ensure_tiny_image
+
+
+def _layers(image_id: str) -> list[str]:
+    return list(dockerutil.client().images.get(image_id).attrs["RootFS"]["Layers"])
+
+
+def _bytes(blob: Blob) -> bytes:
+    assert blob.opener is not None
+    return b"".join(blob.opener())
+
+
+def test_export_sends_each_layer_once_and_gives_each_layer_uncompressed(
+    shipway_tiny_image: Callable[..., str], tmp_path: Path
+) -> None:
+    root = tmp_path / "staging"
+    base = len(_layers(ensure_tiny_image()))
+    first_id = shipway_tiny_image()
+    first = staging.export(first_id, root, "Tiny App")
+    assert first.diff_ids == _layers(first_id)
+    assert hashlib.sha256(first.config).hexdigest() == first_id.split(":", 1)[1]
+    assert first.received == sum(b.size for b in first.layers) + len(first.config)
+    for i, blob in enumerate(first.layers):
+        assert blob.media_type == LAYER_TAR_GZIP
+        assert hashlib.sha256(_bytes(blob)).hexdigest() == blob.digest.split(":", 1)[1]
+        # Uncompressed, a layer is its diff ID: what the registry gets for base layers, and what shipway
+        # compresses itself for the others (the same blob as after a docker save).
+        raw = first.raw(i)
+        assert (raw.digest, raw.media_type) == (first.diff_ids[i], LAYER_TAR)
+        data = _bytes(raw)
+        assert (len(data), "sha256:" + hashlib.sha256(data).hexdigest()) == (raw.size, raw.digest)
+        assert b"".join(first.raw_chunks(i)) == data
+
+    again = staging.export(first_id, root, "Tiny App")
+    assert again.received == 0
+    assert [b.digest for b in again.layers] == [b.digest for b in first.layers]
+
+    # Another image on the same base: only its own new layers leave the engine.
+    other_id = shipway_tiny_image(files={"extra": "x" * 50_000})
+    other = staging.export(other_id, root, "Tiny App")
+    assert other.diff_ids[:base] == first.diff_ids[:base]
+    new = [b for b in other.layers if b.digest not in {x.digest for x in first.layers}]
+    assert new
+    assert other.received == sum(b.size for b in new) + len(other.config)
+    assert other.received < first.received
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[staging.StagingRegistry]:
+    reg = staging.StagingRegistry(tmp_path / "staging")
+    yield reg
+    reg.stop()
+
+
+def _upload(url: str, body: bytes, digest: str) -> requests.Response:
+    started = requests.post(f"{url}/v2/app/blobs/uploads/", timeout=10)
+    assert started.status_code == 202
+    location = url + started.headers["Location"]
+    # A chunked PATCH, as the engine sends it (a generator body has no length).
+    patched = requests.patch(location, data=iter([body[:3], body[3:]]), timeout=10)
+    assert patched.status_code == 202
+    assert patched.headers["Range"] == f"0-{len(body) - 1}"
+    return requests.put(location, params={"digest": digest}, timeout=10)
+
+
+def test_a_blob_is_kept_only_under_the_digest_of_its_bytes(registry: staging.StagingRegistry) -> None:
+    url = f"http://{registry.address}"
+    body = b"layer bytes"
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    wrong = "sha256:" + hashlib.sha256(b"other").hexdigest()
+
+    refused = _upload(url, body, wrong)
+    assert refused.status_code == 400
+    assert requests.head(f"{url}/v2/app/blobs/{wrong}", timeout=10).status_code == 404
+    assert list(registry.blobs.iterdir()) == []
+
+    kept = _upload(url, body, digest)
+    assert kept.status_code == 201
+    assert kept.headers["Docker-Content-Digest"] == digest
+    head = requests.head(f"{url}/v2/other-repo/blobs/{digest}", timeout=10)
+    assert (head.status_code, head.headers["Content-Length"]) == (200, str(len(body)))
+    assert registry.received == len(body)
+
+    # A mount names a blob by digest: granted only when the blob is here.
+    mounted = requests.post(f"{url}/v2/x/blobs/uploads/", params={"mount": digest, "from": "app"}, timeout=10)
+    assert (mounted.status_code, mounted.headers["Docker-Content-Digest"]) == (201, digest)
+    unknown = requests.post(f"{url}/v2/x/blobs/uploads/", params={"mount": wrong, "from": "app"}, timeout=10)
+    assert unknown.status_code == 202
+
+
+def test_the_port_is_the_same_for_one_cache_and_a_busy_port_is_not_an_error(tmp_path: Path) -> None:
+    root = tmp_path / "staging"
+    assert staging.preferred_port(root) == staging.preferred_port(tmp_path / "x" / ".." / "staging")
+    assert staging.preferred_port(root) in staging.PORTS
+    first = staging.StagingRegistry(root)
+    try:
+        assert first.address == f"127.0.0.1:{staging.preferred_port(root)}"
+        second = staging.StagingRegistry(root)  # another run of the same cache: served on another port
+        try:
+            assert second.address != first.address
+            assert requests.get(f"http://{second.address}/v2/", timeout=10).status_code == 200
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+
+@pytest.mark.parametrize(
+    ("docker_host", "local"),
+    [
+        ("", True),
+        ("unix:///run/user/1000/docker.sock", True),
+        ("tcp://127.0.0.1:2375", True),
+        ("tcp://localhost:2376", True),
+        ("tcp://docker:2375", False),
+        ("ssh://builder@10.0.0.5", False),
+    ],
+)
+def test_only_an_engine_on_this_machine_is_pushed_to_loopback(
+    docker_host: str, local: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", docker_host)
+    assert staging.engine_is_local() is local
+
+
+def test_engines_are_remembered_per_cache(tmp_path: Path) -> None:
+    root = tmp_path / "staging"
+    assert not staging.engine_seen(root, "engine-a")
+    staging.remember_engine(root, "engine-a")
+    assert staging.engine_seen(root, "engine-a")
+    assert not staging.engine_seen(root, "engine-b")
+    assert not staging.engine_seen(tmp_path / "other", "engine-a")
