@@ -33,7 +33,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -186,33 +186,26 @@ def _handler(reg: StagingRegistry) -> type[BaseHTTPRequestHandler]:
     class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
 
+        def _copy(self, left: int, sink: Callable[[bytes], object]) -> None:
+            while left:
+                chunk = self.rfile.read(min(left, 1 << 20))
+                if not chunk:
+                    raise ConnectionError("the client went away mid-body")
+                sink(chunk)
+                left -= len(chunk)
+
         def _body_into(self, upload: _Upload | None) -> bytes:
             """Read the request body (chunked or sized) into ``upload``, or return it when there is none."""
             kept: list[bytes] = []
             sink = upload.write if upload is not None else kept.append
-            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                while True:
-                    size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                    if size == 0:
-                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                            pass
-                        break
-                    left = size
-                    while left:
-                        chunk = self.rfile.read(min(left, 1 << 20))
-                        if not chunk:
-                            raise ConnectionError("client went away mid-chunk")
-                        sink(chunk)
-                        left -= len(chunk)
-                    self.rfile.readline()
-            else:
-                left = int(self.headers.get("Content-Length") or 0)
-                while left:
-                    chunk = self.rfile.read(min(left, 1 << 20))
-                    if not chunk:
-                        raise ConnectionError("client went away mid-body")
-                    sink(chunk)
-                    left -= len(chunk)
+            if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
+                self._copy(int(self.headers.get("Content-Length") or 0), sink)
+                return b"".join(kept)
+            while size := int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16):
+                self._copy(size, sink)
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
             return b"".join(kept)
 
         def _error(self, status: int, code: str) -> None:
