@@ -138,6 +138,22 @@ def test_dockerfile_copying_the_model_is_detected() -> None:
     assert not dockerfile.copies_path(stages, "y")
 
 
+def test_dockerfile_final_workdir_follows_stages_args_and_the_base() -> None:
+    text = (
+        "ARG ROOT=/srv\n"
+        "FROM python:3.11-slim AS build\nWORKDIR ${ROOT}\nWORKDIR app\n"
+        "FROM build AS runtime\nWORKDIR ../scorer\n"
+    )
+    assert dockerfile.final_workdir(dockerfile.parse(text, {}), "/") == "/srv/scorer"
+    assert dockerfile.final_workdir(dockerfile.parse(text, {"ROOT": "/opt"}), "/") == "/opt/scorer"
+    # No WORKDIR: the base image's; relative ones start there; scratch starts at /.
+    assert dockerfile.final_workdir(dockerfile.parse("FROM python:3.11-slim\n", {}), "/home/app") == "/home/app"
+    assert dockerfile.final_workdir(dockerfile.parse("FROM base\nWORKDIR code\n", {}), "/home") == "/home/code"
+    assert dockerfile.final_workdir(dockerfile.parse("FROM scratch\nWORKDIR w\n", {}), "/ignored") == "/w"
+    # A WORKDIR from an ENV cannot be read here: no prediction (the builder then waits for the image).
+    assert dockerfile.final_workdir(dockerfile.parse("FROM b\nENV D=/x\nWORKDIR $D\n", {}), "/") is None
+
+
 def test_inputs_digest_and_tag() -> None:
     parts = {"commit": "a" * 40, "model": "sha256:1", "args": {"A": "1"}}
     first = inputs.digest(parts)

@@ -169,6 +169,10 @@ def _latest_build(scorer: Scorer) -> dict[str, Any]:
     return max((r for r in records if r["action"] == "built" and r["status"] == "ok"), key=lambda r: r["created"])
 
 
+def _build_detail(record: Any) -> str:
+    return str(next(s for s in record["stages"] if s["name"] == "build")["detail"])
+
+
 def test_01_first_run_builds_with_the_model_layer_above_the_base(scorer: Scorer, tmp_path: Path) -> None:
     scorer.publish(tmp_path, "cat", b"model-one")
     record = scorer.run(tmp_path)
@@ -180,6 +184,7 @@ def test_01_first_run_builds_with_the_model_layer_above_the_base(scorer: Scorer,
     assert record["layers"][len(base_layers)] == record["model_layer"]
     assert record["uploaded_bytes"] > MODEL_BYTES
     assert record["image"]["tag"] == f"{scorer.git('rev-parse', 'HEAD')[:12]}-m1"
+    assert "export (save)" in _build_detail(record)  # the first build with this cache on this engine
 
 
 def test_02_same_inputs_are_reused_and_nothing_moves(
@@ -227,6 +232,9 @@ def test_04_code_only_change_uploads_no_model_byte(scorer: Scorer, tmp_path: Pat
     assert record["image"]["digest"] != before["image"]["digest"]
     assert record["model_layer"] == before["model_layer"]
     assert record["uploaded_bytes"] < 1_000_000
+    # The second build: its layers leave the engine by a push to the staging registry, and the
+    # Dockerfile's layers get the same compressed blobs as the first (docker save) build gave them.
+    assert "export (push)" in _build_detail(record)
 
 
 def test_05_cold_cache_uploads_no_model_byte_and_gets_the_same_model_layer(scorer: Scorer, tmp_path: Path) -> None:
@@ -239,6 +247,7 @@ def test_05_cold_cache_uploads_no_model_byte_and_gets_the_same_model_layer(score
     assert record["_exit"] == 0, record["_stderr"]
     assert record["model_layer"] == before["model_layer"]
     assert record["uploaded_bytes"] < 1_000_000
+    assert "export (save)" in _build_detail(record)
     shutil.rmtree(cold, ignore_errors=True)
 
 
@@ -252,6 +261,13 @@ def test_06_model_only_change_uploads_the_model_once(scorer: Scorer, tmp_path: P
     assert record["image"]["digest"] != before["image"]["digest"]
     assert record["model_layer"] != before["model_layer"]
     assert MODEL_BYTES < record["uploaded_bytes"] < MODEL_BYTES * 1.05 + 1_000_000
+    # A warm push sends the engine's new layers only: the model layer is shipway's, never the engine's.
+    detail = _build_detail(record)
+    assert "export (push)" in detail
+    # Two stages, WORKDIR /srv/scorer, model.into artifacts/model: the new model version's layer was
+    # written while the engine built, at the folder the Dockerfile predicted.
+    assert "model layer written during docker build" in detail
+    assert float(detail.split(" MB out of the engine")[0].rsplit(" ", 1)[1]) < 1.0
     assert scorer.run(tmp_path)["action"] == "reused"
 
 

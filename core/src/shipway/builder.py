@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import posixpath
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -74,11 +76,14 @@ class BuiltImage:
     exported_bytes: int = 0
     """Layer bytes that left the engine to be assembled (a push sends only layers it never sent)."""
 
+    predicted: bool = False
+    """Whether the model layer was written while the engine built (the WORKDIR was predicted right)."""
+
     def describe(self) -> str:
         steps = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
-        return (
-            f"{steps}; {self.exported_bytes / 1e6:.1f} MB out of the engine, {self.loaded_bytes / 1e6:.1f} MB into it"
-        )
+        early = "; model layer written during docker build" if self.predicted else ""
+        moved = f"{self.exported_bytes / 1e6:.1f} MB out of the engine, {self.loaded_bytes / 1e6:.1f} MB into it"
+        return f"{steps}; {moved}{early}"
 
     def cleanup(self) -> None:
         self.assembly.app.cleanup()
@@ -266,60 +271,61 @@ def build(
     tag: str,
     cache_dir: Path,
     reporter: Reporter,
+    on_assembled: Callable[[image.Assembly], None] | None = None,
 ) -> BuiltImage:
-    """Build the app image, add the model layer (fast path), load the final image into the engine."""
+    """Build the app image, add the model layer (fast path), load the final image into the engine.
+
+    ``on_assembled`` is called once the final image is known, before it is
+    loaded: the engine starts uploading its blobs then, alongside the load.
+    """
     cfg = loaded.config
     app_tag = f"shipway/{cfg.app.name}:app"
     entries = bp.entries
     if bp.mode == "dockerfile":
         entries = ctx.merge(entries, ctx.tree_entries(model_dir, cfg.model.into))
     seconds: dict[str, float] = {}
-    start = time.monotonic()
-    app_id = _docker_build(loaded, bp, entries, app_tag, reporter)
-    seconds["docker build"] = time.monotonic() - start
-    start = time.monotonic()
-    base = image.base_layers(bp.base)
-    app, how, exported = export(app_id, cfg.build.export, cfg.app.name, cache_dir, reporter)
-    seconds[f"export ({how})"] = time.monotonic() - start
-    try:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shipway-model-layer") as pool:
+        # The model layer's digest (a read of the whole model when this version is new here) is
+        # taken while the engine builds, at the folder the Dockerfile's WORKDIR predicts.
+        early = _predicted_layer(pool, loaded, bp, model, model_dir, cache_dir)
         start = time.monotonic()
-        layer: ModelLayer | None = None
-        position: int | None = None
-        base_history = 0
-        if bp.mode == "shipway":
-            workdir = (json.loads(app.config).get("config") or {}).get("WorkingDir") or "/"
-            target = model_target(workdir, cfg.model.into)
-            layer = model_layer(model, model_dir, target, cache_dir)
-            position = image.model_position(app.diff_ids, base)
-            if position == len(app.diff_ids) and app.diff_ids:
+        app_id = _docker_build(loaded, bp, entries, app_tag, reporter)
+        seconds["docker build"] = time.monotonic() - start
+        start = time.monotonic()
+        base = image.base_layers(bp.base)
+        app, how, exported = export(app_id, cfg.build.export, cfg.app.name, cache_dir, reporter)
+        seconds[f"export ({how})"] = time.monotonic() - start
+        try:
+            start = time.monotonic()
+            layer = _model_layer(loaded, bp, model, model_dir, app, early, cache_dir)
+            position = image.model_position(app.diff_ids, base) if layer else None
+            if layer and position == len(app.diff_ids) and app.diff_ids:
                 reporter.info("  base image layers not found below the app's: the model layer goes on top")
-        if bp.base:
-            try:
-                base_history = len(dockerutil.client().api.history(bp.base))
-            except docker.errors.APIError:
-                base_history = 0
-        description = (
-            f"shipway: model {model.name}:{model.version} ({model.digest[:19]}) at {layer.target}" if layer else ""
-        )
-        assembly = image.assemble(
-            app,
-            layer,
-            position,
-            base_history,
-            created,
-            labels,
-            tag=f"shipway/{cfg.app.name}:{tag}",
-            description=description,
-            compress_from=_own_layers(app.diff_ids, base),
-            cache_dir=cache_dir,
-        )
-        seconds["model layer"] = time.monotonic() - start
-        start = time.monotonic()
-        sent = image.load(assembly, cache_dir)
-        seconds["docker load"] = time.monotonic() - start
-    except BaseException:
-        app.cleanup()
-        raise
+            assembly = image.assemble(
+                app,
+                layer,
+                position,
+                _history_length(bp.base),
+                created,
+                labels,
+                tag=f"shipway/{cfg.app.name}:{tag}",
+                description=(
+                    f"shipway: model {model.name}:{model.version} ({model.digest[:19]}) at {layer.target}"
+                    if layer
+                    else ""
+                ),
+                compress_from=_own_layers(app.diff_ids, base),
+                cache_dir=cache_dir,
+            )
+            seconds["model layer"] = time.monotonic() - start
+            if on_assembled is not None:
+                on_assembled(assembly)
+            start = time.monotonic()
+            sent = image.load(assembly, cache_dir)
+            seconds["docker load"] = time.monotonic() - start
+        except BaseException:
+            app.cleanup()
+            raise
     return BuiltImage(
         image_id=assembly.image.local_id,
         layers=[b.digest for b in assembly.image.layers],
@@ -328,4 +334,51 @@ def build(
         loaded_bytes=sent,
         seconds=seconds,
         exported_bytes=exported,
+        predicted=early is not None and layer is not None and early.result() is layer,
     )
+
+
+def _predicted_layer(
+    pool: ThreadPoolExecutor,
+    loaded: LoadedConfig,
+    bp: BuildPlan,
+    model: ModelVersion,
+    model_dir: Path,
+    cache_dir: Path,
+) -> Future[ModelLayer] | None:
+    if bp.mode != "shipway":
+        return None
+    workdir = df.final_workdir(bp.stages, image.base_workdir(bp.base))
+    if workdir is None:
+        return None
+    return pool.submit(model_layer, model, model_dir, model_target(workdir, loaded.config.model.into), cache_dir)
+
+
+def _model_layer(
+    loaded: LoadedConfig,
+    bp: BuildPlan,
+    model: ModelVersion,
+    model_dir: Path,
+    app: image.AppImage,
+    early: Future[ModelLayer] | None,
+    cache_dir: Path,
+) -> ModelLayer | None:
+    """The model layer at ``model.into`` under the built image's WORKDIR (None on the Dockerfile path)."""
+    if bp.mode != "shipway":
+        return None
+    workdir = (json.loads(app.config).get("config") or {}).get("WorkingDir") or "/"
+    target = model_target(workdir, loaded.config.model.into)
+    predicted = early.result() if early is not None else None
+    if predicted is not None and predicted.target == target:
+        return predicted
+    return model_layer(model, model_dir, target, cache_dir)
+
+
+def _history_length(base: str | None) -> int:
+    """How many history entries the base image has (they keep their dates)."""
+    if not base:
+        return 0
+    try:
+        return len(dockerutil.client().api.history(base))
+    except docker.errors.APIError:
+        return 0

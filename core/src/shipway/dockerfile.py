@@ -1,13 +1,15 @@
 """Just enough Dockerfile reading: the images stages start from, and what COPY/ADD take.
 
 shipway needs the final stage's base image (to put the model layer right
-above it, and to key builds by the base's image ID) and whether the
-Dockerfile copies the model itself (the slow path, see builder.py).
+above it, and to key builds by the base's image ID), whether the
+Dockerfile copies the model itself (the slow path, see builder.py), and the
+final WORKDIR it can predict (to write the model layer while the app builds).
 """
 
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from dataclasses import dataclass, field
 
@@ -22,6 +24,8 @@ class Stage:
     name: str | None
     copies: list[list[str]] = field(default_factory=list)
     """Source paths of each COPY/ADD that reads the build context (not ``--from``)."""
+    workdirs: list[str] = field(default_factory=list)
+    """Each ``WORKDIR``, build args expanded (``$`` left where an ``ENV`` would be needed)."""
 
 
 def _lines(text: str) -> list[str]:
@@ -77,6 +81,10 @@ def parse(text: str, build_args: dict[str, str]) -> list[Stage]:
             alias = parts[2].lower() if len(parts) >= 3 and parts[1].upper() == "AS" else None
             stages.append(Stage(base=base, name=alias))
             stage_env = {}
+        elif instr == "WORKDIR" and stages:
+            env = {**global_args, **stage_env}
+            known = all((m.group(1) or m.group(3)) in env for m in _VAR.finditer(rest))
+            stages[-1].workdirs.append(_expand(rest.strip('"'), env) if known else rest)
         elif instr in ("COPY", "ADD") and stages:
             if any(p.startswith("--from") for p in rest.split()):
                 continue
@@ -113,6 +121,27 @@ def final_base(stages: list[Stage]) -> str | None:
         seen.add(base.lower())
         base = by_name[base.lower()].base
     return None if base == "scratch" else base
+
+
+def final_workdir(stages: list[Stage], base_workdir: str) -> str | None:
+    """The WORKDIR the final stage ends in, its external base's being ``base_workdir``.
+
+    None when a ``WORKDIR`` needs a variable this reading cannot resolve (an
+    ``ENV``): a prediction, which the builder checks against the built image.
+    """
+    by_name = {s.name: s for s in stages if s.name}
+    chain: list[Stage] = []
+    stage: Stage | None = stages[-1] if stages else None
+    while stage is not None and not any(stage is seen for seen in chain):
+        chain.append(stage)
+        stage = by_name.get(stage.base.lower())
+    current = "/" if chain and chain[-1].base == "scratch" else (base_workdir or "/")
+    for stage in reversed(chain):
+        for workdir in stage.workdirs:
+            if "$" in workdir:
+                return None
+            current = posixpath.normpath(posixpath.join(current, workdir))
+    return current
 
 
 def copies_path(stages: list[Stage], path: str) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from shipway import builder, inputs, journal, junit, labels
+from shipway import builder, image, inputs, journal, junit, labels
 from shipway.backends.base import BackendContext, ModelStore, Orchestrator, Registry
 from shipway.config import LoadedConfig
 from shipway.domain import (
@@ -270,31 +270,41 @@ def _build_verify_push_fetched(
 ) -> builder.BuiltImage:
     cfg = project.loaded.config
     tag = image_tag(record)
-    with st.stage("build") as detail:
-        built = builder.build(
-            project.loaded,
-            bp,
-            model,
-            model_dir,
-            image_labels,
-            created,
-            tag,
-            project.context.cache_dir,
-            project.reporter,
-        )
-        record.local_image_id = built.image_id
-        record.layers = built.layers
-        record.model_layer = built.model_layer
-        detail.append(f"{built.image_id[:19]}, {len(built.layers)} layers ({bp.mode} model layer; {built.describe()})")
-    uploading = _BlobUpload(project.registry, built.assembly.image) if push else None
+    uploads: list[_BlobUpload] = []
+
+    def start_upload(assembly: image.Assembly) -> None:
+        # Blobs only, while the image is loaded and verified: no manifest names them until verify passed.
+        if push:
+            uploads.append(_BlobUpload(project.registry, assembly.image))
+
     try:
+        with st.stage("build") as detail:
+            built = builder.build(
+                project.loaded,
+                bp,
+                model,
+                model_dir,
+                image_labels,
+                created,
+                tag,
+                project.context.cache_dir,
+                project.reporter,
+                on_assembled=start_upload,
+            )
+            record.local_image_id = built.image_id
+            record.layers = built.layers
+            record.model_layer = built.model_layer
+            detail.append(
+                f"{built.image_id[:19]}, {len(built.layers)} layers ({bp.mode} model layer; {built.describe()})"
+            )
+        uploading = uploads[0] if uploads else None
         with st.stage("verify") as detail:
             record.checks = verify_image(project, built.image_id)
             _raise_on_failed(record.checks, "the built image")
             detail.append(f"{len(record.checks)} checks passed")
     except BaseException:
-        if uploading is not None:
-            uploading.cancel()
+        for upload in uploads:
+            upload.cancel()
         raise
     if uploading is None:
         st.skip("push", "--no-push")
@@ -302,14 +312,14 @@ def _build_verify_push_fetched(
     with st.stage("push") as detail:
         before = project.registry.bytes_uploaded
         uploading.wait(project.reporter)
-        image = built.assembly.image
-        human = _free_tag(project, tag, image.digest, cfg.build.existing_tag)
+        final = built.assembly.image
+        human = _free_tag(project, tag, final.digest, cfg.build.existing_tag)
         tags = [human]
         same_inputs = inputs.tag(bp.inputs)
         existing = project.registry.find(same_inputs)
-        if existing is None or existing.digest == image.digest:
+        if existing is None or existing.digest == final.digest:
             tags.append(same_inputs)  # last: it is what the next run with these inputs finds
-        pushed = project.registry.push_image(image, tags)
+        pushed = project.registry.push_image(final, tags)
         record.image = ImageRef(repository=pushed.repository, tag=human, digest=pushed.digest)
         record.uploaded_bytes = uploading.sent + project.registry.bytes_uploaded - before
         detail.append(f"{record.image} ({record.uploaded_bytes / 1e6:.1f} MB uploaded)")

@@ -181,6 +181,16 @@ def base_layers(base: str | None) -> list[str] | None:
         raise BackendError(f"cannot inspect base image {base}: {exc.explanation or exc}") from None
 
 
+def base_workdir(base: str | None) -> str:
+    """The WORKDIR of a local base image ("/" for scratch, unset, or an image the engine lacks)."""
+    if base is None:
+        return "/"
+    try:
+        return str(dockerutil.client().images.get(base).attrs["Config"].get("WorkingDir") or "/")
+    except docker.errors.DockerException:
+        return "/"
+
+
 def model_position(app_layers: list[str], base: list[str] | None) -> int:
     """Where the model layer goes: right above the base's layers, else on top of everything.
 
