@@ -171,7 +171,9 @@ def test_publish_run_release_serves_the_model(example: Example, models: dict[str
     assert [v["version"] for v in listed["versions"]] == ["1"]
 
 
-def test_code_only_change_reuses_the_model_layer(example: Example, models: dict[str, Path], tmp_path: Path) -> None:
+def test_code_only_change_reuses_the_model_layer(
+    example: Example, models: dict[str, Path], tmp_path: Path, shipway_registry: RegistryService
+) -> None:
     example.publish(models["good"])
     first = example.run_ok(tmp_path / "first.json", "--skip-tests")
     base_layers = dockerutil.client().images.get(BASE_IMAGE).attrs["RootFS"]["Layers"]
@@ -201,6 +203,21 @@ def test_code_only_change_reuses_the_model_layer(example: Example, models: dict[
     # Base, model and the dependency layers (requirements, wheels, venv) are shared; the code is not.
     assert second["layers"][: above_base + 4] == first["layers"][: above_base + 4]
     assert second["layers"][-1] != first["layers"][-1]
+
+    # A node that runs the first image pulls the second without the model layer: it already has it.
+    client = dockerutil.client()
+    for record in (first, second, third):
+        client.images.remove(record["local_image_id"], force=True)
+    auth = {"username": shipway_registry.username, "password": shipway_registry.password}
+    pulled = {}
+    for name, record in (("first", first), ("second", second)):
+        ref = f"{record['image']['repository']}@{record['image']['digest']}"
+        events = client.api.pull(ref, auth_config=auth, stream=True, decode=True)
+        pulled[name] = {e["id"]: e["status"] for e in events if "id" in e and "status" in e}
+    model = first["model_layer"].split(":")[1][:12]
+    assert pulled["first"][model] == "Pull complete"
+    assert pulled["second"][model] == "Already exists"
+    assert pulled["second"][second["layers"][-1].split(":")[1][:12]] == "Pull complete"
 
 
 def _base_layers() -> list[str]:

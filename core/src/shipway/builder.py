@@ -37,7 +37,7 @@ from shipway import dockerutil, image, inputs, staging
 from shipway.config import LoadedConfig
 from shipway.domain import ModelVersion
 from shipway.errors import BackendError, BuildFailed
-from shipway.layers import Entry, ModelLayer, model_layer, tar_chunks
+from shipway.layers import FILE_MODE, Entry, ModelFiles, ModelLayer, model_layer, tar_chunks
 from shipway.progress import Reporter
 from shipway.wheelhouse import prepare as prepare_wheelhouse
 
@@ -256,6 +256,20 @@ def export(app_id: str, how: str, app: str, cache_dir: Path, reporter: Reporter)
         staging.remember_engine(root, engine)
 
 
+def model_context_entries(model: ModelVersion, files: ModelFiles, into: str) -> list[Entry]:
+    """The model's files at ``into`` in the build context (the Dockerfile path), read where they are."""
+    under = into.strip("/")
+    return [
+        Entry(
+            name=f"{under}/{f.path}",
+            size=f.size,
+            mode=FILE_MODE,
+            source=files / f.path if isinstance(files, Path) else files[f.path],
+        )
+        for f in sorted(model.files, key=lambda f: f.path)
+    ]
+
+
 def model_target(workdir: str, into: str) -> str:
     """``model.into`` as an absolute folder in the image (relative paths start at the WORKDIR)."""
     return posixpath.normpath(posixpath.join("/", workdir or "/", into))
@@ -265,7 +279,7 @@ def build(
     loaded: LoadedConfig,
     bp: BuildPlan,
     model: ModelVersion,
-    model_dir: Path,
+    model_files: ModelFiles,
     labels: dict[str, str],
     created: str,
     tag: str,
@@ -282,12 +296,12 @@ def build(
     app_tag = f"shipway/{cfg.app.name}:app"
     entries = bp.entries
     if bp.mode == "dockerfile":
-        entries = ctx.merge(entries, ctx.tree_entries(model_dir, cfg.model.into))
+        entries = ctx.merge(entries, model_context_entries(model, model_files, cfg.model.into))
     seconds: dict[str, float] = {}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shipway-model-layer") as pool:
         # The model layer's digest (a read of the whole model when this version is new here) is
         # taken while the engine builds, at the folder the Dockerfile's WORKDIR predicts.
-        early = _predicted_layer(pool, loaded, bp, model, model_dir, cache_dir)
+        early = _predicted_layer(pool, loaded, bp, model, model_files, cache_dir)
         start = time.monotonic()
         app_id = _docker_build(loaded, bp, entries, app_tag, reporter)
         seconds["docker build"] = time.monotonic() - start
@@ -297,7 +311,7 @@ def build(
         seconds[f"export ({how})"] = time.monotonic() - start
         try:
             start = time.monotonic()
-            layer = _model_layer(loaded, bp, model, model_dir, app, early, cache_dir)
+            layer = _model_layer(loaded, bp, model, model_files, app, early, cache_dir)
             position = image.model_position(app.diff_ids, base) if layer else None
             if layer and position == len(app.diff_ids) and app.diff_ids:
                 reporter.info("  base image layers not found below the app's: the model layer goes on top")
@@ -343,7 +357,7 @@ def _predicted_layer(
     loaded: LoadedConfig,
     bp: BuildPlan,
     model: ModelVersion,
-    model_dir: Path,
+    model_files: ModelFiles,
     cache_dir: Path,
 ) -> Future[ModelLayer] | None:
     if bp.mode != "shipway":
@@ -351,14 +365,14 @@ def _predicted_layer(
     workdir = df.final_workdir(bp.stages, image.base_workdir(bp.base))
     if workdir is None:
         return None
-    return pool.submit(model_layer, model, model_dir, model_target(workdir, loaded.config.model.into), cache_dir)
+    return pool.submit(model_layer, model, model_files, model_target(workdir, loaded.config.model.into), cache_dir)
 
 
 def _model_layer(
     loaded: LoadedConfig,
     bp: BuildPlan,
     model: ModelVersion,
-    model_dir: Path,
+    model_files: ModelFiles,
     app: image.AppImage,
     early: Future[ModelLayer] | None,
     cache_dir: Path,
@@ -371,7 +385,7 @@ def _model_layer(
     predicted = early.result() if early is not None else None
     if predicted is not None and predicted.target == target:
         return predicted
-    return model_layer(model, model_dir, target, cache_dir)
+    return model_layer(model, model_files, target, cache_dir)
 
 
 def _history_length(base: str | None) -> int:

@@ -7,13 +7,9 @@ command; backends only do what their contract says.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -234,41 +230,12 @@ def _build_verify_push(
     created: str,
     push: bool,
 ) -> builder.BuiltImage:
-    # Each run fetches into a folder of its own (the blob cache beneath is shared), kept until
-    # the push has read the model layer from it: two runs of one version on one runner never
-    # swap the files under each other's build. A killed run's folder is removed by the next run.
-    runs = project.context.cache_dir / "fetched"
-    _remove_abandoned_fetches(runs)
-    fetched = runs / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}" / model.name
-    try:
-        with st.stage("model") as detail:
-            model_dir = project.store.fetch(model, fetched / model.version)
-            detail.append(f"{model.name}:{model.version} ({model.size / 1e6:.1f} MB, {model.digest[:19]})")
-        return _build_verify_push_fetched(project, st, record, bp, model, model_dir, image_labels, created, push)
-    finally:
-        shutil.rmtree(fetched.parent, ignore_errors=True)
-
-
-def _remove_abandoned_fetches(runs: Path) -> None:
-    """Delete the fetch folders of runs (on this host) that were killed: nothing reads them again."""
-    for entry in runs.glob("*-*-*") if runs.is_dir() else []:
-        host, pid, _ = entry.name.rsplit("-", 2)
-        if pid.isdigit() and journal.gone(host, int(pid)):
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def _build_verify_push_fetched(
-    project: Project,
-    st: Stages,
-    record: BuildRecord,
-    bp: builder.BuildPlan,
-    model: ModelVersion,
-    model_dir: Path,
-    image_labels: dict[str, str],
-    created: str,
-    push: bool,
-) -> builder.BuiltImage:
     cfg = project.loaded.config
+    # The model layer (or, on the Dockerfile path, the build context) reads the store's verified,
+    # read-only cache in place: no copy of the model per run, and an unchanged model moves no byte.
+    with st.stage("model") as detail:
+        files = project.store.verified_blobs(model)
+        detail.append(f"{model.name}:{model.version} ({model.size / 1e6:.1f} MB, {model.digest[:19]})")
     tag = image_tag(record)
     uploads: list[_BlobUpload] = []
 
@@ -283,7 +250,7 @@ def _build_verify_push_fetched(
                 project.loaded,
                 bp,
                 model,
-                model_dir,
+                files,
                 image_labels,
                 created,
                 tag,

@@ -13,7 +13,7 @@ import hashlib
 import json
 import posixpath
 import tarfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,31 +133,35 @@ class ModelLayer:
         return tar_chunks(self.entries)
 
 
-def model_entries(model: ModelVersion, model_dir: Path, target: str) -> list[Entry]:
+ModelFiles = Mapping[str, Path] | Path
+"""Where a model's files are: path in the version → a file (the store's verified cache), or one folder."""
+
+
+def model_entries(model: ModelVersion, files: ModelFiles, target: str) -> list[Entry]:
     """Tar entries for the model's files under ``target`` (an absolute folder in the image)."""
     root = target.strip("/")
-    files = []
+    out = []
     for f in sorted(model.files, key=lambda f: f.path):
         rel = posixpath.normpath(f.path)
         if rel.startswith("../") or posixpath.isabs(rel):
             raise BuildFailed(f"model file {f.path!r} is outside the model folder")
-        source = model_dir / f.path
+        source = files / f.path if isinstance(files, Path) else files[f.path]
         size = source.stat().st_size
         if size != f.size:
             raise BuildFailed(f"model file {source}: {size} bytes, the manifest says {f.size}")
         name = f"{root}/{rel}" if root else rel
-        files.append(Entry(name=name, size=f.size, mode=FILE_MODE, source=source))
-    return with_parents(files, prefix=root)
+        out.append(Entry(name=name, size=f.size, mode=FILE_MODE, source=source))
+    return with_parents(out, prefix=root)
 
 
-def model_layer(model: ModelVersion, model_dir: Path, target: str, cache_dir: Path) -> ModelLayer:
+def model_layer(model: ModelVersion, files: ModelFiles, target: str, cache_dir: Path) -> ModelLayer:
     """The model layer, its digest from the cache index when these files were tarred before.
 
     The index key covers the layer format, the target folder and every file's
     path, size and sha256 (all verified by the store's fetch), so a hit is
     exact and saves reading the model once more.
     """
-    entries = tuple(model_entries(model, model_dir, target))
+    entries = tuple(model_entries(model, files, target))
     key_body = {
         "format": LAYER_FORMAT,
         "target": target,
