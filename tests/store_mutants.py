@@ -161,6 +161,14 @@ class LocalNoParseManifest(LocalModelStore):
         return sorted(found, key=lambda v: v.created)
 
 
+class LocalUnverifiedBlobs(LocalModelStore):
+    """verified_blobs hands out the store's own files: not verified, not in the runner's cache, writable."""
+
+    def verified_blobs(self, version: ModelVersion) -> dict[str, Path]:
+        files = self.root / version.name / "versions" / version.version / "files"
+        return {f.path: files / f.path for f in version.files}
+
+
 # -- sqlite store mutants --------------------------------------------------------------------------
 
 
@@ -276,3 +284,18 @@ class SqliteNoParseManifest(SqliteModelStore):
             data = json.loads(text)
             found.append(ModelVersion.model_validate({k: v for k, v in data.items() if k != "digest"}))
         return sorted(found, key=lambda v: v.created)
+
+
+class SqliteUnverifiedBlobs(SqliteModelStore):
+    """verified_blobs writes each file out of the database and hands it out unchecked and writable."""
+
+    def verified_blobs(self, version: ModelVersion) -> dict[str, Path]:
+        folder = self.context.cache_dir / "unchecked" / version.name / version.version
+        out = {}
+        for f in version.files:
+            dest = folder / f.path
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.unlink(missing_ok=True)
+            self._download(version, f, dest)
+            out[f.path] = dest
+        return out

@@ -31,6 +31,7 @@ EXPECTED = {
     "AliasSavesThenRaises": ["test_alias_to_a_missing_version_changes_nothing"],
     "AliasLostUpdate": ["test_aliases_move_atomically_under_concurrent_writers"],
     "ManifestFirst": ["test_a_version_is_visible_only_when_complete", "test_a_failed_publish_leaves_no_version"],
+    "UnverifiedBlobs": ["test_verified_blobs_are_the_version_files_read_only_in_the_cache"],
     "NoParseManifest": [
         "test_manifest_with_an_unsafe_path_is_refused[../outside.bin]",
         "test_manifest_with_a_malformed_sha256_is_refused[AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA]",

@@ -275,8 +275,14 @@ def test_export_by_push_and_by_save_give_the_same_image(
     config.write_text(text)
     run = example.shipway("run", "--skip-tests", "--rebuild", "-o", str(tmp_path / "auto.json"))
     assert run.returncode == EXIT["ok"], run.stderr
-    assert "taking the layers with docker save instead" in run.stdout + run.stderr
+    assert "taking the layers with docker save (now and from now on" in run.stdout + run.stderr
     assert "export (save)" in _stage(example.record(tmp_path / "auto.json"), "build")["detail"]
+    (staging_root / "blobs").unlink()  # the staging registry could start again, but this engine is not asked
+    run = example.shipway("run", "--skip-tests", "--rebuild", "-o", str(tmp_path / "auto2.json"))
+    assert run.returncode == EXIT["ok"], run.stderr
+    assert "export (save)" in _stage(example.record(tmp_path / "auto2.json"), "build")["detail"]
+    assert "taking the layers" not in run.stdout + run.stderr
+    (staging_root / "blobs").write_text("not a folder")
     config.write_text(text.replace("\nbuild:\n", "\nbuild:\n  export: push\n"))
     run = example.shipway("run", "--skip-tests", "--rebuild")
     assert run.returncode == EXIT["build"], run.stderr

@@ -136,10 +136,14 @@ def test_only_an_engine_on_this_machine_is_pushed_to_loopback(
     assert staging.engine_is_local() is local
 
 
-def test_engines_are_remembered_per_cache(tmp_path: Path) -> None:
+def test_the_way_out_of_each_engine_is_remembered_per_cache(tmp_path: Path) -> None:
     root = tmp_path / "staging"
-    assert not staging.engine_seen(root, "engine-a")
-    staging.remember_engine(root, "engine-a")
-    assert staging.engine_seen(root, "engine-a")
-    assert not staging.engine_seen(root, "engine-b")
-    assert not staging.engine_seen(tmp_path / "other", "engine-a")
+    assert staging.way_for(root, "engine-a") is None
+    staging.remember_way(root, "engine-a", "push")
+    staging.remember_way(root, "engine-b", "save")
+    assert (staging.way_for(root, "engine-a"), staging.way_for(root, "engine-b")) == ("push", "save")
+    staging.remember_way(root, "engine-a", "save")
+    assert staging.way_for(root, "engine-a") == "save"
+    assert staging.way_for(tmp_path / "other", "engine-a") is None
+    (root / "engines.json").write_text("[not a table")
+    assert staging.way_for(root, "engine-a") is None

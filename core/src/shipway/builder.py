@@ -234,26 +234,30 @@ def export(app_id: str, how: str, app: str, cache_dir: Path, reporter: Reporter)
     ``auto`` pushes to the staging registry once this cache has built on this
     engine before: the first push compresses every layer (the engine has never
     sent them there), later ones only new layers. A first build on an engine
-    (every build of a hosted CI runner) is cheaper with ``docker save``.
+    (every build of a hosted CI runner) is cheaper with ``docker save``. An
+    engine whose push failed (it cannot reach this machine's loopback) is
+    remembered and not pushed to again with this cache.
     """
     root = cache_dir / "staging"
     engine = staging.engine_id()
+    way = staging.way_for(root, engine)
     use = how
     if how == "auto":
-        use = "push" if staging.engine_is_local() and staging.engine_seen(root, engine) else "save"
-    try:
-        if use == "push":
-            try:
-                staged = staging.export(app_id, root, app)
-                return staged, "push", staged.received
-            except BackendError as exc:
-                if how == "push":
-                    raise BuildFailed(f"build.export push: {exc}") from None
-                reporter.info(f"  {exc}; taking the layers with docker save instead")
-        saved = image.save(app_id, cache_dir / "spool")
-        return saved, "save", sum(saved.sizes)
-    finally:
-        staging.remember_engine(root, engine)
+        use = "push" if way == "push" and staging.engine_is_local() else "save"
+    if use == "push":
+        try:
+            staged = staging.export(app_id, root, app)
+            staging.remember_way(root, engine, "push")
+            return staged, "push", staged.received
+        except BackendError as exc:
+            if how == "push":
+                raise BuildFailed(f"build.export push: {exc}") from None
+            reporter.info(f"  {exc}; taking the layers with docker save (now and from now on with this cache)")
+            staging.remember_way(root, engine, "save")
+    elif how == "auto" and way is None:
+        staging.remember_way(root, engine, "push")  # the first build here: the next one pushes
+    saved = image.save(app_id, cache_dir / "spool")
+    return saved, "save", sum(saved.sizes)
 
 
 def model_context_entries(model: ModelVersion, files: ModelFiles, into: str) -> list[Entry]:

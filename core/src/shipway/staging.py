@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 from urllib.parse import parse_qs, urlsplit
 
 import docker.errors
@@ -105,7 +105,7 @@ class StagingRegistry:
         if not path.is_file() or path.stat().st_size != size:
             raise BackendError(f"staging registry: blob {digest[:19]} is missing or has the wrong size")
 
-        def chunks() -> Any:
+        def chunks() -> Iterator[bytes]:
             with path.open("rb") as f:
                 while chunk := f.read(1 << 20):
                     yield chunk
@@ -117,6 +117,16 @@ class StagingRegistry:
         with self._lock:
             self.uploads[upload_id] = _Upload(self.uploads_dir / upload_id)
         return upload_id
+
+    def drop_upload(self, upload_id: str) -> bool:
+        """Forget an upload and delete what it wrote; False if there was none."""
+        with self._lock:
+            upload = self.uploads.pop(upload_id, None)
+        if upload is None:
+            return False
+        upload.file.close()
+        upload.path.unlink(missing_ok=True)
+        return True
 
     def finish_upload(self, upload_id: str, digest: str) -> bool:
         """Keep the upload as blob ``digest`` if its bytes have that digest; False (and dropped) if not."""
@@ -135,11 +145,8 @@ class StagingRegistry:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-        with self._lock:
-            for upload in self.uploads.values():
-                upload.file.close()
-                upload.path.unlink(missing_ok=True)
-            self.uploads.clear()
+        for upload_id in list(self.uploads):
+            self.drop_upload(upload_id)
 
 
 class _Server(ThreadingHTTPServer):
@@ -313,19 +320,18 @@ def _handler(reg: StagingRegistry) -> type[BaseHTTPRequestHandler]:
             self._finish(m["name"], m["id"], digest)
 
         def _finish(self, name: str, upload_id: str, digest: str) -> None:
-            if not _DIGEST.match(digest) or not reg.finish_upload(upload_id, digest):
-                reg.uploads.pop(upload_id, None)
+            if not _DIGEST.match(digest):
+                reg.drop_upload(upload_id)
+                self._error(400, "DIGEST_INVALID")
+                return
+            if not reg.finish_upload(upload_id, digest):
                 self._error(400, "DIGEST_INVALID")
                 return
             self._blob_found(name, digest, 201)
 
         def do_DELETE(self) -> None:
             m = _UPLOADS.match(urlsplit(self.path).path)
-            upload = reg.uploads.pop(m["id"] or "", None) if m else None
-            if upload is not None:
-                upload.file.close()
-                upload.path.unlink(missing_ok=True)
-            self.answer(204 if upload else 404)
+            self.answer(204 if m and reg.drop_upload(m["id"] or "") else 404)
 
     return Handler
 
@@ -419,27 +425,29 @@ def engine_id() -> str:
     return str(dockerutil.client().info().get("ID") or "")
 
 
-def engine_seen(root: Path, engine: str) -> bool:
-    """Whether a build with this cache ran on this engine before (so pushing here pays off)."""
-    path = _engines_file(root)
+def way_for(root: Path, engine: str) -> str | None:
+    """How builds with this cache take layers out of ``engine`` next ("push", "save"), None on a first build."""
     try:
-        return engine in json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return False
+        found = json.loads(_engines_file(root).read_text()).get(engine)
+    except (FileNotFoundError, ValueError, AttributeError):
+        return None
+    return found if found in ("push", "save") else None
 
 
-def remember_engine(root: Path, engine: str) -> None:
-    """Note that a build with this cache ran on ``engine``."""
+def remember_way(root: Path, engine: str, way: str) -> None:
+    """Note how the next build with this cache takes layers out of ``engine``."""
     path = _engines_file(root)
     try:
-        seen = list(json.loads(path.read_text()))
-    except (FileNotFoundError, ValueError):
-        seen = []
-    if engine in seen:
+        table = dict(json.loads(path.read_text()))
+    except (FileNotFoundError, ValueError, TypeError):
+        table = {}
+    if table.get(engine) == way:
         return
+    table.pop(engine, None)
+    table[engine] = way
     root.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps([*seen[-15:], engine]))
+    tmp.write_text(json.dumps(dict(list(table.items())[-16:])))
     tmp.replace(path)
 
 
@@ -495,8 +503,8 @@ __all__ = [
     "StagingRegistry",
     "engine_id",
     "engine_is_local",
-    "engine_seen",
     "export",
     "preferred_port",
-    "remember_engine",
+    "remember_way",
+    "way_for",
 ]

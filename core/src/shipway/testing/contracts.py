@@ -36,7 +36,7 @@ from pydantic import SecretStr
 
 from shipway import labels as L
 from shipway.backends.base import BackendContext, ModelStore, Orchestrator, Registry
-from shipway.backends.blobcache import BlobCache
+from shipway.backends.blobcache import BlobCache, sha256_file
 from shipway.domain import ImageRef, ModelFile, ModelRef, ModelVersion, Release
 from shipway.errors import (
     AuthError,
@@ -366,6 +366,21 @@ class ModelStoreContract:
         cached.write_bytes(bytes(data))
         out = store.fetch(version, tmp_path / "fresh")
         assert (out / "weights.bin").read_bytes() == (model_files / "weights.bin").read_bytes()
+
+    def test_verified_blobs_are_the_version_files_read_only_in_the_cache(
+        self, store: ModelStore, model_files: Path
+    ) -> None:
+        """``shipway run`` builds the model layer from these files in place: they must be exactly the
+        version's bytes, in this runner's cache (not the store's own storage), and read-only."""
+        version = self.seed(store, model_files, unique("m"))
+        blobs = store.verified_blobs(version)
+        assert set(blobs) == {f.path for f in version.files}
+        cache = store.context.cache_dir.resolve()
+        for f in version.files:
+            path = blobs[f.path]
+            assert path.resolve().is_relative_to(cache), f"{f.path}: {path} is not in the cache {cache}"
+            assert path.stat().st_mode & 0o222 == 0, f"{f.path}: {path} is writable"
+            assert (path.stat().st_size, sha256_file(path)) == (f.size, f.sha256)
 
     def test_editing_a_fetched_file_never_edits_the_cache(
         self, store: ModelStore, model_files: Path, tmp_path: Path
