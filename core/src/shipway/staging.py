@@ -289,15 +289,20 @@ def _handler(reg: StagingRegistry) -> type[BaseHTTPRequestHandler]:
             else:
                 self._upload_started(m["name"], upload_id)
 
-        def do_PATCH(self) -> None:
-            m = _UPLOADS.match(urlsplit(self.path).path)
+        def _append(self, path: str) -> tuple[str, str] | None:
+            """Add the body to the upload ``path`` names: (repository, upload ID), or None (answered 404)."""
+            m = _UPLOADS.match(path)
             upload = reg.uploads.get(m["id"] or "") if m else None
             if m is None or upload is None:
                 self._error(404, "BLOB_UPLOAD_UNKNOWN")
-                return
+                return None
             with upload.lock:
                 self._body_into(upload)
-            self._upload_started(m["name"], m["id"])
+            return m["name"], m["id"]
+
+        def do_PATCH(self) -> None:
+            if found := self._append(urlsplit(self.path).path):
+                self._upload_started(*found)
 
         def do_PUT(self) -> None:
             url = urlsplit(self.path)
@@ -309,15 +314,8 @@ def _handler(reg: StagingRegistry) -> type[BaseHTTPRequestHandler]:
                 location = f"/v2/{m['name']}/manifests/{digest}"
                 self.answer(201, b"", {"Docker-Content-Digest": digest, "Location": location})
                 return
-            m = _UPLOADS.match(url.path)
-            upload = reg.uploads.get(m["id"] or "") if m else None
-            if m is None or upload is None:
-                self._error(404, "BLOB_UPLOAD_UNKNOWN")
-                return
-            with upload.lock:
-                self._body_into(upload)
-            digest = parse_qs(url.query).get("digest", [""])[0]
-            self._finish(m["name"], m["id"], digest)
+            if found := self._append(url.path):
+                self._finish(*found, parse_qs(url.query).get("digest", [""])[0])
 
         def _finish(self, name: str, upload_id: str, digest: str) -> None:
             if not _DIGEST.match(digest):
