@@ -14,6 +14,9 @@ from shipway.config import VerifyCheck
 from shipway.domain import CheckResult
 from shipway.errors import ConfigError
 
+FAST_POLL_SECONDS = 3.0
+"""How long :func:`wait_ready` polls every 50 ms before it backs off."""
+
 
 def wait_ready(
     base_url: str,
@@ -26,7 +29,8 @@ def wait_ready(
     ``problem`` is asked between polls and returns a reason to stop early (a
     container that exited, say). Returns None when ready, else why not.
     """
-    end = time.monotonic() + deadline
+    start = time.monotonic()
+    end = start + deadline
     delay = 0.05
     last = "no answer yet"
     while True:
@@ -44,7 +48,10 @@ def wait_ready(
         if time.monotonic() + delay > end:
             return f"not ready after {deadline:.0f}s ({last})"
         time.sleep(delay)
-        delay = min(delay * 1.5, 1.0)
+        # Every 50 ms while most apps start (readiness seen within 50 ms, not up to the last back-off
+        # step), then backing off to 1 s for apps that take long.
+        if time.monotonic() - start > FAST_POLL_SECONDS:
+            delay = min(delay * 1.5, 1.0)
 
 
 def load_body(check: VerifyCheck, base: Path) -> Any:
