@@ -247,7 +247,7 @@ CASES = [
     Case(
         "s3 closed endpoint",
         ExitCode.BACKEND,
-        ("s3", "127.0.0.1:"),
+        ("s3", "127.0.0.1:", "endpoint_url"),
         argv=("model", "list", "lexicon"),
         setup=_s3,
         env=lambda svc: _aws(f"http://127.0.0.1:{free_port()}"),

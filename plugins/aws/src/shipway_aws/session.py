@@ -101,8 +101,11 @@ def translate(exc: BaseException, where: str, denied_hint: str) -> BackendError 
     if isinstance(exc, bx.NoRegionError):
         return BackendError(f"{where}: no AWS region: set region in the file or AWS_REGION")
     if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError | bx.ReadTimeoutError):
+        endpoint = getattr(exc, "kwargs", {}).get("endpoint_url", "")
         return BackendError(
-            f"cannot reach {where}: {type(exc).__name__} ({getattr(exc, 'kwargs', {}).get('endpoint_url', '')})"
+            f"cannot reach {where}: {type(exc).__name__} ({endpoint}): check the region and the endpoint "
+            "(endpoint_url of an s3 section, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>) and that the service "
+            "answers there"
         )
     if isinstance(exc, bx.TokenRetrievalError | bx.SSOError):
         return AuthError(f"{where}: AWS credentials could not be refreshed: {type(exc).__name__}")
