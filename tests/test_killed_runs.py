@@ -139,13 +139,16 @@ def test_02_killed_push_never_tags_a_partial_image_and_the_next_run_completes_it
     proc = spawn(scorer, "run")
     kill_when(proc, lambda: _uploading(shipway_registry, scorer.repository, 8 << 20), timeout=300)
     assert _tags(shipway_registry, scorer.repository) == []  # no tag names a partial image
-    assert not (scorer.cache / "fetched").exists()  # the model layer reads the verified cache: no per-run copy
+    # The killed run was the cache's first build: its layers left the engine by docker save, into a
+    # spool folder of its own that nobody removed.
+    assert list((scorer.cache / "spool").iterdir()), "the killed run left no docker save spool"
 
     record = scorer.run_record(tmp_path)
     assert record["action"] == "built"
     head = scorer.git("rev-parse", "HEAD")
     assert record["image"]["tag"] == f"{head[:12]}-m1"
     assert record["image"]["tag"] in _tags(shipway_registry, scorer.repository)
+    assert list((scorer.cache / "spool").iterdir()) == []  # the next run removed the killed run's spool
     # the run fetched again: the zeroed partial of test_01 never reached the image
     rel = scorer.shipway("release")
     assert rel.returncode == 0, rel.stderr

@@ -139,19 +139,30 @@ def test_dockerfile_copying_the_model_is_detected() -> None:
 
 
 def test_dockerfile_final_workdir_follows_stages_args_and_the_base() -> None:
+    def predict(text: str, args: dict[str, str] | None = None, base: str | None = "/") -> str | None:
+        return dockerfile.final_workdir(dockerfile.parse(text, args or {}), base)
+
     text = (
         "ARG ROOT=/srv\n"
-        "FROM python:3.11-slim AS build\nWORKDIR ${ROOT}\nWORKDIR app\n"
+        "FROM python:3.11-slim AS build\nARG ROOT\nWORKDIR ${ROOT}\nWORKDIR app\n"
         "FROM build AS runtime\nWORKDIR ../scorer\n"
     )
-    assert dockerfile.final_workdir(dockerfile.parse(text, {}), "/") == "/srv/scorer"
-    assert dockerfile.final_workdir(dockerfile.parse(text, {"ROOT": "/opt"}), "/") == "/opt/scorer"
+    assert predict(text) == "/srv/scorer"
+    assert predict(text, {"ROOT": "/opt"}) == "/opt/scorer"
+    assert predict("FROM b\nARG D=/x\nWORKDIR $D/y\n") == "/x/y"
     # No WORKDIR: the base image's; relative ones start there; scratch starts at /.
-    assert dockerfile.final_workdir(dockerfile.parse("FROM python:3.11-slim\n", {}), "/home/app") == "/home/app"
-    assert dockerfile.final_workdir(dockerfile.parse("FROM base\nWORKDIR code\n", {}), "/home") == "/home/code"
-    assert dockerfile.final_workdir(dockerfile.parse("FROM scratch\nWORKDIR w\n", {}), "/ignored") == "/w"
-    # A WORKDIR from an ENV cannot be read here: no prediction (the builder then waits for the image).
-    assert dockerfile.final_workdir(dockerfile.parse("FROM b\nENV D=/x\nWORKDIR $D\n", {}), "/") is None
+    assert predict("FROM python:3.11-slim\n", base="/home/app") == "/home/app"
+    assert predict("FROM base\nWORKDIR code\n", base="/home") == "/home/code"
+    assert predict("FROM scratch\nWORKDIR w\n", base="/ignored") == "/w"
+    # A base the engine does not have yet: only an absolute WORKDIR tells.
+    assert predict("FROM base\nWORKDIR code\n", base=None) is None
+    assert predict("FROM base\nWORKDIR /srv\nWORKDIR code\n", base=None) == "/srv/code"
+    # What this reading cannot follow gives no prediction (the builder then waits for the image):
+    # a variable an ENV sets, even over an ARG of the same name, and a global ARG not brought into
+    # the stage (Docker gives it only to FROM lines).
+    assert predict("FROM b\nENV D=/x\nWORKDIR $D\n") is None
+    assert predict("FROM b\nARG D=/a\nENV D=/x\nWORKDIR $D\n") is None
+    assert predict("ARG ROOT=/srv\nFROM b\nWORKDIR ${ROOT}/app\n") is None
 
 
 def test_inputs_digest_and_tag() -> None:

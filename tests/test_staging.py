@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -101,6 +103,33 @@ def test_a_blob_is_kept_only_under_the_digest_of_its_bytes(registry: staging.Sta
     assert unknown.status_code == 202
 
 
+def test_the_registry_keeps_connections_serves_no_bytes_and_drops_bad_uploads(
+    registry: staging.StagingRegistry,
+) -> None:
+    url = f"http://{registry.address}"
+    body = b"config bytes"
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    with requests.Session() as session:
+        # What every push does: a HEAD that finds nothing, then a POST on the same kept-alive connection.
+        assert session.head(f"{url}/v2/app/blobs/{digest}", timeout=10).status_code == 404
+        started = session.post(f"{url}/v2/app/blobs/uploads/", params={"digest": digest}, data=body, timeout=10)
+        assert started.status_code == 201
+        # Whatever is in the cache exists for a HEAD, but no process reads it back through the registry.
+        assert session.head(f"{url}/v2/app/blobs/{digest}", timeout=10).status_code == 200
+        assert session.get(f"{url}/v2/app/blobs/{digest}", timeout=10).status_code == 405
+    # A chunked body with a chunk size that is not hex: 400, the upload and its bytes gone.
+    upload = requests.post(f"{url}/v2/app/blobs/uploads/", timeout=10).headers["Location"]
+    upload_id = upload.rsplit("/", 1)[1]
+    host, port = registry.address.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(
+            f"PATCH {upload} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n".encode()
+        )
+        assert raw.recv(1024).startswith(b"HTTP/1.1 400")
+    assert upload_id not in registry.uploads
+    assert not (registry.uploads_dir / upload_id).exists()
+
+
 def test_the_port_is_the_same_for_one_cache_and_a_busy_port_is_not_an_error(tmp_path: Path) -> None:
     root = tmp_path / "staging"
     assert staging.preferred_port(root) == staging.preferred_port(tmp_path / "x" / ".." / "staging")
@@ -145,5 +174,11 @@ def test_the_way_out_of_each_engine_is_remembered_per_cache(tmp_path: Path) -> N
     staging.remember_way(root, "engine-a", "save")
     assert staging.way_for(root, "engine-a") == "save"
     assert staging.way_for(tmp_path / "other", "engine-a") is None
+    # A failed push is not held against an engine forever: after a day it is tried as new again.
+    table = json.loads((root / "engines.json").read_text())
+    table["engine-a"]["at"] -= staging.RETRY_PUSH_SECONDS + 1
+    (root / "engines.json").write_text(json.dumps(table))
+    assert staging.way_for(root, "engine-a") is None
+    assert staging.way_for(root, "engine-b") == "save"
     (root / "engines.json").write_text("[not a table")
     assert staging.way_for(root, "engine-a") is None

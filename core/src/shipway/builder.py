@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import json
 import posixpath
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -238,6 +238,7 @@ def export(app_id: str, how: str, app: str, cache_dir: Path, reporter: Reporter)
     engine whose push failed (it cannot reach this machine's loopback) is
     remembered and not pushed to again with this cache.
     """
+    image.remove_abandoned_spools(cache_dir / "spool")
     root = cache_dir / "staging"
     engine = staging.engine_id()
     way = staging.way_for(root, engine)
@@ -302,10 +303,10 @@ def build(
     if bp.mode == "dockerfile":
         entries = ctx.merge(entries, model_context_entries(model, model_files, cfg.model.into))
     seconds: dict[str, float] = {}
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="shipway-model-layer") as pool:
-        # The model layer's digest (a read of the whole model when this version is new here) is
-        # taken while the engine builds, at the folder the Dockerfile's WORKDIR predicts.
-        early = _predicted_layer(pool, loaded, bp, model, model_files, cache_dir)
+    # The model layer's digest (a read of the whole model when this version is new here) is
+    # taken while the engine builds, at the folder the Dockerfile's WORKDIR predicts.
+    early = _predicted_layer(loaded, bp, model, model_files, cache_dir)
+    try:
         start = time.monotonic()
         app_id = _docker_build(loaded, bp, entries, app_tag, reporter)
         seconds["docker build"] = time.monotonic() - start
@@ -344,6 +345,9 @@ def build(
         except BaseException:
             app.cleanup()
             raise
+    finally:
+        if early is not None:
+            early.cancel()  # a failed build does not wait for (or keep reading) the model
     return BuiltImage(
         image_id=assembly.image.local_id,
         layers=[b.digest for b in assembly.image.layers],
@@ -352,24 +356,52 @@ def build(
         loaded_bytes=sent,
         seconds=seconds,
         exported_bytes=exported,
-        predicted=early is not None and layer is not None and early.result() is layer,
+        predicted=early is not None and layer is not None and early.target == layer.target,
     )
 
 
+class _EarlyLayer:
+    """The model layer computed in a daemon thread at a predicted target; cancelled when not wanted."""
+
+    def __init__(self, target: str, compute: Callable[[threading.Event], ModelLayer]) -> None:
+        self.target = target
+        self._stop = threading.Event()
+        self._layer: ModelLayer | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(compute,), daemon=True, name="shipway-model-layer")
+        self._thread.start()
+
+    def _run(self, compute: Callable[[threading.Event], ModelLayer]) -> None:
+        try:
+            self._layer = compute(self._stop)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by result()
+            self._error = exc
+
+    def result(self) -> ModelLayer:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._layer is not None
+        return self._layer
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+
 def _predicted_layer(
-    pool: ThreadPoolExecutor,
     loaded: LoadedConfig,
     bp: BuildPlan,
     model: ModelVersion,
     model_files: ModelFiles,
     cache_dir: Path,
-) -> Future[ModelLayer] | None:
+) -> _EarlyLayer | None:
     if bp.mode != "shipway":
         return None
     workdir = df.final_workdir(bp.stages, image.base_workdir(bp.base))
     if workdir is None:
         return None
-    return pool.submit(model_layer, model, model_files, model_target(workdir, loaded.config.model.into), cache_dir)
+    target = model_target(workdir, loaded.config.model.into)
+    return _EarlyLayer(target, lambda stop: model_layer(model, model_files, target, cache_dir, stop))
 
 
 def _model_layer(
@@ -378,7 +410,7 @@ def _model_layer(
     model: ModelVersion,
     model_files: ModelFiles,
     app: image.AppImage,
-    early: Future[ModelLayer] | None,
+    early: _EarlyLayer | None,
     cache_dir: Path,
 ) -> ModelLayer | None:
     """The model layer at ``model.into`` under the built image's WORKDIR (None on the Dockerfile path)."""
@@ -386,9 +418,10 @@ def _model_layer(
         return None
     workdir = (json.loads(app.config).get("config") or {}).get("WorkingDir") or "/"
     target = model_target(workdir, loaded.config.model.into)
-    predicted = early.result() if early is not None else None
-    if predicted is not None and predicted.target == target:
-        return predicted
+    if early is not None:
+        if early.target == target:
+            return early.result()
+        early.cancel()  # predicted wrong: stop that read now rather than wait for it
     return model_layer(model, model_files, target, cache_dir)
 
 

@@ -184,8 +184,9 @@ class BuildConfig(Strict):
     export: Literal["auto", "push", "save"] = Field(
         "auto",
         description="How the app image's layers leave the engine: push (to a loopback staging registry: only "
-        "layers the engine has not exported before), save (docker save: every layer, every build), auto: push "
-        "when the engine runs on this machine, else save, and save when the push fails",
+        "layers the engine has not exported before), save (docker save: every layer, every build), auto: save "
+        "on a cache's first build with an engine, push from the second on when the engine runs on this machine; "
+        "after a failed push, save for a day (delete <cache>/staging/engines.json to retry at once)",
     )
     existing_tag: Literal["suffix", "refuse"] = Field(
         "suffix",

@@ -64,6 +64,7 @@ def parse(text: str, build_args: dict[str, str]) -> list[Stage]:
     stages: list[Stage] = []
     global_args: dict[str, str] = {}
     stage_env: dict[str, str] = {}
+    env_names: set[str] = set()
     for line in _lines(text):
         word, _, rest = line.partition(" ")
         instr = word.upper()
@@ -71,9 +72,10 @@ def parse(text: str, build_args: dict[str, str]) -> list[Stage]:
         if instr == "ARG":
             name, eq, default = rest.partition("=")
             name = name.strip()
-            value = build_args.get(
-                name, _expand(default.strip().strip('"'), {**global_args, **stage_env}) if eq else ""
-            )
+            if eq:
+                value = build_args.get(name, _expand(default.strip().strip('"'), {**global_args, **stage_env}))
+            else:  # inside a stage, a bare ARG brings a global one (and its default) into scope
+                value = build_args.get(name, global_args.get(name, "") if stages else "")
             (global_args if not stages else stage_env)[name] = value
         elif instr == "FROM":
             parts = [p for p in rest.split() if not p.startswith("--")]
@@ -81,10 +83,15 @@ def parse(text: str, build_args: dict[str, str]) -> list[Stage]:
             alias = parts[2].lower() if len(parts) >= 3 and parts[1].upper() == "AS" else None
             stages.append(Stage(base=base, name=alias))
             stage_env = {}
+            env_names = set()
+        elif instr == "ENV" and stages:
+            env_names |= _env_names(rest)
         elif instr == "WORKDIR" and stages:
-            env = {**global_args, **stage_env}
-            known = all((m.group(1) or m.group(3)) in env for m in _VAR.finditer(rest))
-            stages[-1].workdirs.append(_expand(rest.strip('"'), env) if known else rest)
+            # Docker scopes ARGs before the first FROM to FROM lines: a stage sees only its own ARGs.
+            # A variable an ENV sets (it wins over an ARG) is not followed here: no prediction then.
+            names = {m.group(1) or m.group(3) for m in _VAR.finditer(rest)}
+            known = all(n in stage_env and n not in env_names for n in names)
+            stages[-1].workdirs.append(_expand(rest.strip('"'), stage_env) if known else "$" + rest)
         elif instr in ("COPY", "ADD") and stages:
             if any(p.startswith("--from") for p in rest.split()):
                 continue
@@ -98,6 +105,13 @@ def parse(text: str, build_args: dict[str, str]) -> list[Stage]:
             env = {**global_args, **stage_env}
             stages[-1].copies.append([_expand(a, env) for a in args[:-1]])
     return stages
+
+
+def _env_names(rest: str) -> set[str]:
+    """Names an ``ENV`` instruction sets (``ENV A=1 B=2`` or the legacy ``ENV A 1``)."""
+    if "=" not in rest.split(" ", 1)[0]:
+        return {rest.split(" ", 1)[0]}
+    return {part.split("=", 1)[0] for part in rest.split() if "=" in part}
 
 
 def external_bases(stages: list[Stage]) -> list[str]:
@@ -123,11 +137,12 @@ def final_base(stages: list[Stage]) -> str | None:
     return None if base == "scratch" else base
 
 
-def final_workdir(stages: list[Stage], base_workdir: str) -> str | None:
-    """The WORKDIR the final stage ends in, its external base's being ``base_workdir``.
+def final_workdir(stages: list[Stage], base_workdir: str | None) -> str | None:
+    """The WORKDIR the final stage ends in, its external base's being ``base_workdir`` (None: unknown).
 
-    None when a ``WORKDIR`` needs a variable this reading cannot resolve (an
-    ``ENV``): a prediction, which the builder checks against the built image.
+    None when it cannot be told here: a ``WORKDIR`` needs a variable an
+    ``ENV`` sets or no ARG in scope gives, or a relative one meets an unknown
+    base. A prediction, which the builder checks against the built image.
     """
     by_name = {s.name: s for s in stages if s.name}
     chain: list[Stage] = []
@@ -135,12 +150,15 @@ def final_workdir(stages: list[Stage], base_workdir: str) -> str | None:
     while stage is not None and not any(stage is seen for seen in chain):
         chain.append(stage)
         stage = by_name.get(stage.base.lower())
-    current = "/" if chain and chain[-1].base == "scratch" else (base_workdir or "/")
+    current: str | None = "/" if chain and chain[-1].base == "scratch" else base_workdir
     for stage in reversed(chain):
         for workdir in stage.workdirs:
             if "$" in workdir:
                 return None
-            current = posixpath.normpath(posixpath.join(current, workdir))
+            if workdir.startswith("/"):
+                current = posixpath.normpath(workdir)
+            elif current is not None:
+                current = posixpath.normpath(posixpath.join(current, workdir))
     return current
 
 

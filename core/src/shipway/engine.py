@@ -157,7 +157,6 @@ def run(
     stages: list[StageResult] = []
     st = Stages(project, "run", stages)
     record = BuildRecord(app=cfg.app.name, source=source_info(project.loaded.context), base_image=cfg.build.base_image)
-    built: builder.BuiltImage | None = None
     try:
         if push:
             # Fail on bad registry credentials in a second, not after the tests and the build.
@@ -190,15 +189,12 @@ def run(
                 st.skip(name, f"reused {found.digest}")
             project.reporter.info(f"action: reused {found} (same inputs {bp.inputs[:19]}; --rebuild builds anyway)")
         else:
-            built = _build_verify_push(project, st, record, bp, model, image_labels, labels.iso(created), push)
+            _build_verify_push(project, st, record, bp, model, image_labels, labels.iso(created), push)
     except ShipwayError as exc:
         record.status, record.error = "failed", str(exc)
         record.stages = stages
         _finish_run(project, record, outputs)
         raise
-    finally:
-        if built is not None:
-            built.cleanup()
     record.stages = stages
     _finish_run(project, record, outputs)
     return record
@@ -229,8 +225,7 @@ def _build_verify_push(
     image_labels: dict[str, str],
     created: str,
     push: bool,
-) -> builder.BuiltImage:
-    cfg = project.loaded.config
+) -> None:
     # The model layer (or, on the Dockerfile path, the build context) reads the store's verified,
     # read-only cache in place: no copy of the model per run, and an unchanged model moves no byte.
     with st.stage("model") as detail:
@@ -244,6 +239,7 @@ def _build_verify_push(
         if push:
             uploads.append(_BlobUpload(project.registry, assembly.image))
 
+    built: builder.BuiltImage | None = None
     try:
         with st.stage("build") as detail:
             built = builder.build(
@@ -272,10 +268,28 @@ def _build_verify_push(
     except BaseException:
         for upload in uploads:
             upload.cancel()
+        if built is not None:
+            built.cleanup()  # what the export spooled (docker save's layers) is not needed any more
         raise
-    if uploading is None:
-        st.skip("push", "--no-push")
-        return built
+    try:
+        if uploading is None:
+            st.skip("push", "--no-push")
+        else:
+            _push(project, st, record, bp, built, uploading, tag)
+    finally:
+        built.cleanup()
+
+
+def _push(
+    project: Project,
+    st: Stages,
+    record: BuildRecord,
+    bp: builder.BuildPlan,
+    built: builder.BuiltImage,
+    uploading: _BlobUpload,
+    tag: str,
+) -> None:
+    cfg = project.loaded.config
     with st.stage("push") as detail:
         before = project.registry.bytes_uploaded
         uploading.wait(project.reporter)
@@ -290,7 +304,6 @@ def _build_verify_push(
         record.image = ImageRef(repository=pushed.repository, tag=human, digest=pushed.digest)
         record.uploaded_bytes = uploading.sent + project.registry.bytes_uploaded - before
         detail.append(f"{record.image} ({record.uploaded_bytes / 1e6:.1f} MB uploaded)")
-    return built
 
 
 class _BlobUpload:

@@ -15,7 +15,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import shutil
+import socket
 import tarfile
 import tempfile
 import zlib
@@ -26,7 +28,7 @@ from typing import Any, Protocol
 
 import docker.errors
 
-from shipway import dockerutil
+from shipway import dockerutil, journal
 from shipway.errors import BackendError, BuildFailed
 from shipway.layers import Entry, ModelLayer, tar_chunks
 from shipway.manifest import LAYER_TAR_GZIP, Blob, Image, sha256
@@ -105,11 +107,24 @@ class SavedImage:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def remove_abandoned_spools(spool: Path) -> None:
+    """Delete ``docker save`` folders of this host's runs that were killed (their process is gone)."""
+    for entry in spool.iterdir() if spool.is_dir() else []:
+        parts = entry.name.rsplit("-", 2)
+        if len(parts) == 3 and parts[1].isdigit() and journal.gone(parts[0], int(parts[1])):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _spool_folder(spool: Path) -> Path:
+    """A fresh folder for one ``docker save``, named for its process (see :func:`remove_abandoned_spools`)."""
+    spool.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{socket.gethostname()}-{os.getpid()}-", dir=spool))
+
+
 def save(image_id: str, spool: Path) -> SavedImage:
     """Stream ``docker save`` of one image, keeping its config and each layer's tar."""
     client = dockerutil.client()
-    spool.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(dir=spool))
+    folder = _spool_folder(spool)
     files: dict[str, Path] = {}
     blobs: dict[str, bytes] = {}
     try:
@@ -181,14 +196,14 @@ def base_layers(base: str | None) -> list[str] | None:
         raise BackendError(f"cannot inspect base image {base}: {exc.explanation or exc}") from None
 
 
-def base_workdir(base: str | None) -> str:
-    """The WORKDIR of a local base image ("/" for scratch, unset, or an image the engine lacks)."""
+def base_workdir(base: str | None) -> str | None:
+    """The WORKDIR of a local base image ("/" for scratch or unset; None when the engine lacks the image)."""
     if base is None:
         return "/"
     try:
         return str(dockerutil.client().images.get(base).attrs["Config"].get("WorkingDir") or "/")
     except docker.errors.DockerException:
-        return "/"
+        return None
 
 
 def model_position(app_layers: list[str], base: list[str] | None) -> int:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import posixpath
 import tarfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,12 +155,15 @@ def model_entries(model: ModelVersion, files: ModelFiles, target: str) -> list[E
     return with_parents(out, prefix=root)
 
 
-def model_layer(model: ModelVersion, files: ModelFiles, target: str, cache_dir: Path) -> ModelLayer:
+def model_layer(
+    model: ModelVersion, files: ModelFiles, target: str, cache_dir: Path, stop: threading.Event | None = None
+) -> ModelLayer:
     """The model layer, its digest from the cache index when these files were tarred before.
 
     The index key covers the layer format, the target folder and every file's
     path, size and sha256 (all verified by the store's fetch), so a hit is
-    exact and saves reading the model once more.
+    exact and saves reading the model once more. ``stop`` set: the read
+    ends early with BuildFailed (nobody wants the digest any more).
     """
     entries = tuple(model_entries(model, files, target))
     key_body = {
@@ -176,6 +180,8 @@ def model_layer(model: ModelVersion, files: ModelFiles, target: str, cache_dir: 
             return ModelLayer(target=target, entries=entries, digest=found["digest"], size=size)
     digest = hashlib.sha256()
     for chunk in tar_chunks(entries):
+        if stop is not None and stop.is_set():
+            raise BuildFailed("the model layer's digest was no longer needed")
         digest.update(chunk)
     layer = ModelLayer(target=target, entries=entries, digest="sha256:" + digest.hexdigest(), size=size)
     index.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import threading
 import time
 import uuid
@@ -37,7 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
 import docker.errors
@@ -124,8 +123,9 @@ class StagingRegistry:
             upload = self.uploads.pop(upload_id, None)
         if upload is None:
             return False
-        upload.file.close()
-        upload.path.unlink(missing_ok=True)
+        with upload.lock:
+            upload.file.close()
+            upload.path.unlink(missing_ok=True)
         return True
 
     def finish_upload(self, upload_id: str, digest: str) -> bool:
@@ -153,6 +153,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that misbehaves or goes away is the client's problem: no traceback on shipway's stderr."""
 
 
 def preferred_port(root: Path) -> int:
@@ -203,6 +206,7 @@ def _handler(reg: StagingRegistry) -> type[BaseHTTPRequestHandler]:
 
         def _body_into(self, upload: _Upload | None) -> bytes:
             """Read the request body (chunked or sized) into ``upload``, or return it when there is none."""
+            self.body_read = True
             kept: list[bytes] = []
             sink = upload.write if upload is not None else kept.append
             if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
@@ -215,9 +219,20 @@ def _handler(reg: StagingRegistry) -> type[BaseHTTPRequestHandler]:
                 pass  # trailers
             return b"".join(kept)
 
+        body_read = False
+
         def _error(self, status: int, code: str) -> None:
-            self.close_connection = True  # the body may be unread: never read the next request from it
-            self.answer_json(status, {"errors": [{"code": code, "message": code.lower()}]})
+            headers = {"Content-Type": "application/json"}
+            if not self.body_read and self._has_body():
+                # The body is unread: never take its bytes for the next request, and tell the client so.
+                self.close_connection = True
+                headers["Connection"] = "close"
+            body = json.dumps({"errors": [{"code": code, "message": code.lower()}]}).encode()
+            self.answer(status, body, headers)
+
+        def _has_body(self) -> bool:
+            chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+            return chunked or int(self.headers.get("Content-Length") or 0) > 0
 
         def _blob_found(self, name: str, digest: str, status: int = 200) -> None:
             path = reg.blob_path(digest)
@@ -228,14 +243,11 @@ def _handler(reg: StagingRegistry) -> type[BaseHTTPRequestHandler]:
                 self._error(404, "BLOB_UNKNOWN")
                 return
             headers = {"Docker-Content-Digest": digest, "Location": f"/v2/{name}/blobs/{digest}"}
-            if status == 200:
+            if status == 200:  # HEAD: the blob's length, no body
                 self.send_response(200)
                 for key, value in {**headers, "Content-Length": str(size)}.items():
                     self.send_header(key, value)
                 self.end_headers()
-                if self.command == "GET":
-                    with path.open("rb") as f:
-                        shutil.copyfileobj(f, self.wfile, 1 << 20)
                 return
             self.answer(status, b"", headers)
 
@@ -252,6 +264,14 @@ def _handler(reg: StagingRegistry) -> type[BaseHTTPRequestHandler]:
             )
 
         def do_GET(self) -> None:
+            # Only the API check: a push never reads blobs or manifests back, and serving them would hand
+            # the cache's layers to any local process.
+            if urlsplit(self.path).path in ("/v2", "/v2/"):
+                self.answer_json(200, {})
+            else:
+                self._error(405, "UNSUPPORTED")
+
+        def do_HEAD(self) -> None:
             url = urlsplit(self.path)
             if url.path in ("/v2", "/v2/"):
                 self.answer_json(200, {})
@@ -267,8 +287,6 @@ def _handler(reg: StagingRegistry) -> type[BaseHTTPRequestHandler]:
             else:
                 self._error(404, "NAME_UNKNOWN")
 
-        do_HEAD = do_GET
-
         def do_POST(self) -> None:
             url = urlsplit(self.path)
             m = _UPLOADS.match(url.path)
@@ -282,7 +300,8 @@ def _handler(reg: StagingRegistry) -> type[BaseHTTPRequestHandler]:
                 self._blob_found(m["name"], mount, 201)
                 return
             upload_id = reg.new_upload()
-            self._body_into(reg.uploads[upload_id])
+            if not self._fill(upload_id, reg.uploads[upload_id]):
+                return
             digest = query.get("digest", "")
             if digest:
                 self._finish(m["name"], upload_id, digest)
@@ -290,15 +309,26 @@ def _handler(reg: StagingRegistry) -> type[BaseHTTPRequestHandler]:
                 self._upload_started(m["name"], upload_id)
 
         def _append(self, path: str) -> tuple[str, str] | None:
-            """Add the body to the upload ``path`` names: (repository, upload ID), or None (answered 404)."""
+            """Add the body to the upload ``path`` names: (repository, upload ID), or None (answered)."""
             m = _UPLOADS.match(path)
             upload = reg.uploads.get(m["id"] or "") if m else None
             if m is None or upload is None:
                 self._error(404, "BLOB_UPLOAD_UNKNOWN")
                 return None
-            with upload.lock:
-                self._body_into(upload)
-            return m["name"], m["id"]
+            return (m["name"], m["id"]) if self._fill(m["id"], upload) else None
+
+        def _fill(self, upload_id: str, upload: _Upload) -> bool:
+            """Read the body into ``upload``; on bad framing or a client gone mid-body, drop it (False)."""
+            try:
+                with upload.lock:
+                    self._body_into(upload)
+                return True
+            except (ValueError, OSError):  # a bad chunk size or length, a reset (ConnectionError is an OSError)
+                reg.drop_upload(upload_id)
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.answer(400, b"", {"Connection": "close"})
+                return False
 
         def do_PATCH(self) -> None:
             if found := self._append(urlsplit(self.path).path):
@@ -423,27 +453,40 @@ def engine_id() -> str:
     return str(dockerutil.client().info().get("ID") or "")
 
 
-def way_for(root: Path, engine: str) -> str | None:
-    """How builds with this cache take layers out of ``engine`` next ("push", "save"), None on a first build."""
+RETRY_PUSH_SECONDS = 24 * 3600
+"""How long an engine whose push failed is given ``docker save`` before a push is tried again."""
+
+
+def _ways(root: Path) -> dict[str, dict[str, Any]]:
     try:
-        found = json.loads(_engines_file(root).read_text()).get(engine)
-    except (FileNotFoundError, ValueError, AttributeError):
+        table = json.loads(_engines_file(root).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {k: v for k, v in table.items() if isinstance(v, dict)} if isinstance(table, dict) else {}
+
+
+def way_for(root: Path, engine: str) -> str | None:
+    """How builds with this cache take layers out of ``engine`` next ("push", "save"), None on a first build.
+
+    A "save" noted after a failed push lasts RETRY_PUSH_SECONDS; then the
+    engine is treated as new again (one build with save, then a push).
+    """
+    entry = _ways(root).get(engine) or {}
+    way, at = entry.get("way"), entry.get("at", 0)
+    if way == "save" and time.time() - float(at) > RETRY_PUSH_SECONDS:
         return None
-    return found if found in ("push", "save") else None
+    return way if way in ("push", "save") else None
 
 
 def remember_way(root: Path, engine: str, way: str) -> None:
-    """Note how the next build with this cache takes layers out of ``engine``."""
-    path = _engines_file(root)
-    try:
-        table = dict(json.loads(path.read_text()))
-    except (FileNotFoundError, ValueError, TypeError):
-        table = {}
-    if table.get(engine) == way:
+    """Note how the next build with this cache takes layers out of ``engine`` (the last writer wins)."""
+    table = _ways(root)
+    if (table.get(engine) or {}).get("way") == way and way == "push":
         return
     table.pop(engine, None)
-    table[engine] = way
+    table[engine] = {"way": way, "at": time.time()}
     root.mkdir(parents=True, exist_ok=True)
+    path = _engines_file(root)
     tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
     tmp.write_text(json.dumps(dict(list(table.items())[-16:])))
     tmp.replace(path)
@@ -497,6 +540,7 @@ def _repo_name(app: str) -> str:
 
 
 __all__ = [
+    "RETRY_PUSH_SECONDS",
     "StagedImage",
     "StagingRegistry",
     "engine_id",
