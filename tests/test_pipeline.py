@@ -174,7 +174,12 @@ def test_publish_run_release_serves_the_model(example: Example, models: dict[str
 def test_code_only_change_reuses_the_model_layer(
     example: Example, models: dict[str, Path], tmp_path: Path, shipway_registry: RegistryService
 ) -> None:
-    example.publish(models["good"])
+    # A model layer of this test's own (the good model plus a unique file): no other image in the
+    # engine holds it, so the pulls below show what a node without it downloads.
+    model = tmp_path / "model"
+    shutil.copytree(models["good"], model)
+    (model / "nonce.txt").write_text(uuid.uuid4().hex)
+    example.publish(model)
     first = example.run_ok(tmp_path / "first.json", "--skip-tests")
     base_layers = dockerutil.client().images.get(BASE_IMAGE).attrs["RootFS"]["Layers"]
     above_base = len(base_layers)
@@ -214,9 +219,9 @@ def test_code_only_change_reuses_the_model_layer(
         ref = f"{record['image']['repository']}@{record['image']['digest']}"
         events = client.api.pull(ref, auth_config=auth, stream=True, decode=True)
         pulled[name] = {e["id"]: e["status"] for e in events if "id" in e and "status" in e}
-    model = first["model_layer"].split(":")[1][:12]
-    assert pulled["first"][model] == "Pull complete"
-    assert pulled["second"][model] == "Already exists"
+    model_layer = first["model_layer"].split(":")[1][:12]
+    assert pulled["first"][model_layer] == "Pull complete"
+    assert pulled["second"][model_layer] == "Already exists"
     assert pulled["second"][second["layers"][-1].split(":")[1][:12]] == "Pull complete"
 
 
