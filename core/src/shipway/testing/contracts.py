@@ -1114,7 +1114,8 @@ class OrchestratorContract:
         done = threading.Event()
         start = time.monotonic()
 
-        def watch() -> None:
+        def watch(offset: float) -> None:
+            done.wait(offset)
             while not done.is_set():
                 asked = time.monotonic()
                 try:
@@ -1122,15 +1123,19 @@ class OrchestratorContract:
                 except Exception as exc:  # noqa: BLE001 - reported by the test below
                     found = exc
                 seen.append((asked - start, time.monotonic() - start, found))
-                time.sleep(0.2)
+                done.wait(0.2)
 
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
+        # Several watchers, staggered: a status() that probes health can take seconds, and one watcher
+        # alone may ask only before the new revision starts and then answer only after it could serve.
+        watchers = [threading.Thread(target=watch, args=(i * 0.4,), daemon=True) for i in range(4)]
+        for watcher in watchers:
+            watcher.start()
         try:
             dep = orchestrator.deploy(self.release(app, slow_image), auth=pull_auth)
         finally:
             done.set()
-            watcher.join(timeout=60)
+            for watcher in watchers:
+                watcher.join(timeout=60)
         took = time.monotonic() - start
         assert took >= self.SLOW_SECONDS, f"deploy returned after {took:.1f}s: it did not wait for the new revision"
         assert (dep.state, dep.digest) == ("healthy", slow_image.digest)
