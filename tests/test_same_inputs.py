@@ -268,6 +268,16 @@ def test_06_model_only_change_uploads_the_model_once(scorer: Scorer, tmp_path: P
     # written while the engine built, at the folder the Dockerfile predicted.
     assert "model layer written during docker build" in detail
     assert float(detail.split(" MB out of the engine")[0].rsplit(" ", 1)[1]) < 1.0
+    # ... and loaded into the engine on the base's layers while the engine built the app: the final
+    # load sent only the layers above the model, and the image that carried it is gone.
+    assert "and loaded alongside it" in detail
+    assert float(detail.split(" MB into it")[0].rsplit(" ", 1)[1]) * 1e6 < MODEL_BYTES
+    tops = [
+        i.id
+        for i in dockerutil.client().images.list(all=True)
+        if i.attrs["RootFS"]["Layers"][-1:] == [record["model_layer"]]
+    ]
+    assert tops == []
     assert scorer.run(tmp_path)["action"] == "reused"
 
 

@@ -79,9 +79,13 @@ class BuiltImage:
     predicted: bool = False
     """Whether the model layer was written while the engine built (the WORKDIR was predicted right)."""
 
+    preloaded: bool = False
+    """Whether the engine took the model layer (on the base's layers) while it built the app."""
+
     def describe(self) -> str:
         steps = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
         early = "; model layer written during docker build" if self.predicted else ""
+        early += " and loaded alongside it" if self.preloaded else ""
         moved = f"{self.exported_bytes / 1e6:.1f} MB out of the engine, {self.loaded_bytes / 1e6:.1f} MB into it"
         return f"{steps}; {moved}{early}"
 
@@ -182,7 +186,14 @@ def plan(
     )
 
 
-def _docker_build(loaded: LoadedConfig, bp: BuildPlan, entries: list[Entry], tag: str, reporter: Reporter) -> str:
+def _docker_build(
+    loaded: LoadedConfig,
+    bp: BuildPlan,
+    entries: list[Entry],
+    tag: str,
+    reporter: Reporter,
+    stop: threading.Event | None = None,
+) -> str:
     client = dockerutil.client()
     log: list[str] = []
     image_id = None
@@ -200,6 +211,8 @@ def _docker_build(loaded: LoadedConfig, bp: BuildPlan, entries: list[Entry], tag
             timeout=int(loaded.config.build.timeout),
         )
         for event in stream:
+            if stop is not None and stop.is_set():
+                raise BuildFailed("docker build stopped: the run failed while the engine built")
             if "stream" in event:
                 line = event["stream"].rstrip()
                 if line:
@@ -219,6 +232,51 @@ def _docker_build(loaded: LoadedConfig, bp: BuildPlan, entries: list[Entry], tag
     if image_id is None:
         image_id = client.images.get(tag).id
     return str(image_id)
+
+
+class AppBuild:
+    """``docker build`` of the app image in a thread, started before the model is fetched.
+
+    On the fast path the context holds no model byte, so the engine can build
+    while the store downloads and verifies the model. A failed fetch cancels
+    it (it stops at the engine's next message; a CLI run that exits closes the
+    connection, which stops the engine's build).
+    """
+
+    def __init__(self, loaded: LoadedConfig, bp: BuildPlan, reporter: Reporter) -> None:
+        self._stop = threading.Event()
+        self._image_id: str | None = None
+        self._error: BaseException | None = None
+        self.seconds = 0.0
+        tag = f"shipway/{loaded.config.app.name}:app"
+        self._thread = threading.Thread(
+            target=self._run, args=(loaded, bp, tag, reporter), daemon=True, name="shipway-docker-build"
+        )
+        self._thread.start()
+
+    def _run(self, loaded: LoadedConfig, bp: BuildPlan, tag: str, reporter: Reporter) -> None:
+        start = time.monotonic()
+        try:
+            self._image_id = _docker_build(loaded, bp, bp.entries, tag, reporter, self._stop)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by result()
+            self._error = exc
+        self.seconds = time.monotonic() - start
+
+    def result(self) -> str:
+        """The app image's ID, once the engine has built it (raises what the build raised)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._image_id is not None
+        return self._image_id
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+
+def start_app_build(loaded: LoadedConfig, bp: BuildPlan, reporter: Reporter) -> AppBuild | None:
+    """Start ``docker build`` now when the model is not part of the context (the fast path), else None."""
+    return AppBuild(loaded, bp, reporter) if bp.mode == "shipway" else None
 
 
 def _own_layers(app_layers: list[str], base: list[str] | None) -> int:
@@ -291,11 +349,14 @@ def build(
     cache_dir: Path,
     reporter: Reporter,
     on_assembled: Callable[[image.Assembly], None] | None = None,
+    app_build: AppBuild | None = None,
 ) -> BuiltImage:
     """Build the app image, add the model layer (fast path), load the final image into the engine.
 
-    ``on_assembled`` is called once the final image is known, before it is
-    loaded: the engine starts uploading its blobs then, alongside the load.
+    ``app_build``: the engine's build of the app image, already under way
+    (:func:`start_app_build`). ``on_assembled`` is called once the final image
+    is known, before it is loaded: the engine starts uploading its blobs then,
+    alongside the load.
     """
     cfg = loaded.config
     app_tag = f"shipway/{cfg.app.name}:app"
@@ -303,13 +364,18 @@ def build(
     if bp.mode == "dockerfile":
         entries = ctx.merge(entries, model_context_entries(model, model_files, cfg.model.into))
     seconds: dict[str, float] = {}
+    preloaded = False
     # The model layer's digest (a read of the whole model when this version is new here) is
     # taken while the engine builds, at the folder the Dockerfile's WORKDIR predicts.
     early = _predicted_layer(loaded, bp, model, model_files, cache_dir)
     try:
         start = time.monotonic()
-        app_id = _docker_build(loaded, bp, entries, app_tag, reporter)
-        seconds["docker build"] = time.monotonic() - start
+        if app_build is not None:
+            app_id = app_build.result()
+            seconds["docker build"] = app_build.seconds
+        else:
+            app_id = _docker_build(loaded, bp, entries, app_tag, reporter)
+            seconds["docker build"] = time.monotonic() - start
         start = time.monotonic()
         base = image.base_layers(bp.base)
         app, how, exported = export(app_id, cfg.build.export, cfg.app.name, cache_dir, reporter)
@@ -340,6 +406,9 @@ def build(
             if on_assembled is not None:
                 on_assembled(assembly)
             start = time.monotonic()
+            if early is not None and layer is not None and early.target == layer.target:
+                preloaded = early.preloaded()  # the model's chain is (being) loaded: wait, then send the rest
+                seconds["model preload"] = early.preload_seconds
             sent = image.load(assembly, cache_dir)
             seconds["docker load"] = time.monotonic() - start
         except BaseException:
@@ -347,7 +416,7 @@ def build(
             raise
     finally:
         if early is not None:
-            early.cancel()  # a failed build does not wait for (or keep reading) the model
+            early.cancel()  # a failed build does not wait for (or keep reading) the model; the preload goes
     return BuiltImage(
         image_id=assembly.image.local_id,
         layers=[b.digest for b in assembly.image.layers],
@@ -357,35 +426,82 @@ def build(
         seconds=seconds,
         exported_bytes=exported,
         predicted=early is not None and layer is not None and early.target == layer.target,
+        preloaded=preloaded,
     )
 
 
 class _EarlyLayer:
-    """The model layer computed in a daemon thread at a predicted target; cancelled when not wanted."""
+    """The model layer computed in a daemon thread at a predicted target, then loaded into the engine
+    on the base's layers (:func:`image.preload`); cancelled, and the preload removed, when not wanted."""
 
-    def __init__(self, target: str, compute: Callable[[threading.Event], ModelLayer]) -> None:
+    def __init__(
+        self,
+        target: str,
+        compute: Callable[[threading.Event], ModelLayer],
+        preload: Callable[[ModelLayer, threading.Event], str | None] | None,
+    ) -> None:
         self.target = target
+        self.preload_seconds = 0.0
         self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
         self._layer: ModelLayer | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(compute,), daemon=True, name="shipway-model-layer")
+        self._preloaded: str | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(compute, preload), daemon=True, name="shipway-model-layer"
+        )
         self._thread.start()
 
-    def _run(self, compute: Callable[[threading.Event], ModelLayer]) -> None:
+    def _run(
+        self,
+        compute: Callable[[threading.Event], ModelLayer],
+        preload: Callable[[ModelLayer, threading.Event], str | None] | None,
+    ) -> None:
         try:
             self._layer = compute(self._stop)
         except BaseException as exc:  # noqa: BLE001 - re-raised by result()
             self._error = exc
+            return
+        finally:
+            self._ready.set()
+        if preload is None:
+            return
+        start = time.monotonic()
+        try:
+            image_id = preload(self._layer, self._stop)
+        except Exception:  # noqa: BLE001 - the final load sends the model layer instead
+            return
+        finally:
+            self.preload_seconds = time.monotonic() - start
+        if image_id is None:
+            return  # the engine holds the model's chain already
+        with self._lock:
+            if self._stop.is_set():
+                image.drop(image_id)
+            else:
+                self._preloaded = image_id
 
     def result(self) -> ModelLayer:
-        self._thread.join()
+        """The model layer (its digest known); the preload may still run."""
+        self._ready.wait()
         if self._error is not None:
             raise self._error
         assert self._layer is not None
         return self._layer
 
+    def preloaded(self) -> bool:
+        """Wait for the preload; whether the engine now holds the model layer's chain."""
+        self._thread.join()
+        return self._preloaded is not None
+
     def cancel(self) -> None:
-        self._stop.set()
+        """Stop reading the model, and remove the preloaded image (the final image holds its layers)."""
+        with self._lock:
+            self._stop.set()
+            image_id, self._preloaded = self._preloaded, None
+        if image_id is not None:
+            image.drop(image_id)
 
 
 def _predicted_layer(
@@ -401,7 +517,19 @@ def _predicted_layer(
     if workdir is None:
         return None
     target = model_target(workdir, loaded.config.model.into)
-    return _EarlyLayer(target, lambda stop: model_layer(model, model_files, target, cache_dir, stop))
+    preload = None
+    try:
+        base = image.base_layers(bp.base)
+    except BackendError:
+        base = None
+    platform = image.base_platform(bp.base)
+    if base is not None and platform is not None:
+        known = base
+
+        def preload(layer: ModelLayer, stop: threading.Event) -> str | None:
+            return image.preload(known, layer, platform, cache_dir, stop)
+
+    return _EarlyLayer(target, lambda stop: model_layer(model, model_files, target, cache_dir, stop), preload)
 
 
 def _model_layer(

@@ -226,11 +226,19 @@ def _build_verify_push(
     created: str,
     push: bool,
 ) -> None:
+    # On the fast path the engine builds the app while the store fetches the model (the context
+    # holds no model byte); a model that fails its checks stops that build.
+    app_build = builder.start_app_build(project.loaded, bp, project.reporter)
     # The model layer (or, on the Dockerfile path, the build context) reads the store's verified,
     # read-only cache in place: no copy of the model per run, and an unchanged model moves no byte.
-    with st.stage("model") as detail:
-        files = project.store.verified_blobs(model)
-        detail.append(f"{model.name}:{model.version} ({model.size / 1e6:.1f} MB, {model.digest[:19]})")
+    try:
+        with st.stage("model") as detail:
+            files = project.store.verified_blobs(model)
+            detail.append(f"{model.name}:{model.version} ({model.size / 1e6:.1f} MB, {model.digest[:19]})")
+    except BaseException:
+        if app_build is not None:
+            app_build.cancel()
+        raise
     tag = image_tag(record)
     uploads: list[_BlobUpload] = []
 
@@ -253,6 +261,7 @@ def _build_verify_push(
                 project.context.cache_dir,
                 project.reporter,
                 on_assembled=start_upload,
+                app_build=app_build,
             )
             record.local_image_id = built.image_id
             record.layers = built.layers
@@ -266,6 +275,8 @@ def _build_verify_push(
             _raise_on_failed(record.checks, "the built image")
             detail.append(f"{len(record.checks)} checks passed")
     except BaseException:
+        if app_build is not None:
+            app_build.cancel()
         for upload in uploads:
             upload.cancel()
         if built is not None:

@@ -12,6 +12,7 @@ the config digest), sending only the layers the engine does not hold yet.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -20,6 +21,7 @@ import shutil
 import socket
 import tarfile
 import tempfile
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -196,6 +198,20 @@ def base_layers(base: str | None) -> list[str] | None:
         raise BackendError(f"cannot inspect base image {base}: {exc.explanation or exc}") from None
 
 
+def base_platform(base: str | None) -> dict[str, str] | None:
+    """The ``architecture``/``os`` (and ``variant``) of a local base image, or of the engine for scratch."""
+    try:
+        client = dockerutil.client()
+        if base is None:
+            version = client.version()
+            return {"architecture": str(version["Arch"]), "os": str(version["Os"])}
+        attrs = client.images.get(base).attrs
+    except (docker.errors.DockerException, KeyError):
+        return None
+    found = {"architecture": attrs.get("Architecture"), "os": attrs.get("Os"), "variant": attrs.get("Variant")}
+    return {k: str(v) for k, v in found.items() if v} if found["architecture"] and found["os"] else None
+
+
 def base_workdir(base: str | None) -> str | None:
     """The WORKDIR of a local base image ("/" for scratch or unset; None when the engine lacks the image)."""
     if base is None:
@@ -358,45 +374,100 @@ def load(assembly: Assembly, cache_dir: Path) -> int:
         if start == first:
             raise
         sent = _load(assembly, first)
-    known = _known_chains(cache_dir)
-    known.update(dict.fromkeys(assembly.chains, image.local_id))
-    if len(known) > 5000:
-        known = dict(list(known.items())[-5000:])
-    path = _index_path(cache_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(known))
-    tmp.replace(path)
+    _remember_chains(assembly.chains, image.local_id, cache_dir)
     return sent
+
+
+_index_lock = threading.Lock()
+
+
+def _remember_chains(chains: list[str], image_id: str, cache_dir: Path) -> None:
+    """Record that the engine holds ``chains`` while it holds ``image_id``."""
+    with _index_lock:
+        known = _known_chains(cache_dir)
+        known.update(dict.fromkeys(chains, image_id))
+        if len(known) > 5000:
+            known = dict(list(known.items())[-5000:])
+        path = _index_path(cache_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(known))
+        tmp.replace(path)
 
 
 def _load(assembly: Assembly, send_from: int) -> int:
     image = assembly.image
-    names = [f"layers/{b.digest.split(':', 1)[1]}.tar" for b in image.layers]
-    manifest = [{"Config": "config.json", "RepoTags": [assembly.tag], "Layers": names}]
-    entries = [
-        Entry(name="config.json", size=len(image.config), data=image.config),
-        Entry(name="manifest.json", size=len(json.dumps(manifest)), data=json.dumps(manifest).encode()),
-    ]
-    sent = 0
-    for i in range(send_from, len(image.layers)):
-        blob = assembly.loadable(i)
-        entries.append(Entry(name=names[i], size=blob.size, opener=blob.opener))
-        sent += blob.size
-    entries.insert(0, Entry(name="layers", kind="dir"))
+    layers = [(i, assembly.loadable(i)) for i in range(send_from, len(image.layers))]
+    _docker_load(image.config, [b.digest for b in image.layers], layers, assembly.tag)
     client = dockerutil.client()
-    try:
-        stream = client.api.load_image(tar_chunks(entries))
-        dockerutil.follow(stream, f"docker load of {assembly.tag}")
-    except (docker.errors.APIError, BackendError) as exc:
-        raise BuildFailed(f"docker load of the assembled image failed: {exc}") from None
     try:
         loaded = client.images.get(assembly.tag).id
     except docker.errors.ImageNotFound:
         raise BuildFailed(f"docker load did not create {assembly.tag}") from None
     if loaded != image.local_id:
         raise BuildFailed(f"the engine loaded {loaded}, the assembled config is {image.local_id}")
-    return sent
+    return sum(b.size for _, b in layers)
+
+
+def _docker_load(config: bytes, diff_ids: list[str], layers: list[tuple[int, Blob]], tag: str | None) -> None:
+    """``docker load`` an image archive holding ``config`` and only the layers given (index, blob).
+
+    The engine looks a layer up by its chain before it opens the layer's file,
+    so layers it already holds need not be in the archive.
+    """
+    names = [f"layers/{d.split(':', 1)[1]}.tar" for d in diff_ids]
+    manifest = json.dumps([{"Config": "config.json", "RepoTags": [tag] if tag else [], "Layers": names}]).encode()
+    entries = [
+        Entry(name="layers", kind="dir"),
+        Entry(name="config.json", size=len(config), data=config),
+        Entry(name="manifest.json", size=len(manifest), data=manifest),
+    ]
+    entries += [Entry(name=names[i], size=blob.size, opener=blob.opener) for i, blob in layers]
+    what = f"docker load of {tag or sha256(config)[:19]}"
+    try:
+        stream = dockerutil.client().api.load_image(tar_chunks(entries))
+        dockerutil.follow(stream, what)
+    except (docker.errors.APIError, BackendError) as exc:
+        raise BuildFailed(f"{what} failed: {exc}") from None
+
+
+def preload(
+    base: list[str], layer: ModelLayer, platform: dict[str, str], cache_dir: Path, stop: threading.Event
+) -> str | None:
+    """Load the base's layers plus the model layer into the engine as an untagged image; returns its ID
+    (None when the engine already holds that chain: nothing was loaded).
+
+    Run while the engine still builds the app: the model layer sits right
+    above the base in the final image, so this chain is the final image's
+    own, and the final load then sends only the layers above the model. The
+    caller removes the image once the final image holds the chain.
+    """
+    diff_ids = [*base, layer.digest]
+    chains = chain_ids(diff_ids)
+    if present_chains(chains, len(base), cache_dir) > len(base):
+        return None
+    config = json.dumps(
+        {**platform, "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}},
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+
+    def chunks() -> Iterator[bytes]:
+        for chunk in layer.chunks():
+            if stop.is_set():
+                raise BuildFailed("the model layer's preload was no longer wanted")
+            yield chunk
+
+    _docker_load(config, diff_ids, [(len(base), Blob(layer.digest, layer.size, opener=chunks))], None)
+    image_id = sha256(config)
+    _remember_chains(chains, image_id, cache_dir)
+    return image_id
+
+
+def drop(image_id: str) -> None:
+    """Remove an image shipway loaded for itself (no error if it is gone or still in use)."""
+    with contextlib.suppress(docker.errors.APIError):
+        dockerutil.client().images.remove(image_id, noprune=False)
 
 
 def sha256_stream(chunks: Iterable[bytes]) -> tuple[str, int]:
