@@ -446,8 +446,10 @@ def preload(
     chains = chain_ids(diff_ids)
     if present_chains(chains, len(base), cache_dir) > len(base):
         return None
+    remove_abandoned_preloads()
+    owner = {PRELOAD_LABEL: f"{socket.gethostname()}-{os.getpid()}"}
     config = json.dumps(
-        {**platform, "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}},
+        {**platform, "config": {"Labels": owner}, "rootfs": {"type": "layers", "diff_ids": diff_ids}},
         sort_keys=True,
         separators=(",", ":"),
     ).encode()
@@ -462,6 +464,22 @@ def preload(
     image_id = sha256(config)
     _remember_chains(chains, image_id, cache_dir)
     return image_id
+
+
+PRELOAD_LABEL = "io.shipway.preload"
+"""On the images :func:`preload` loads: the host and process that own it."""
+
+
+def remove_abandoned_preloads() -> None:
+    """Remove preloaded images whose run was killed on this host (normally each run removes its own)."""
+    try:
+        found = dockerutil.client().images.list(filters={"label": PRELOAD_LABEL})
+    except docker.errors.APIError:
+        return
+    for img in found:
+        host, _, pid = str((img.labels or {}).get(PRELOAD_LABEL, "")).rpartition("-")
+        if pid.isdigit() and journal.gone(host, int(pid)):
+            drop(str(img.id))
 
 
 def drop(image_id: str) -> None:
