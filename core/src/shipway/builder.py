@@ -270,6 +270,10 @@ class AppBuild:
         assert self._image_id is not None
         return self._image_id
 
+    def done(self) -> bool:
+        """Whether the engine has finished (or failed) the build."""
+        return not self._thread.is_alive()
+
     def cancel(self) -> None:
         self._stop.set()
 
@@ -367,7 +371,10 @@ def build(
     preloaded = False
     # The model layer's digest (a read of the whole model when this version is new here) is
     # taken while the engine builds, at the folder the Dockerfile's WORKDIR predicts.
-    early = _predicted_layer(loaded, bp, model, model_files, cache_dir)
+    # The preload pays only while the engine still builds: once the app image is there, one load
+    # of the final image takes the model with the layers above it.
+    building = app_build is None or not app_build.done()
+    early = _predicted_layer(loaded, bp, model, model_files, cache_dir, preload=building)
     try:
         start = time.monotonic()
         if app_build is not None:
@@ -510,6 +517,7 @@ def _predicted_layer(
     model: ModelVersion,
     model_files: ModelFiles,
     cache_dir: Path,
+    preload: bool,
 ) -> _EarlyLayer | None:
     if bp.mode != "shipway":
         return None
@@ -517,19 +525,19 @@ def _predicted_layer(
     if workdir is None:
         return None
     target = model_target(workdir, loaded.config.model.into)
-    preload = None
+    load = None
     try:
-        base = image.base_layers(bp.base)
+        base = image.base_layers(bp.base) if preload else None
     except BackendError:
         base = None
-    platform = image.base_platform(bp.base)
+    platform = image.base_platform(bp.base) if base is not None else None
     if base is not None and platform is not None:
         known = base
 
-        def preload(layer: ModelLayer, stop: threading.Event) -> str | None:
+        def load(layer: ModelLayer, stop: threading.Event) -> str | None:
             return image.preload(known, layer, platform, cache_dir, stop)
 
-    return _EarlyLayer(target, lambda stop: model_layer(model, model_files, target, cache_dir, stop), preload)
+    return _EarlyLayer(target, lambda stop: model_layer(model, model_files, target, cache_dir, stop), load)
 
 
 def _model_layer(
