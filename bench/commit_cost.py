@@ -22,6 +22,11 @@ scenario inside each repetition; the table shows medians. Scenarios:
 - ``reused``: ``shipway run`` again with nothing changed (the nightly case).
 - ``model-only``: a new model version, same code; ``plain upload``: the same
   number of random bytes uploaded as one blob to the same registry.
+- ``plain download``: the model's largest file copied out of the local store
+  (what a cold runner's download costs with this store).
+- ``plain load``: ``docker load`` of a one-layer image of the model's size:
+  what the engine alone takes to hold the model, which verify needs before
+  it can run the image.
 
 Bytes uploaded are what the registry's storage grew by. The registry is a
 fresh ``docker-registry`` with htpasswd auth on a free 127.0.0.1 port.
@@ -32,6 +37,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import io
 import json
 import os
 import platform
@@ -39,6 +45,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import uuid
@@ -71,6 +78,18 @@ def sh(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = Non
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     return proc.stdout
+
+
+class _RandomFile:
+    """A read()-able source of ``size`` random bytes (for tarfile, without holding them in memory)."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        self.left -= n
+        return os.urandom(n)
 
 
 def stored_bytes(reg: RegistryService) -> int:
@@ -233,6 +252,53 @@ class Bench:
         name = "sha256:" + digest.hexdigest()
         self.measure("plain upload", lambda: client.upload_blob("plain", name, count << 20, chunks))
 
+    def _plain_load_archive(self) -> Path:
+        """A ``docker save``-style archive of one layer holding ``--model-mib`` MiB of random bytes."""
+        layer = self.work / "plain-layer.tar"
+        with tarfile.open(layer, "w", format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo("model/pad.bin")
+            info.size = self.model_bytes
+            tar.addfile(info, _RandomFile(self.model_bytes))
+        digest = hashlib.sha256()
+        with layer.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        config = json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": ["sha256:" + digest.hexdigest()]},
+            }
+        ).encode()
+        manifest = json.dumps(
+            [{"Config": "config.json", "RepoTags": ["bench-plain-load:latest"], "Layers": ["layer.tar"]}]
+        )
+        archive = self.work / "plain-load.tar"
+        with tarfile.open(archive, "w") as tar:
+            for name, data in (("config.json", config), ("manifest.json", manifest.encode())):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            tar.add(layer, arcname="layer.tar")
+        layer.unlink()
+        return archive
+
+    def plain_load(self) -> None:
+        """The engine's floor: ``docker load`` of the model's bytes as a one-layer image (then removed)."""
+        archive = self._plain_load_archive()
+        try:
+            self.measure("plain load", lambda: sh(["docker", "load", "-q", "-i", str(archive)]))
+        finally:
+            subprocess.run(["docker", "rmi", "-f", "bench-plain-load:latest"], capture_output=True)
+            archive.unlink()
+
+    def plain_download(self) -> None:
+        """A cold runner's download from the local store: the model's largest file copied."""
+        largest = max((p for p in (self.work / "store-big").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+        target = self.work / "plain-download.bin"
+        self.measure("plain download", lambda: shutil.copyfile(largest, target))
+        target.unlink()
+
     def rep(self) -> None:
         big, tiny, seed = self.work / "big", self.work / "tiny", self.work / "seed"
         self.code_change(big)
@@ -255,6 +321,8 @@ class Bench:
         self.publish("big")
         self.measure("model-only", lambda: self.shipway("big", "run"))
         self.plain_upload()
+        self.plain_download()
+        self.plain_load()
 
 
 def table(bench: Bench, reps: int, model_mib: int) -> str:
@@ -275,6 +343,12 @@ def table(bench: Bench, reps: int, model_mib: int) -> str:
     def ratio(a: str, b: str) -> str:
         return f"{med[a][0] / med[b][0]:.2f}x" if a in med and b in med and med[b][0] else "n/a"
 
+    def over(a: str, b: str, unit: str) -> str:
+        names = (a, b, unit)
+        return (
+            f"{(med[a][0] - med[b][0]) / med[unit][0]:.2f}" if all(n in med for n in names) and med[unit][0] else "n/a"
+        )
+
     lines += [
         "",
         "| ratio | value |",
@@ -283,7 +357,10 @@ def table(bench: Bench, reps: int, model_mib: int) -> str:
         f"| shipway warm / floor warm (target <= 1.2x) | {ratio('shipway warm', 'floor warm')} |",
         f"| seed cold / shipway cold | {ratio('seed cold', 'shipway cold')} |",
         f"| shipway cold / floor cold | {ratio('shipway cold', 'floor cold')} |",
+        f"| (shipway cold - floor cold) / plain download (target <= 1.5) | {over('plain download')} |",
+        f"| (shipway cold - floor cold) / plain load | {over('plain load')} |",
         f"| model-only / plain upload (target <= 1.5x) | {ratio('model-only', 'plain upload')} |",
+        f"| plain load / plain upload (the engine's own floor) | {ratio('plain load', 'plain upload')} |",
         f"| model-only MB uploaded / model MB (target <= 1.05) | {med['model-only'][1] / (model_mib << 20):.3f} |",
     ]
     return "\n".join(lines)
