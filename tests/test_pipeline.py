@@ -376,7 +376,7 @@ def test_wrong_registry_password_is_a_clear_error(example: Example) -> None:
     assert "build" not in run.stderr
 
 
-def test_corrupted_model_file_stops_the_run_before_the_build(
+def test_corrupted_model_file_stops_the_run_in_the_model_stage(
     example: Example, models: dict[str, Path], tmp_path: Path
 ) -> None:
     example.publish(models["good"])
@@ -395,6 +395,8 @@ def test_corrupted_model_file_stops_the_run_before_the_build(
         ("find", "ok"),
         ("model", "failed"),
     ]
+    assert not record.get("local_image_id")  # nothing was loaded into the engine, nothing pushed
+    assert not record.get("image")
 
 
 def test_no_secret_in_records_or_images(

@@ -22,6 +22,8 @@ from shipway.manifest import sha256
 
 BASE_IMAGE = os.environ.get("SHIPWAY_BASE_IMAGE", "shipway-base:bookworm")
 
+pytestmark = pytest.mark.usefixtures("shipway_docker")
+
 
 def _layer(tmp_path: Path) -> ModelLayer:
     data = os.urandom(200_000)  # a layer no other test's image holds
@@ -46,7 +48,7 @@ def test_preload_puts_the_model_on_the_base_chain_once(tmp_path: Path) -> None:
     assert base
     layer = _layer(tmp_path)
     cache = tmp_path / "cache"
-    first = image.preload(base, layer, _platform(), cache, threading.Event())
+    first = image.preload(base, layer, threading.Event(), platform=_platform(), cache_dir=cache)
     try:
         assert first is not None
         loaded = dockerutil.client().images.get(first)
@@ -54,13 +56,15 @@ def test_preload_puts_the_model_on_the_base_chain_once(tmp_path: Path) -> None:
         assert loaded.tags == []  # untagged: removed by ID when the final image holds the chain
         assert loaded.labels[image.PRELOAD_LABEL] == f"{socket.gethostname()}-{os.getpid()}"
         # The engine holds the chain now: a second preload sends nothing.
-        assert image.preload(base, layer, _platform(), cache, threading.Event()) is None
+        assert image.preload(base, layer, threading.Event(), platform=_platform(), cache_dir=cache) is None
     finally:
         image.drop(first or "")
     # Gone from the engine: the next preload loads it again.
-    again = image.preload(base, layer, _platform(), cache, threading.Event())
-    assert again == first
-    image.drop(again or "")
+    again = image.preload(base, layer, threading.Event(), platform=_platform(), cache_dir=cache)
+    try:
+        assert again == first
+    finally:
+        image.drop(again or "")
 
 
 def test_a_stopped_preload_loads_nothing(tmp_path: Path) -> None:
@@ -70,7 +74,7 @@ def test_a_stopped_preload_loads_nothing(tmp_path: Path) -> None:
     stop = threading.Event()
     stop.set()
     with pytest.raises(BuildFailed, match="no longer wanted"):
-        image.preload(base, layer, _platform(), tmp_path / "cache", stop)
+        image.preload(base, layer, stop, platform=_platform(), cache_dir=tmp_path / "cache")
     tops = [i for i in dockerutil.client().images.list(all=True) if i.attrs["RootFS"]["Layers"][-1:] == [layer.digest]]
     assert tops == []
 

@@ -20,6 +20,7 @@ image verify runs is byte for byte the image that is pushed.
 
 from __future__ import annotations
 
+import functools
 import json
 import posixpath
 import threading
@@ -369,6 +370,7 @@ def build(
         entries = ctx.merge(entries, model_context_entries(model, model_files, cfg.model.into))
     seconds: dict[str, float] = {}
     preloaded = False
+    image.remove_abandoned_preloads()  # what killed runs on this host left in the engine
     # The model layer's digest (a read of the whole model when this version is new here) is
     # taken while the engine builds, at the folder the Dockerfile's WORKDIR predicts.
     # The preload pays only while the engine still builds: once the app image is there, one load
@@ -412,10 +414,13 @@ def build(
             seconds["model layer"] = time.monotonic() - start
             if on_assembled is not None:
                 on_assembled(assembly)
-            start = time.monotonic()
             if early is not None and layer is not None and early.target == layer.target:
-                preloaded = early.preloaded()  # the model's chain is (being) loaded: wait, then send the rest
+                # The model's chain is (being) loaded: wait for it, then send only the layers above.
+                preloaded = early.preloaded() and position == early.base_count
                 seconds["model preload"] = early.preload_seconds
+                if early.preload_error:
+                    reporter.info(f"  the model's preload failed ({early.preload_error}); the final load sends it")
+            start = time.monotonic()
             sent = image.load(assembly, cache_dir)
             seconds["docker load"] = time.monotonic() - start
         except BaseException:
@@ -446,9 +451,13 @@ class _EarlyLayer:
         target: str,
         compute: Callable[[threading.Event], ModelLayer],
         preload: Callable[[ModelLayer, threading.Event], str | None] | None,
+        base_count: int = 0,
     ) -> None:
         self.target = target
+        self.base_count = base_count
+        """How many base layers the preload put under the model."""
         self.preload_seconds = 0.0
+        self.preload_error = ""
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._ready = threading.Event()
@@ -477,17 +486,20 @@ class _EarlyLayer:
         start = time.monotonic()
         try:
             image_id = preload(self._layer, self._stop)
-        except Exception:  # noqa: BLE001 - the final load sends the model layer instead
+        except Exception as exc:  # noqa: BLE001 - the final load sends the model layer instead
+            if not self._stop.is_set():
+                self.preload_error = str(exc)
             return
         finally:
             self.preload_seconds = time.monotonic() - start
         if image_id is None:
             return  # the engine holds the model's chain already
         with self._lock:
-            if self._stop.is_set():
-                image.drop(image_id)
-            else:
+            unwanted = self._stop.is_set()
+            if not unwanted:
                 self._preloaded = image_id
+        if unwanted:
+            image.drop(image_id)
 
     def result(self) -> ModelLayer:
         """The model layer (its digest known); the preload may still run."""
@@ -532,12 +544,12 @@ def _predicted_layer(
         base = None
     platform = image.base_platform(bp.base) if base is not None else None
     if base is not None and platform is not None:
-        known = base
+        load = functools.partial(image.preload, base, platform=platform, cache_dir=cache_dir)
 
-        def load(layer: ModelLayer, stop: threading.Event) -> str | None:
-            return image.preload(known, layer, platform, cache_dir, stop)
+    def compute(stop: threading.Event) -> ModelLayer:
+        return model_layer(model, model_files, target, cache_dir, stop)
 
-    return _EarlyLayer(target, lambda stop: model_layer(model, model_files, target, cache_dir, stop), load)
+    return _EarlyLayer(target, compute, load, base_count=len(base or []))
 
 
 def _model_layer(

@@ -229,16 +229,6 @@ def _build_verify_push(
     # On the fast path the engine builds the app while the store fetches the model (the context
     # holds no model byte); a model that fails its checks stops that build.
     app_build = builder.start_app_build(project.loaded, bp, project.reporter)
-    # The model layer (or, on the Dockerfile path, the build context) reads the store's verified,
-    # read-only cache in place: no copy of the model per run, and an unchanged model moves no byte.
-    try:
-        with st.stage("model") as detail:
-            files = project.store.verified_blobs(model)
-            detail.append(f"{model.name}:{model.version} ({model.size / 1e6:.1f} MB, {model.digest[:19]})")
-    except BaseException:
-        if app_build is not None:
-            app_build.cancel()
-        raise
     tag = image_tag(record)
     uploads: list[_BlobUpload] = []
 
@@ -249,6 +239,11 @@ def _build_verify_push(
 
     built: builder.BuiltImage | None = None
     try:
+        # The model layer (or, on the Dockerfile path, the build context) reads the store's verified,
+        # read-only cache in place: no copy of the model per run, and an unchanged model moves no byte.
+        with st.stage("model") as detail:
+            files = project.store.verified_blobs(model)
+            detail.append(f"{model.name}:{model.version} ({model.size / 1e6:.1f} MB, {model.digest[:19]})")
         with st.stage("build") as detail:
             built = builder.build(
                 project.loaded,

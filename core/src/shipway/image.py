@@ -13,6 +13,7 @@ the config digest), sending only the layers the engine does not hold yet.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
 import json
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import docker.errors
+import requests
 
 from shipway import dockerutil, journal
 from shipway.errors import BackendError, BuildFailed
@@ -383,14 +385,15 @@ _index_lock = threading.Lock()
 
 def _remember_chains(chains: list[str], image_id: str, cache_dir: Path) -> None:
     """Record that the engine holds ``chains`` while it holds ``image_id``."""
-    with _index_lock:
+    path = _index_path(cache_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _index_lock, path.with_suffix(".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # runs sharing a cache do not drop each other's entries
         known = _known_chains(cache_dir)
         known.update(dict.fromkeys(chains, image_id))
         if len(known) > 5000:
             known = dict(list(known.items())[-5000:])
-        path = _index_path(cache_dir)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(known))
         tmp.replace(path)
 
@@ -432,7 +435,7 @@ def _docker_load(config: bytes, diff_ids: list[str], layers: list[tuple[int, Blo
 
 
 def preload(
-    base: list[str], layer: ModelLayer, platform: dict[str, str], cache_dir: Path, stop: threading.Event
+    base: list[str], layer: ModelLayer, stop: threading.Event, *, platform: dict[str, str], cache_dir: Path
 ) -> str | None:
     """Load the base's layers plus the model layer into the engine as an untagged image; returns its ID
     (None when the engine already holds that chain: nothing was loaded).
@@ -446,7 +449,6 @@ def preload(
     chains = chain_ids(diff_ids)
     if present_chains(chains, len(base), cache_dir) > len(base):
         return None
-    remove_abandoned_preloads()
     owner = {PRELOAD_LABEL: f"{socket.gethostname()}-{os.getpid()}"}
     config = json.dumps(
         {**platform, "config": {"Labels": owner}, "rootfs": {"type": "layers", "diff_ids": diff_ids}},
@@ -460,9 +462,10 @@ def preload(
                 raise BuildFailed("the model layer's preload was no longer wanted")
             yield chunk
 
-    _docker_load(config, diff_ids, [(len(base), Blob(layer.digest, layer.size, opener=chunks))], None)
     image_id = sha256(config)
-    _remember_chains(chains, image_id, cache_dir)
+    # Recorded first: an entry naming an image that never loaded is only a miss for present_chains.
+    _remember_chains(chains[len(base) :], image_id, cache_dir)
+    _docker_load(config, diff_ids, [(len(base), Blob(layer.digest, layer.size, opener=chunks))], None)
     return image_id
 
 
@@ -474,7 +477,7 @@ def remove_abandoned_preloads() -> None:
     """Remove preloaded images whose run was killed on this host (normally each run removes its own)."""
     try:
         found = dockerutil.client().images.list(filters={"label": PRELOAD_LABEL})
-    except docker.errors.APIError:
+    except (docker.errors.DockerException, requests.RequestException):
         return
     for img in found:
         host, _, pid = str((img.labels or {}).get(PRELOAD_LABEL, "")).rpartition("-")
@@ -484,7 +487,7 @@ def remove_abandoned_preloads() -> None:
 
 def drop(image_id: str) -> None:
     """Remove an image shipway loaded for itself (no error if it is gone or still in use)."""
-    with contextlib.suppress(docker.errors.APIError):
+    with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
         dockerutil.client().images.remove(image_id, noprune=False)
 
 
