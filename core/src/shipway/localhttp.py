@@ -66,7 +66,7 @@ class LocalServer:
 
     def __init__(self, handler: Callable[..., BaseHTTPRequestHandler]) -> None:
         self._server = _Server(("127.0.0.1", 0), handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()  # stop() in 50 ms
 
     @property
     def url(self) -> str:

@@ -57,6 +57,10 @@ _UPLOADS = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<id>[0-9a-f]{32})?$")
 _MANIFEST = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<ref>[^/]+)$")
 
 
+STOP_POLL_SECONDS = 0.05
+"""How often the serving thread looks for stop(): socketserver's default (0.5 s) was a warm build's largest wait."""
+
+
 class _Upload:
     """One blob upload in progress: a spool file and the running digest of what it holds."""
 
@@ -89,7 +93,10 @@ class StagingRegistry:
         self._lock = threading.Lock()
         _prune(self.blobs, self.uploads_dir)
         self._server = _bind(root, _handler(self))
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="shipway-staging").start()
+        # Polled every 50 ms, not socketserver's 500: stop() waits for the next poll, on every build.
+        threading.Thread(
+            target=self._server.serve_forever, args=(STOP_POLL_SECONDS,), daemon=True, name="shipway-staging"
+        ).start()
 
     @property
     def address(self) -> str:
