@@ -29,6 +29,10 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+STOP_POLL_SECONDS = 0.05
+"""How often a serving thread looks for stop(): socketserver's default (0.5 s) was a warm build's largest wait."""
+
+
 class QuietHandler(BaseHTTPRequestHandler):
     """Base of a local server's request handler: no log line per request; read the body, answer with a length."""
 
@@ -66,7 +70,7 @@ class LocalServer:
 
     def __init__(self, handler: Callable[..., BaseHTTPRequestHandler]) -> None:
         self._server = _Server(("127.0.0.1", 0), handler)
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()  # stop() in 50 ms
+        threading.Thread(target=self._server.serve_forever, args=(STOP_POLL_SECONDS,), daemon=True).start()
 
     @property
     def url(self) -> str:

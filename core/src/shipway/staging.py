@@ -43,7 +43,7 @@ import docker.errors
 
 from shipway import dockerutil
 from shipway.errors import BackendError
-from shipway.localhttp import QuietHandler, is_loopback
+from shipway.localhttp import STOP_POLL_SECONDS, QuietHandler, is_loopback
 from shipway.manifest import LAYER_TAR, LAYER_TAR_GZIP, Blob, sha256
 
 PORTS = range(20000, 30000)
@@ -55,10 +55,6 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _BLOB = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>sha256:[0-9a-f]{64})$")
 _UPLOADS = re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<id>[0-9a-f]{32})?$")
 _MANIFEST = re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<ref>[^/]+)$")
-
-
-STOP_POLL_SECONDS = 0.05
-"""How often the serving thread looks for stop(): socketserver's default (0.5 s) was a warm build's largest wait."""
 
 
 class _Upload:
