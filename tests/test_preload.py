@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import socket
 import subprocess
 import sys
 import threading
+import time
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import docker.errors
 import pytest
 
-from shipway import dockerutil, image
+from shipway import dockerfile, dockerutil, image
 from shipway.domain import ModelFile, ModelVersion
+from shipway.early_layer import BASE_POLL_SECONDS, EarlyLayer
 from shipway.errors import BuildFailed
-from shipway.layers import ModelLayer, model_layer
+from shipway.layers import ModelLayer, model_layer, model_target
 from shipway.manifest import sha256
 
 BASE_IMAGE = os.environ.get("SHIPWAY_BASE_IMAGE", "shipway-base:bookworm")
@@ -25,16 +33,19 @@ BASE_IMAGE = os.environ.get("SHIPWAY_BASE_IMAGE", "shipway-base:bookworm")
 pytestmark = pytest.mark.usefixtures("shipway_docker")
 
 
-def _layer(tmp_path: Path) -> ModelLayer:
+def _model(tmp_path: Path) -> ModelVersion:
     data = os.urandom(200_000)  # a layer no other test's image holds
     (tmp_path / "weights.bin").write_bytes(data)
-    version = ModelVersion(
+    return ModelVersion(
         name="m",
         version="1",
         created=datetime(2026, 1, 1, tzinfo=UTC),
         files=(ModelFile(path="weights.bin", size=len(data), sha256=hashlib.sha256(data).hexdigest()),),
     )
-    return model_layer(version, tmp_path, "/srv/model", tmp_path / "cache")
+
+
+def _layer(tmp_path: Path) -> ModelLayer:
+    return model_layer(_model(tmp_path), tmp_path, "/srv/model", tmp_path / "cache")
 
 
 def _platform() -> dict[str, str]:
@@ -109,3 +120,101 @@ def test_the_next_run_removes_a_killed_runs_preload_and_keeps_a_live_ones(tmp_pa
         live_process.wait()
         image.drop(dead)
         image.drop(live)
+
+
+# -- the early layer, on a runner whose build pulls the base -------------------------------------
+
+
+@pytest.fixture
+def hidden_base() -> Iterator[tuple[str, str]]:
+    """(reference, image ID) of a base the engine holds only under another name (WORKDIR /opt/fresh)."""
+    hidden = f"shipway-test-hidden:{uuid.uuid4().hex[:10]}"
+    client = dockerutil.client()
+    built, _ = client.images.build(
+        fileobj=io.BytesIO(f"FROM {BASE_IMAGE}\nWORKDIR /opt/fresh\nRUN echo {hidden} > base\n".encode()),
+        tag=hidden,
+        rm=True,
+    )
+    reference = f"shipway-test-pulled:{uuid.uuid4().hex[:10]}"
+    yield reference, str(built.id)
+    for name in (reference, hidden):
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(name)
+
+
+def _images_topped_by(layer: ModelLayer) -> list[Any]:
+    return [i for i in dockerutil.client().images.list(all=True) if i.attrs["RootFS"]["Layers"][-1:] == [layer.digest]]
+
+
+def _early(tmp_path: Path, dockerfile_text: str, base: str, built: threading.Event) -> EarlyLayer:
+    return EarlyLayer(
+        stages=dockerfile.parse(dockerfile_text, {}),
+        base=base,
+        into="model",
+        model=_model(tmp_path),
+        files=tmp_path,
+        cache_dir=tmp_path / "cache",
+        built=built,
+        preload=True,
+    )
+
+
+def test_the_early_layer_waits_for_a_base_the_build_is_pulling(tmp_path: Path, hidden_base: tuple[str, str]) -> None:
+    reference, base_id = hidden_base
+    # No WORKDIR of its own: the model's folder depends on the base's, which the engine does not hold yet.
+    early = _early(tmp_path, f"FROM {reference}\nCOPY . .\n", reference, threading.Event())
+    try:
+        time.sleep(3 * BASE_POLL_SECONDS)
+        assert not early._predicted.is_set()  # still waiting for the base
+        repo, _, tag = reference.rpartition(":")
+        dockerutil.client().images.get(base_id).tag(repo, tag)  # what the build's pull does
+        assert early.target() == model_target("/opt/fresh", "model") == "/opt/fresh/model"
+        layer = early.result()
+        assert early.preloaded()
+        base = image.base_layers(reference)
+        assert base is not None
+        assert early.base_count == len(base)
+        tops = _images_topped_by(layer)
+        assert len(tops) == 1
+        assert tops[0].attrs["RootFS"]["Layers"] == [*base, layer.digest]
+        assert tops[0].labels[image.PRELOAD_LABEL].endswith(f"-{os.getpid()}")
+    finally:
+        early.cancel()
+    assert _images_topped_by(layer) == []
+
+
+def test_the_early_layer_gives_up_when_the_build_ends_without_the_base(tmp_path: Path) -> None:
+    absent = f"shipway-test-absent:{uuid.uuid4().hex[:10]}"
+    built = threading.Event()
+    early = _early(tmp_path, f"FROM {absent}\nCOPY . .\n", absent, built)
+    try:
+        time.sleep(2 * BASE_POLL_SECONDS)
+        built.set()
+        started = time.monotonic()
+        assert early.target() is None
+        assert time.monotonic() - started < 5 * BASE_POLL_SECONDS
+        assert not early.preloaded()
+    finally:
+        early.cancel()
+
+
+def test_a_workdir_made_of_variables_is_not_predicted(tmp_path: Path) -> None:
+    text = f"FROM {BASE_IMAGE}\nENV HOME_DIR=/srv\nWORKDIR $HOME_DIR\n"
+    early = _early(tmp_path, text, BASE_IMAGE, threading.Event())
+    try:
+        assert early.target() is None
+        assert not early.preloaded()
+    finally:
+        early.cancel()
+
+
+def test_a_base_the_engine_holds_is_preloaded_at_once(tmp_path: Path) -> None:
+    early = _early(tmp_path, f"FROM {BASE_IMAGE}\nWORKDIR /srv/app\n", BASE_IMAGE, threading.Event())
+    try:
+        assert early.target() == "/srv/app/model"
+        layer = early.result()
+        assert early.preloaded()
+        assert early.base_count == len(image.base_layers(BASE_IMAGE) or [])
+    finally:
+        early.cancel()
+    assert _images_topped_by(layer) == []

@@ -11,6 +11,8 @@ code-only change, cold cache, model-only change, tag conflicts.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import io
 import json
 import os
@@ -22,11 +24,13 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 import requests
 
 from shipway import dockerutil
 from shipway.localhttp import LocalServer, QuietHandler
+from shipway.testing.faults import FaultProxy
 from shipway.testing.project import AppProject, project_env
 from shipway.testing.services import RegistryService, free_port
 
@@ -248,29 +252,61 @@ def test_04_code_only_change_uploads_no_model_byte(scorer: Scorer, tmp_path: Pat
     assert "export (push)" in _build_detail(record)
 
 
-def test_05_cold_cache_uploads_no_model_byte_and_gets_the_same_model_layer(scorer: Scorer, tmp_path: Path) -> None:
+def _pushed_fresh_base(reg: RegistryService) -> str:
+    """A base image only ``reg`` holds: built on the test base (a layer no engine has), pushed, removed here."""
+    local = f"shipway-test-base:{uuid.uuid4().hex[:10]}"
+    client = dockerutil.client()
+    built, _ = client.images.build(
+        fileobj=io.BytesIO(f"FROM {BASE_IMAGE}\nRUN echo {local} > /etc/base\n".encode()), tag=local, rm=True
+    )
+    repo, _, tag = f"{reg.address}/{local}".rpartition(":")
+    built.tag(repo, tag)
+    try:
+        for event in client.api.push(
+            repo, tag, stream=True, decode=True, auth_config={"username": reg.username, "password": reg.password}
+        ):
+            assert "error" not in event, event
+    finally:
+        client.images.remove(f"{repo}:{tag}")
+        client.images.remove(local)
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get(f"{repo}:{tag}")
+    return f"{repo}:{tag}"
+
+
+def test_05_cold_cache_uploads_no_model_byte_and_gets_the_same_model_layer(
+    scorer: Scorer, tmp_path: Path, shipway_registry: RegistryService
+) -> None:
     before = _latest_build(scorer)
     server = scorer.root / "server.py"
     server.write_text(server.read_text() + "# another code change, on a fresh runner\n")
     scorer.commit("code change on a cold runner")
     cold = tmp_path / "empty-cache"
-    # A runner whose engine never built on this base: the runtime stage's RUN step runs again.
-    base = f"shipway-test-base:{uuid.uuid4().hex[:10]}"
-    client = dockerutil.client()
-    client.images.build(
-        fileobj=io.BytesIO(f"FROM {BASE_IMAGE}\nRUN echo {base} > /etc/base\n".encode()), tag=base, rm=True
-    )
+    # A runner whose engine never built on this base and does not hold it: the build pulls it from a
+    # registry (as a hosted runner's does), and the runtime stage's RUN step runs again.
+    # Through a proxy that holds each request a moment: the pull still runs when the model arrives.
+    slow = FaultProxy(shipway_registry.address)
+    slow.latency = 0.5
+    base = slow.address + _pushed_fresh_base(shipway_registry).removeprefix(shipway_registry.address)
+    auth = base64.b64encode(f"{shipway_registry.username}:{shipway_registry.password}".encode()).decode()
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "config.json").write_text(json.dumps({"auths": {slow.address: {"auth": auth}}}))
+    env = {"SHIPWAY_CACHE_DIR": str(cold), "RUNTIME_IMAGE": base, "DOCKER_CONFIG": str(tmp_path / "docker")}
     try:
-        record = scorer.run(tmp_path, env={"SHIPWAY_CACHE_DIR": str(cold), "RUNTIME_IMAGE": base})
+        record = scorer.run(tmp_path, env=env)
     finally:
-        client.images.remove(base)
+        slow.close()
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            dockerutil.client().images.remove(base)
+    assert slow.count("forwarded", method="GET", path="/manifests/") >= 1  # the build did pull the base
     assert record["_exit"] == 0, record["_stderr"]
     assert record["model_layer"] == before["model_layer"]
     assert record["uploaded_bytes"] < 1_000_000
     detail = _build_detail(record)
     assert "export (save)" in detail
-    # The engine took the model layer on the new base's layers while it built the app: the final
-    # load sent only the layers above the model, and the image that carried it is gone.
+    # The engine took the model layer on the new base's layers while it built the app (once its build
+    # had pulled the base): the final load sent only the layers above the model, and the image that
+    # carried it is gone.
     assert "and loaded alongside it" in detail
     assert _loaded_bytes(detail) < MODEL_BYTES
     assert _images_topped_by(record["model_layer"]) == []

@@ -20,9 +20,7 @@ image verify runs is byte for byte the image that is pushed.
 
 from __future__ import annotations
 
-import functools
 import json
-import posixpath
 import threading
 import time
 from collections.abc import Callable
@@ -37,8 +35,9 @@ from shipway import dockerfile as df
 from shipway import dockerutil, image, inputs, staging
 from shipway.config import LoadedConfig
 from shipway.domain import ModelVersion
+from shipway.early_layer import EarlyLayer
 from shipway.errors import BackendError, BuildFailed
-from shipway.layers import FILE_MODE, Entry, ModelFiles, ModelLayer, model_layer, tar_chunks
+from shipway.layers import FILE_MODE, Entry, ModelFiles, ModelLayer, model_layer, model_target, tar_chunks
 from shipway.progress import Reporter
 from shipway.wheelhouse import prepare as prepare_wheelhouse
 
@@ -338,11 +337,6 @@ def model_context_entries(model: ModelVersion, files: ModelFiles, into: str) -> 
     ]
 
 
-def model_target(workdir: str, into: str) -> str:
-    """``model.into`` as an absolute folder in the image (relative paths start at the WORKDIR)."""
-    return posixpath.normpath(posixpath.join("/", workdir or "/", into))
-
-
 def build(
     loaded: LoadedConfig,
     bp: BuildPlan,
@@ -375,8 +369,10 @@ def build(
     # taken while the engine builds, at the folder the Dockerfile's WORKDIR predicts.
     # The preload pays only while the engine still builds: once the app image is there, one load
     # of the final image takes the model with the layers above it.
-    building = app_build is None or not app_build.done()
-    early = _predicted_layer(loaded, bp, model, model_files, cache_dir, preload=building)
+    built = threading.Event()
+    if app_build is not None and app_build.done():
+        built.set()
+    early = _early_layer(loaded, bp, model, model_files, cache_dir, built)
     try:
         start = time.monotonic()
         if app_build is not None:
@@ -385,6 +381,7 @@ def build(
         else:
             app_id = _docker_build(loaded, bp, entries, app_tag, reporter)
             seconds["docker build"] = time.monotonic() - start
+        built.set()
         start = time.monotonic()
         base = image.base_layers(bp.base)
         app, how, exported = export(app_id, cfg.build.export, cfg.app.name, cache_dir, reporter)
@@ -414,7 +411,8 @@ def build(
             seconds["model layer"] = time.monotonic() - start
             if on_assembled is not None:
                 on_assembled(assembly)
-            if early is not None and layer is not None and early.target == layer.target:
+            predicted = early is not None and layer is not None and early.target() == layer.target
+            if early is not None and predicted:
                 # The model's chain is (being) loaded: wait for it, then send only the layers above.
                 preloaded = early.preloaded() and position == early.base_count
                 seconds["model preload"] = early.preload_seconds
@@ -437,119 +435,9 @@ def build(
         loaded_bytes=sent,
         seconds=seconds,
         exported_bytes=exported,
-        predicted=early is not None and layer is not None and early.target == layer.target,
+        predicted=predicted,
         preloaded=preloaded,
     )
-
-
-class _EarlyLayer:
-    """The model layer computed in a daemon thread at a predicted target, then loaded into the engine
-    on the base's layers (:func:`image.preload`); cancelled, and the preload removed, when not wanted."""
-
-    def __init__(
-        self,
-        target: str,
-        compute: Callable[[threading.Event], ModelLayer],
-        preload: Callable[[ModelLayer, threading.Event], str | None] | None,
-        base_count: int = 0,
-    ) -> None:
-        self.target = target
-        self.base_count = base_count
-        """How many base layers the preload put under the model."""
-        self.preload_seconds = 0.0
-        self.preload_error = ""
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._ready = threading.Event()
-        self._layer: ModelLayer | None = None
-        self._error: BaseException | None = None
-        self._preloaded: str | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(compute, preload), daemon=True, name="shipway-model-layer"
-        )
-        self._thread.start()
-
-    def _run(
-        self,
-        compute: Callable[[threading.Event], ModelLayer],
-        preload: Callable[[ModelLayer, threading.Event], str | None] | None,
-    ) -> None:
-        try:
-            self._layer = compute(self._stop)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by result()
-            self._error = exc
-            return
-        finally:
-            self._ready.set()
-        if preload is None:
-            return
-        start = time.monotonic()
-        try:
-            image_id = preload(self._layer, self._stop)
-        except Exception as exc:  # noqa: BLE001 - the final load sends the model layer instead
-            if not self._stop.is_set():
-                self.preload_error = str(exc)
-            return
-        finally:
-            self.preload_seconds = time.monotonic() - start
-        if image_id is None:
-            return  # the engine holds the model's chain already
-        with self._lock:
-            unwanted = self._stop.is_set()
-            if not unwanted:
-                self._preloaded = image_id
-        if unwanted:
-            image.drop(image_id)
-
-    def result(self) -> ModelLayer:
-        """The model layer (its digest known); the preload may still run."""
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
-        assert self._layer is not None
-        return self._layer
-
-    def preloaded(self) -> bool:
-        """Wait for the preload; whether the engine now holds the model layer's chain."""
-        self._thread.join()
-        return self._preloaded is not None
-
-    def cancel(self) -> None:
-        """Stop reading the model, and remove the preloaded image (the final image holds its layers)."""
-        with self._lock:
-            self._stop.set()
-            image_id, self._preloaded = self._preloaded, None
-        if image_id is not None:
-            image.drop(image_id)
-
-
-def _predicted_layer(
-    loaded: LoadedConfig,
-    bp: BuildPlan,
-    model: ModelVersion,
-    model_files: ModelFiles,
-    cache_dir: Path,
-    preload: bool,
-) -> _EarlyLayer | None:
-    if bp.mode != "shipway":
-        return None
-    workdir = df.final_workdir(bp.stages, image.base_workdir(bp.base))
-    if workdir is None:
-        return None
-    target = model_target(workdir, loaded.config.model.into)
-    load = None
-    try:
-        base = image.base_layers(bp.base) if preload else None
-    except BackendError:
-        base = None
-    platform = image.base_platform(bp.base) if base is not None else None
-    if base is not None and platform is not None:
-        load = functools.partial(image.preload, base, platform=platform, cache_dir=cache_dir)
-
-    def compute(stop: threading.Event) -> ModelLayer:
-        return model_layer(model, model_files, target, cache_dir, stop)
-
-    return _EarlyLayer(target, compute, load, base_count=len(base or []))
 
 
 def _model_layer(
@@ -558,7 +446,7 @@ def _model_layer(
     model: ModelVersion,
     model_files: ModelFiles,
     app: image.AppImage,
-    early: _EarlyLayer | None,
+    early: EarlyLayer | None,
     cache_dir: Path,
 ) -> ModelLayer | None:
     """The model layer at ``model.into`` under the built image's WORKDIR (None on the Dockerfile path)."""
@@ -567,10 +455,33 @@ def _model_layer(
     workdir = (json.loads(app.config).get("config") or {}).get("WorkingDir") or "/"
     target = model_target(workdir, loaded.config.model.into)
     if early is not None:
-        if early.target == target:
+        if early.target() == target:
             return early.result()
-        early.cancel()  # predicted wrong: stop that read now rather than wait for it
+        early.cancel()  # predicted wrong (or not at all): stop that read now rather than wait for it
     return model_layer(model, model_files, target, cache_dir)
+
+
+def _early_layer(
+    loaded: LoadedConfig,
+    bp: BuildPlan,
+    model: ModelVersion,
+    model_files: ModelFiles,
+    cache_dir: Path,
+    built: threading.Event,
+) -> EarlyLayer | None:
+    """Start the model layer while the engine builds (the fast path only; preloaded if it still builds)."""
+    if bp.mode != "shipway":
+        return None
+    return EarlyLayer(
+        stages=bp.stages,
+        base=bp.base,
+        into=loaded.config.model.into,
+        model=model,
+        files=model_files,
+        cache_dir=cache_dir,
+        built=built,
+        preload=not built.is_set(),
+    )
 
 
 def _history_length(base: str | None) -> int:

@@ -155,6 +155,11 @@ def model_entries(model: ModelVersion, files: ModelFiles, target: str) -> list[E
     return with_parents(out, prefix=root)
 
 
+def model_target(workdir: str, into: str) -> str:
+    """``model.into`` as an absolute folder in the image (relative paths start at the WORKDIR)."""
+    return posixpath.normpath(posixpath.join("/", workdir or "/", into))
+
+
 def model_layer(
     model: ModelVersion, files: ModelFiles, target: str, cache_dir: Path, stop: threading.Event | None = None
 ) -> ModelLayer:
