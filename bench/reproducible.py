@@ -23,6 +23,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 from shipway import image
 
@@ -46,7 +47,7 @@ def fresh_base(tag: str) -> None:
     )
 
 
-def build(work: Path, app: Path, base: str) -> dict:
+def build(work: Path, app: Path, base: str) -> dict[str, Any]:
     out = work / f"record-{uuid.uuid4().hex[:6]}.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPWAY_")}
     env.update(
