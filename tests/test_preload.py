@@ -146,8 +146,11 @@ def _images_topped_by(layer: ModelLayer) -> list[Any]:
     return [i for i in dockerutil.client().images.list(all=True) if i.attrs["RootFS"]["Layers"][-1:] == [layer.digest]]
 
 
-def _early(tmp_path: Path, dockerfile_text: str, base: str, built: threading.Event) -> EarlyLayer:
-    return EarlyLayer(
+@contextlib.contextmanager
+def _early(tmp_path: Path, dockerfile_text: str, base: str, built: threading.Event) -> Iterator[EarlyLayer]:
+    """An EarlyLayer, cancelled at the end; after 30 s a watchdog cancels it, so a wait that never ends
+    fails the test (its ``target()`` gives None, ``preloaded()`` False) instead of hanging it."""
+    early = EarlyLayer(
         stages=dockerfile.parse(dockerfile_text, {}),
         base=base,
         into="model",
@@ -157,64 +160,86 @@ def _early(tmp_path: Path, dockerfile_text: str, base: str, built: threading.Eve
         built=built,
         preload=True,
     )
+    watchdog = threading.Timer(30, early.cancel)
+    watchdog.start()
+    try:
+        yield early
+    finally:
+        watchdog.cancel()
+        early.cancel()
+
+
+def _appear(reference: str, image_id: str) -> None:
+    """What the build's pull does: the engine now holds ``reference``."""
+    repo, _, tag = reference.rpartition(":")
+    dockerutil.client().images.get(image_id).tag(repo, tag)
+
+
+def _assert_preloaded_on(reference: str, layer: ModelLayer, early: EarlyLayer) -> None:
+    base = image.base_layers(reference)
+    assert base is not None
+    assert early.base_count == len(base)
+    tops = _images_topped_by(layer)
+    assert len(tops) == 1
+    assert tops[0].attrs["RootFS"]["Layers"] == [*base, layer.digest]
+    assert tops[0].labels[image.PRELOAD_LABEL].endswith(f"-{os.getpid()}")
 
 
 def test_the_early_layer_waits_for_a_base_the_build_is_pulling(tmp_path: Path, hidden_base: tuple[str, str]) -> None:
     reference, base_id = hidden_base
     # No WORKDIR of its own: the model's folder depends on the base's, which the engine does not hold yet.
-    early = _early(tmp_path, f"FROM {reference}\nCOPY . .\n", reference, threading.Event())
-    try:
+    with _early(tmp_path, f"FROM {reference}\nCOPY . .\n", reference, threading.Event()) as early:
         time.sleep(3 * BASE_POLL_SECONDS)
-        assert not early._predicted.is_set()  # still waiting for the base
-        repo, _, tag = reference.rpartition(":")
-        dockerutil.client().images.get(base_id).tag(repo, tag)  # what the build's pull does
+        assert early.base_wait_seconds > 0  # still waiting for the base, not given up
+        _appear(reference, base_id)
         assert early.target() == model_target("/opt/fresh", "model") == "/opt/fresh/model"
         layer = early.result()
         assert early.preloaded()
-        base = image.base_layers(reference)
-        assert base is not None
-        assert early.base_count == len(base)
-        tops = _images_topped_by(layer)
-        assert len(tops) == 1
-        assert tops[0].attrs["RootFS"]["Layers"] == [*base, layer.digest]
-        assert tops[0].labels[image.PRELOAD_LABEL].endswith(f"-{os.getpid()}")
-    finally:
-        early.cancel()
+        _assert_preloaded_on(reference, layer, early)
+    assert _images_topped_by(layer) == []
+
+
+def test_the_preload_waits_for_the_base_after_the_digest(tmp_path: Path, hidden_base: tuple[str, str]) -> None:
+    reference, base_id = hidden_base
+    # The Dockerfile fixes the folder: the digest is taken at once; only the preload needs the base.
+    with _early(tmp_path, f"FROM {reference}\nWORKDIR /srv/app\n", reference, threading.Event()) as early:
+        assert early.target() == "/srv/app/model"
+        layer = early.result()
+        time.sleep(3 * BASE_POLL_SECONDS)
+        assert early.base_wait_seconds > 0
+        assert _images_topped_by(layer) == []  # nothing loaded while the base is missing
+        _appear(reference, base_id)
+        assert early.preloaded()
+        _assert_preloaded_on(reference, layer, early)
+        assert early.preload_seconds > 0
     assert _images_topped_by(layer) == []
 
 
 def test_the_early_layer_gives_up_when_the_build_ends_without_the_base(tmp_path: Path) -> None:
     absent = f"shipway-test-absent:{uuid.uuid4().hex[:10]}"
     built = threading.Event()
-    early = _early(tmp_path, f"FROM {absent}\nCOPY . .\n", absent, built)
-    try:
+    with _early(tmp_path, f"FROM {absent}\nCOPY . .\n", absent, built) as early:
         time.sleep(2 * BASE_POLL_SECONDS)
+        assert early.base_wait_seconds > 0
         built.set()
         started = time.monotonic()
         assert early.target() is None
         assert time.monotonic() - started < 5 * BASE_POLL_SECONDS
         assert not early.preloaded()
-    finally:
-        early.cancel()
 
 
 def test_a_workdir_made_of_variables_is_not_predicted(tmp_path: Path) -> None:
     text = f"FROM {BASE_IMAGE}\nENV HOME_DIR=/srv\nWORKDIR $HOME_DIR\n"
-    early = _early(tmp_path, text, BASE_IMAGE, threading.Event())
-    try:
+    with _early(tmp_path, text, BASE_IMAGE, threading.Event()) as early:
         assert early.target() is None
         assert not early.preloaded()
-    finally:
-        early.cancel()
 
 
 def test_a_base_the_engine_holds_is_preloaded_at_once(tmp_path: Path) -> None:
-    early = _early(tmp_path, f"FROM {BASE_IMAGE}\nWORKDIR /srv/app\n", BASE_IMAGE, threading.Event())
-    try:
+    with _early(tmp_path, f"FROM {BASE_IMAGE}\nWORKDIR /srv/app\n", BASE_IMAGE, threading.Event()) as early:
         assert early.target() == "/srv/app/model"
         layer = early.result()
         assert early.preloaded()
-        assert early.base_count == len(image.base_layers(BASE_IMAGE) or [])
-    finally:
-        early.cancel()
+        assert early.base_wait_seconds == 0
+        _assert_preloaded_on(BASE_IMAGE, layer, early)
     assert _images_topped_by(layer) == []

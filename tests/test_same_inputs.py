@@ -308,6 +308,7 @@ def test_05_cold_cache_uploads_no_model_byte_and_gets_the_same_model_layer(
     # had pulled the base): the final load sent only the layers above the model, and the image that
     # carried it is gone.
     assert "and loaded alongside it" in detail
+    assert "wait for the base" in detail  # the model was there before the pull was done: the preload waited
     assert _loaded_bytes(detail) < MODEL_BYTES
     assert _images_topped_by(record["model_layer"]) == []
     shutil.rmtree(cold, ignore_errors=True)

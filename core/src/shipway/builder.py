@@ -411,10 +411,13 @@ def build(
             seconds["model layer"] = time.monotonic() - start
             if on_assembled is not None:
                 on_assembled(assembly)
-            predicted = early is not None and layer is not None and early.target() == layer.target
-            if early is not None and predicted:
+            predicted = False
+            if early is not None and layer is not None and early.target() == layer.target:
+                predicted = True
                 # The model's chain is (being) loaded: wait for it, then send only the layers above.
                 preloaded = early.preloaded() and position == early.base_count
+                if early.base_wait_seconds:
+                    seconds["wait for the base"] = early.base_wait_seconds
                 seconds["model preload"] = early.preload_seconds
                 if early.preload_error:
                     reporter.info(f"  the model's preload failed ({early.preload_error}); the final load sends it")

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from shipway import dockerfile as df
 from shipway import image
 from shipway.domain import ModelVersion
 from shipway.layers import ModelFiles, ModelLayer, model_layer, model_target
+
+T = TypeVar("T")
 
 BASE_POLL_SECONDS = 0.2
 """How often the thread looks for a base image that the engine's build is still pulling."""
@@ -63,6 +67,8 @@ class EarlyLayer:
         """How many base layers the preload put under the model."""
         self.preload_seconds = 0.0
         self.preload_error = ""
+        self.base_wait_seconds = 0.0
+        """How long the thread waited for the engine's build to pull the base image."""
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._predicted = threading.Event()
@@ -94,36 +100,33 @@ class EarlyLayer:
         """The model's folder in the final image, or None when shipway cannot tell before the build ends."""
         if df.final_workdir(self._stages, "/") is None:
             return None  # a WORKDIR made of variables: only the built image tells
-        while True:
-            workdir = df.final_workdir(self._stages, image.base_workdir(self._base))
-            if workdir is not None:
-                return model_target(workdir, self._into)
-            if not self._wait_a_moment():
-                return None
+        workdir = self._once_the_base_is_there(lambda: df.final_workdir(self._stages, image.base_workdir(self._base)))
+        return model_target(workdir, self._into) if workdir is not None else None
 
-    def _base_layers(self) -> list[str] | None:
-        """The base's diff IDs once the engine holds it; None if the build ended (or the run stopped) first."""
+    def _once_the_base_is_there(self, look: Callable[[], T | None]) -> T | None:
+        """``look()`` once it finds something (the engine holds the base), asked again every
+        :data:`BASE_POLL_SECONDS` while the engine's build may still pull it; None if the build ended
+        (or the run stopped) without it. The time spent waiting adds to :attr:`base_wait_seconds`."""
         while True:
-            layers = image.base_layers(self._base)
-            if layers is not None:
-                return layers
-            if not self._wait_a_moment():
+            last_chance = self._built.is_set() or self._stop.is_set()  # read before looking: no missed end
+            found = look()
+            if found is not None or last_chance:
+                return found
+            start = time.monotonic()
+            stopped = self._stop.wait(BASE_POLL_SECONDS)
+            self.base_wait_seconds += time.monotonic() - start
+            if stopped:
                 return None
-
-    def _wait_a_moment(self) -> bool:
-        """Wait while the engine's build may still pull the base; False once waiting is pointless."""
-        if self._stop.is_set() or self._built.is_set():
-            return False
-        return not self._stop.wait(BASE_POLL_SECONDS)
 
     def _preload(self, layer: ModelLayer) -> None:
         start = time.monotonic()
         try:
-            base = self._base_layers()
+            base = self._once_the_base_is_there(lambda: image.base_layers(self._base))
             platform = image.base_platform(self._base) if base is not None else None
             if base is None or platform is None:
                 return
             self.base_count = len(base)
+            start = time.monotonic()  # the load itself, not the wait for the base
             image_id = image.preload(base, layer, self._stop, platform=platform, cache_dir=self._cache_dir)
         except Exception as exc:  # noqa: BLE001 - the final load sends the model layer instead
             if not self._stop.is_set():
