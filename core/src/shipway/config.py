@@ -188,6 +188,14 @@ class BuildConfig(Strict):
         "on a cache's first build with an engine, push from the second on when the engine runs on this machine; "
         "after a failed push, save for a day (delete <cache>/staging/engines.json to retry at once)",
     )
+    keep_images: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description="How many of this app's final images a build leaves in the local engine (the last ones "
+        "loaded, the new one included); older ones are untagged there, and deleted unless a container uses them. "
+        "Each holds its model, so a runner that builds often would fill its disk. The registry keeps them all",
+    )
     existing_tag: Literal["suffix", "refuse"] = Field(
         "suffix",
         description="When the tag a build would get already names another image: push under tag.2, tag.3, ... "

@@ -284,6 +284,14 @@ def _build_verify_push(
             _push(project, st, record, bp, built, uploading, tag)
     finally:
         built.cleanup()
+    cfg = project.loaded.config
+    removed = image.prune_app_images(cfg.app.name, cfg.build.keep_images, built.assembly.tag)
+    if removed:
+        shown = ", ".join(r[:19] if r.startswith("sha256:") else r for r in removed)
+        project.reporter.info(
+            f"removed {len(removed)} older image(s) of {cfg.app.name} from the engine "
+            f"(build.keep_images: {cfg.build.keep_images}): {shown}"
+        )
 
 
 def _push(

@@ -485,6 +485,53 @@ def remove_abandoned_preloads() -> None:
             drop(str(img.id))
 
 
+def prune_app_images(app: str, keep: int, current: str) -> list[str]:
+    """Untag this app's older final images in the engine (``shipway/<app>:<tag>``), keeping the ``keep``
+    loaded last and always ``current``, and remove its images left without a tag; returns what went
+    (tags, and IDs of untagged images).
+
+    Each final image holds its model layer, so a runner that builds often (a
+    new model version, a 1 GiB layer, each time) would otherwise fill its
+    disk. The engine deletes an untagged image, and the layers only it holds,
+    unless a container (a local release, a stopped revision kept for
+    rollback) still uses it: then the tag stays too. The registry keeps every
+    image; the chain index (:func:`present_chains`) notices what is gone.
+    Runs of one app that share an engine at the same time need ``keep`` above
+    their number: a tag is removed by the time and order of loading.
+    """
+    client = dockerutil.client()
+    ours = f"io.shipway.app={app}"
+    try:
+        found = client.images.list(filters={"label": ours, "reference": f"shipway/{app}"})
+        # A --rebuild of the same commit and model loads its image under the same tag: the one it
+        # replaced is left without a tag, which no later prune would name.
+        untagged = client.images.list(filters={"label": ours, "dangling": True})
+    except (docker.errors.DockerException, requests.RequestException):
+        return []
+    tagged = [
+        (_tag_time(img.attrs), tag)
+        for img in found
+        for tag in img.tags
+        if tag.startswith(f"shipway/{app}:") and tag != f"shipway/{app}:app"
+    ]
+    older = [tag for _, tag in sorted(tagged, reverse=True) if tag != current][max(keep - 1, 0) :]
+    removed = []
+    # Only images with no name at all: one pulled by digest (a release's) has a RepoDigest.
+    leftovers = [str(img.id) for img in untagged if not img.tags and not img.attrs.get("RepoDigests")]
+    for name in [*older, *leftovers]:
+        with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+            client.images.remove(name, noprune=False)
+            removed.append(name)
+    return removed
+
+
+def _tag_time(attrs: dict[str, Any]) -> tuple[str, float]:
+    """When the engine last tagged an image (its ``Metadata.LastTagTime``, nanoseconds and all), sortable."""
+    stamp = str((attrs.get("Metadata") or {}).get("LastTagTime") or "")
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    return whole, float(f"0.{fraction}") if fraction.isdigit() else 0.0
+
+
 def drop(image_id: str) -> None:
     """Remove an image shipway loaded for itself (no error if it is gone or still in use)."""
     with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
