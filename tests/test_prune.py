@@ -1,4 +1,4 @@
-"""A build leaves a bounded number of the app's final images in the engine (``build.keep_images``).
+"""A build leaves a bounded number of the app's images in the engine (``build.keep_images``).
 
 Each final image holds its model layer; without this, a runner that builds
 every model version would keep every one of them on its disk.
@@ -7,6 +7,8 @@ every model version would keep every one of them on its disk.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -30,71 +32,112 @@ def _tags(app: str) -> set[str]:
     return {t for img in found for t in img.tags}
 
 
-def _load_final(app: str, tag: str) -> str:
-    """An image labelled as ``app``'s final image, loaded under ``shipway/<app>:<tag>`` (the base's layers)."""
+def _exists(image_id: str) -> bool:
+    try:
+        dockerutil.client().images.get(image_id)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def _load_final(app: str, tag: str | None, created: str) -> str:
+    """An image labelled as ``app``'s, made at ``created``, loaded under ``shipway/<app>:<tag>`` (or no name)."""
     base = image.base_layers(BASE_IMAGE)
     platform = image.base_platform(BASE_IMAGE)
     assert base is not None
     assert platform is not None
     labels = {"io.shipway.app": app, "test.nonce": uuid.uuid4().hex}
     config = json.dumps(
-        {**platform, "config": {"Labels": labels}, "rootfs": {"type": "layers", "diff_ids": base}}
+        {
+            **platform,
+            "created": created,
+            "config": {"Labels": labels},
+            "rootfs": {"type": "layers", "diff_ids": base},
+        }
     ).encode()
-    image._docker_load(config, base, [], f"shipway/{app}:{tag}")
+    image._docker_load(config, base, [], f"shipway/{app}:{tag}" if tag else None)
     return sha256(config)
 
 
-def test_the_oldest_go_and_the_current_the_newest_and_used_ones_stay() -> None:
+def _dead_pid() -> int:
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(ended.stdout)
+
+
+def test_the_oldest_go_the_newest_and_the_held_ones_stay() -> None:
     app, other = f"prune-{uuid.uuid4().hex[:8]}", f"prune-other-{uuid.uuid4().hex[:8]}"
     client = dockerutil.client()
-    loaded = [_load_final(app, tag) for tag in ("t1", "t2", "t3", "t4", "app")]  # in this order: t1 oldest
-    loaded.append(_load_final(other, "t0"))
-    replaced = _load_final(app, "t4")  # what a --rebuild does: the tag names a new image ...
-    loaded.append(replaced)
-    replaced, loaded[3] = loaded[3], replaced  # ... and the one it named before is left without a tag
-    assert client.images.get(replaced).tags == []
-    in_use = client.containers.create(f"shipway/{app}:t1", command=["true"])
+    # Loaded in an order that is neither their age nor their tags' order: newest is by the date made.
+    made = {
+        "d": "2026-01-04T00:00:00Z",
+        "a": "2026-01-01T00:00:00Z",
+        "c": "2026-01-03T00:00:00Z",
+        "b": "2026-01-02T00:00:00Z",
+        "e": "2025-12-30T00:00:00.5Z",
+        "f": "2025-12-29T23:00:00-02:00",  # = 2025-12-30T01:00Z: newer than e
+        "g": "2025-12-28T00:00:00Z",
+    }
+    ids = {tag: _load_final(app, tag, when) for tag, when in made.items()}
+    leftover = _load_final(app, None, "2025-12-01T00:00:00Z")  # what a --rebuild's re-tag leaves unnamed
+    users = _load_final(app, "u", "2025-11-01T00:00:00Z")
+    client.images.get(users).tag("my-own-name", "keep")  # a name the user gave: not shipway's to remove
+    theirs = _load_final(other, "t0", "2025-01-01T00:00:00Z")
+    in_use = client.containers.create(ids["a"], command=["true"])
+    repo = f"shipway/{app}"
+    client.images.get(ids["e"]).tag(repo, f"held-by-{image._this_run()}")  # this live run holds e
+    client.images.get(ids["g"]).tag(repo, f"held-by-{image._host()}-{_dead_pid()}")
     try:
-        # Keep 2: the current build's (t3) and the one loaded last besides it (t4). t2 goes; t1 is
-        # older still but a container uses it; the app build's tag and another app's images are not ours.
-        removed = image.prune_app_images(app, keep=2, current=f"shipway/{app}:t3")
-        assert removed == [f"shipway/{app}:t2", replaced]
-        assert _tags(app) == {f"shipway/{app}:{t}" for t in ("t1", "t3", "t4", "app")}
+        # Keep 2: the current image (c) and the newest other (d). b and f go; a is older still but a
+        # container uses it; e is held by a run that has not ended; g's holder is gone, so it goes.
+        deleted = image.prune_app_images(app, keep=2, current=ids["c"])
+        assert set(deleted) == {ids["b"], ids["f"], ids["g"], leftover}
+        for tag in ("a", "c", "d", "e"):
+            assert _exists(ids[tag]), tag
+        for gone in deleted:
+            assert not _exists(gone)
+        assert _exists(users)
+        assert _exists(theirs)
         assert _tags(other) == {f"shipway/{other}:t0"}
-        for gone in (loaded[1], replaced):  # untagged and unused: deleted, not left dangling
-            with pytest.raises(docker.errors.ImageNotFound):
-                client.images.get(gone)
-        # Keep 1: only the current one (and what a container uses).
-        assert image.prune_app_images(app, keep=1, current=f"shipway/{app}:t3") == [f"shipway/{app}:t4"]
-        assert _tags(app) == {f"shipway/{app}:{t}" for t in ("t1", "t3", "app")}
+        # Keep 1: only the current one (and what a container uses or a run holds).
+        assert image.prune_app_images(app, keep=1, current=ids["c"]) == [ids["d"]]
+        image.release_held(app)  # this run ends: e is just an old image now
+        assert image.prune_app_images(app, keep=1, current=ids["c"]) == [ids["e"]]
+        assert _exists(ids["a"])
     finally:
         in_use.remove(force=True)
-        for image_id in loaded:
-            image.drop(image_id)
+        _remove(*ids.values(), leftover, users, theirs)
 
 
-def test_an_image_pulled_by_digest_is_not_a_leftover(shipway_registry: RegistryService) -> None:
-    """A release pulls the app's image by digest: untagged, but named; a prune leaves it to its owner."""
+def _remove(*image_ids: str) -> None:
+    client = dockerutil.client()
+    for image_id in image_ids:
+        if _exists(image_id):
+            for name in client.images.get(image_id).tags:
+                image.drop(name)
+        image.drop(image_id)
+
+
+def test_a_release_pulled_by_digest_goes_once_it_is_old_and_unused(shipway_registry: RegistryService) -> None:
+    """The local orchestrator pulls the app's image by digest: a name the prune removes with the tag."""
     app = f"prune-{uuid.uuid4().hex[:8]}"
     client = dockerutil.client()
-    image_id = _load_final(app, "t1")
+    old = _load_final(app, "old", "2026-01-01T00:00:00Z")
+    new = _load_final(app, "new", "2026-02-01T00:00:00Z")
     repo = f"{shipway_registry.address}/{app}"
-    client.images.get(image_id).tag(repo, "t1")
+    client.images.get(old).tag(repo, "old")
     auth = {"username": shipway_registry.username, "password": shipway_registry.password}
-    pushed = list(client.api.push(repo, "t1", stream=True, decode=True, auth_config=auth))
+    pushed = list(client.api.push(repo, "old", stream=True, decode=True, auth_config=auth))
     assert not [e for e in pushed if "error" in e], pushed
     digest = next(e["aux"]["Digest"] for e in pushed if "aux" in e)
-    image.drop(f"{repo}:t1")
-    image.drop(f"shipway/{app}:t1")
-    with pytest.raises(docker.errors.ImageNotFound):
-        client.images.get(image_id)
+    image.drop(f"{repo}:old")
     client.api.pull(repo, digest, auth_config=auth)
     try:
-        assert client.images.get(image_id).tags == []
-        assert image.prune_app_images(app, keep=1, current=f"shipway/{app}:t2") == []
-        assert client.images.get(image_id).attrs["RepoDigests"] == [f"{repo}@{digest}"]
+        assert client.images.get(old).attrs["RepoDigests"] == [f"{repo}@{digest}"]
+        assert image.prune_app_images(app, keep=1, current=new) == [old]
+        assert not _exists(old)
+        assert _exists(new)
     finally:
-        image.drop(image_id)
+        _remove(old, new)
 
 
 def test_a_build_removes_the_images_beyond_keep_images(tmp_path: Path, shipway_registry: RegistryService) -> None:
@@ -113,18 +156,20 @@ def test_a_build_removes_the_images_beyond_keep_images(tmp_path: Path, shipway_r
     (model / "weights" / "layer1.bin").write_bytes(uuid.uuid4().bytes * 1024)
     (model / "labels.txt").write_text("cat\ndog\n")
     assert app.shipway("model", "publish", str(model), "--name", "scorer-model").returncode == 0
+    records = []
     try:
-        first = app.shipway("run", "--skip-tests", "-o", str(tmp_path / "first.json"))
-        assert first.returncode == 0, first.stderr
-        first_tag = f"shipway/{name}:" + json.loads((tmp_path / "first.json").read_text())["image"]["tag"]
-        assert first_tag in _tags(name)
-        (app.root / "server.py").write_text((app.root / "server.py").read_text() + "# a code change\n")
-        app.commit("code change")
-        second = app.shipway("run", "--skip-tests", "-o", str(tmp_path / "second.json"))
-        assert second.returncode == 0, second.stderr
-        second_tag = f"shipway/{name}:" + json.loads((tmp_path / "second.json").read_text())["image"]["tag"]
-        assert _tags(name) - {f"shipway/{name}:app"} == {second_tag}
-        assert f"removed 1 older image(s) of {name} from the engine" in second.stdout + second.stderr
+        for i in range(2):
+            if i:
+                (app.root / "server.py").write_text((app.root / "server.py").read_text() + "# a code change\n")
+                app.commit("code change")
+            out = app.shipway("run", "--skip-tests", "-o", str(tmp_path / f"run{i}.json"))
+            assert out.returncode == 0, out.stderr
+            records.append(json.loads((tmp_path / f"run{i}.json").read_text()))
+            # The run held its image only while it ran.
+            assert _tags(name) - {f"shipway/{name}:app"} == {f"shipway/{name}:{records[-1]['image']['tag']}"}
+        assert not _exists(records[0]["local_image_id"])
+        assert _exists(records[1]["local_image_id"])
+        assert f"deleted 1 older image(s) of {name} from the engine" in out.stdout + out.stderr
     finally:
-        for tag in _tags(name):
-            image.drop(tag)
+        _remove(*(r["local_image_id"] for r in records))
+        image.drop(f"shipway/{name}:app")

@@ -192,9 +192,10 @@ class BuildConfig(Strict):
         3,
         ge=1,
         le=1000,
-        description="How many of this app's final images a build leaves in the local engine (the last ones "
-        "loaded, the new one included); older ones are untagged there, and deleted unless a container uses them. "
-        "Each holds its model, so a runner that builds often would fill its disk. The registry keeps them all",
+        description="How many of this app's images a build leaves in the local engine (the newest by the date "
+        "they were made, the new one always); older ones are deleted there unless a container uses them or a run "
+        "that has not ended holds them. Each holds its model, so a runner that builds often would fill its disk. "
+        "The registry keeps them all",
     )
     existing_tag: Literal["suffix", "refuse"] = Field(
         "suffix",

@@ -276,6 +276,7 @@ def _build_verify_push(
             upload.cancel()
         if built is not None:
             built.cleanup()  # what the export spooled (docker save's layers) is not needed any more
+        image.release_held(project.loaded.config.app.name)
         raise
     try:
         if uploading is None:
@@ -284,13 +285,13 @@ def _build_verify_push(
             _push(project, st, record, bp, built, uploading, tag)
     finally:
         built.cleanup()
+        image.release_held(project.loaded.config.app.name)
     cfg = project.loaded.config
-    removed = image.prune_app_images(cfg.app.name, cfg.build.keep_images, built.assembly.tag)
-    if removed:
-        shown = ", ".join(r[:19] if r.startswith("sha256:") else r for r in removed)
+    deleted = image.prune_app_images(cfg.app.name, cfg.build.keep_images, built.image_id)
+    if deleted:
         project.reporter.info(
-            f"removed {len(removed)} older image(s) of {cfg.app.name} from the engine "
-            f"(build.keep_images: {cfg.build.keep_images}): {shown}"
+            f"deleted {len(deleted)} older image(s) of {cfg.app.name} from the engine "
+            f"(build.keep_images: {cfg.build.keep_images}): {', '.join(d[7:19] for d in deleted)}"
         )
 
 

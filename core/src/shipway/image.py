@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import tarfile
@@ -26,6 +27,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -404,11 +406,15 @@ def _load(assembly: Assembly, send_from: int) -> int:
     _docker_load(image.config, [b.digest for b in image.layers], layers, assembly.tag)
     client = dockerutil.client()
     try:
-        loaded = client.images.get(assembly.tag).id
+        loaded = client.images.get(assembly.tag)
     except docker.errors.ImageNotFound:
         raise BuildFailed(f"docker load did not create {assembly.tag}") from None
-    if loaded != image.local_id:
-        raise BuildFailed(f"the engine loaded {loaded}, the assembled config is {image.local_id}")
+    if loaded.id != image.local_id:
+        raise BuildFailed(f"the engine loaded {loaded.id}, the assembled config is {image.local_id}")
+    # Until this run ends, a second tag says a live run holds the image: another run's prune spares it.
+    repository, _, _ = assembly.tag.rpartition(":")
+    with contextlib.suppress(docker.errors.APIError):
+        loaded.tag(repository, _HELD_PREFIX + _this_run())
     return sum(b.size for _, b in layers)
 
 
@@ -485,51 +491,87 @@ def remove_abandoned_preloads() -> None:
             drop(str(img.id))
 
 
+_HELD_PREFIX = "held-by-"
+
+
+def _host() -> str:
+    """This host's name as a tag allows it."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:80]
+
+
+def _this_run() -> str:
+    return f"{_host()}-{os.getpid()}"
+
+
+def _held(tags: list[str]) -> bool:
+    """Whether a run that has not ended holds the image (its ``held-by-<host>-<pid>`` tag; a run on
+    another host sharing the engine cannot be asked, so it is taken to hold it)."""
+    for tag in tags:
+        name = tag.rpartition(":")[2]
+        if name.startswith(_HELD_PREFIX):
+            host, _, pid = name.removeprefix(_HELD_PREFIX).rpartition("-")
+            ended = host == _host() and pid.isdigit() and journal.gone(socket.gethostname(), int(pid))
+            if not ended:
+                return True
+    return False
+
+
+def release_held(app: str) -> None:
+    """Remove the tag that says this run holds its image (:func:`load` put it there)."""
+    drop(f"shipway/{app}:{_HELD_PREFIX}{_this_run()}")
+
+
 def prune_app_images(app: str, keep: int, current: str) -> list[str]:
-    """Untag this app's older final images in the engine (``shipway/<app>:<tag>``), keeping the ``keep``
-    loaded last and always ``current``, and remove its images left without a tag; returns what went
-    (tags, and IDs of untagged images).
+    """Delete this app's older images from the engine: all but the ``keep`` newest (``current``, the
+    image just built, always among them); returns the IDs of the images the engine deleted.
 
     Each final image holds its model layer, so a runner that builds often (a
     new model version, a 1 GiB layer, each time) would otherwise fill its
-    disk. The engine deletes an untagged image, and the layers only it holds,
-    unless a container (a local release, a stopped revision kept for
-    rollback) still uses it: then the tag stays too. The registry keeps every
-    image; the chain index (:func:`present_chains`) notices what is gone.
-    Runs of one app that share an engine at the same time need ``keep`` above
-    their number: a tag is removed by the time and order of loading.
+    disk. The app's images are those labelled ``io.shipway.app=<app>`` whose
+    only names are shipway's (``shipway/<app>:<tag>``, and the ``repo@digest``
+    a local release pulled them by); one a user tagged is left alone. Newest
+    means by the date the image says it was made (the later of its commit's
+    and its model's, :func:`shipway.labels.source_date`): ``docker load``
+    records no load time. An image a container uses (a release, a stopped
+    revision kept for rollback, another run's verify) is not deleted, nor one
+    a run that has not ended loaded (another run of the app on this engine,
+    between its load and its verify: its ``held-by-<host>-<pid>`` tag); the
+    registry keeps every image, and the chain index (:func:`present_chains`)
+    notices what is gone.
     """
-    client = dockerutil.client()
-    ours = f"io.shipway.app={app}"
     try:
-        found = client.images.list(filters={"label": ours, "reference": f"shipway/{app}"})
-        # A --rebuild of the same commit and model loads its image under the same tag: the one it
-        # replaced is left without a tag, which no later prune would name.
-        untagged = client.images.list(filters={"label": ours, "dangling": True})
-    except (docker.errors.DockerException, requests.RequestException):
+        client = dockerutil.client()
+        found = client.images.list(filters={"label": f"io.shipway.app={app}"})
+    except (BackendError, docker.errors.DockerException, requests.RequestException):
         return []
-    tagged = [
-        (_tag_time(img.attrs), tag)
-        for img in found
-        for tag in img.tags
-        if tag.startswith(f"shipway/{app}:") and tag != f"shipway/{app}:app"
-    ]
-    older = [tag for _, tag in sorted(tagged, reverse=True) if tag != current][max(keep - 1, 0) :]
-    removed = []
-    # Only images with no name at all: one pulled by digest (a release's) has a RepoDigest.
-    leftovers = [str(img.id) for img in untagged if not img.tags and not img.attrs.get("RepoDigests")]
-    for name in [*older, *leftovers]:
-        with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
-            client.images.remove(name, noprune=False)
-            removed.append(name)
-    return removed
+    ours = [img for img in found if all(tag.startswith(f"shipway/{app}:") for tag in img.tags)]
+    ours.sort(key=lambda img: (_when(img.attrs.get("Created")), str(img.id)), reverse=True)
+    older = [img for img in ours if img.id != current][max(keep - 1, 0) :]
+    older = [img for img in older if not _held(img.tags)]
+    deleted = []
+    for img in older:
+        # By each name in turn: removing the last one deletes the image, unless a container uses it.
+        for name in [*img.tags, *(img.attrs.get("RepoDigests") or [])] or [str(img.id)]:
+            with contextlib.suppress(docker.errors.DockerException, requests.RequestException):
+                client.images.remove(name, noprune=False)
+        try:
+            client.images.get(str(img.id))
+        except docker.errors.ImageNotFound:
+            deleted.append(str(img.id))
+        except (docker.errors.DockerException, requests.RequestException):
+            pass
+    return deleted
 
 
-def _tag_time(attrs: dict[str, Any]) -> tuple[str, float]:
-    """When the engine last tagged an image (its ``Metadata.LastTagTime``, nanoseconds and all), sortable."""
-    stamp = str((attrs.get("Metadata") or {}).get("LastTagTime") or "")
-    whole, _, fraction = stamp.rstrip("Z").partition(".")
-    return whole, float(f"0.{fraction}") if fraction.isdigit() else 0.0
+def _when(value: object) -> datetime:
+    """An engine's RFC 3339 time (any fraction and offset; the year 1 when unset or unreadable)."""
+    stamp = str(value or "")
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", stamp)
+    if match is None:
+        return datetime.min.replace(tzinfo=UTC)
+    whole, fraction, zone = match.groups()
+    micro = (fraction or ".0")[1:7].ljust(6, "0")
+    return datetime.fromisoformat(f"{whole}.{micro}{'+00:00' if zone == 'Z' else zone}")
 
 
 def drop(image_id: str) -> None:
