@@ -101,7 +101,7 @@ def _labelled(owner: str, tmp_path: Path) -> str:
             "rootfs": {"type": "layers", "diff_ids": base},
         }
     ).encode()
-    image._docker_load(config, base, [], None)
+    image._docker_load(config, base, [], [])
     return sha256(config)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from shipway.testing.services import RegistryService, free_port
 REPO = Path(__file__).resolve().parents[1]
 SCORER = REPO / "tests" / "apps" / "scorer"
 BASE_IMAGE = "shipway-base:bookworm"
+REGISTRY_REPO = "registry.invalid/team/app"  # where the app's registry keeps it: no image here was pulled
 
 pytestmark = pytest.mark.usefixtures("shipway_docker")
 
@@ -55,7 +57,7 @@ def _load_final(app: str, tag: str | None, created: str) -> str:
             "rootfs": {"type": "layers", "diff_ids": base},
         }
     ).encode()
-    image._docker_load(config, base, [], f"shipway/{app}:{tag}" if tag else None)
+    image._docker_load(config, base, [], [f"shipway/{app}:{tag}"] if tag else [])
     return sha256(config)
 
 
@@ -84,12 +86,18 @@ def test_the_oldest_go_the_newest_and_the_held_ones_stay() -> None:
     theirs = _load_final(other, "t0", "2025-01-01T00:00:00Z")
     in_use = client.containers.create(ids["a"], command=["true"])
     repo = f"shipway/{app}"
-    client.images.get(ids["e"]).tag(repo, f"held-by-{image._this_run()}")  # this live run holds e
-    client.images.get(ids["g"]).tag(repo, f"held-by-{image._host()}-{_dead_pid()}")
+    for held in (
+        image.held_tag(repo, ids["e"]),  # this run, which goes on: e stays
+        image.held_tag(repo, ids["g"], pid=_dead_pid()),  # a run that was killed: does not count
+        image.held_tag(repo, ids["b"], since=time.time() - image.HOLD_SECONDS - 60),  # too old to count
+    ):
+        name, _, tag = held.rpartition(":")
+        client.images.get(next(i for i in ids.values() if tag.endswith(i[7:19]))).tag(name, tag)
     try:
-        # Keep 2: the current image (c) and the newest other (d). b and f go; a is older still but a
-        # container uses it; e is held by a run that has not ended; g's holder is gone, so it goes.
-        deleted = image.prune_app_images(app, keep=2, current=ids["c"])
+        # Keep 2: the current image (c) and the newest other (d). b and f go (b's hold is too old to
+        # count); a is older still but a container uses it; e is held by a run that has not ended; g's
+        # holder was killed, so it goes.
+        deleted = image.prune_app_images(app, keep=2, current=ids["c"], repository=REGISTRY_REPO)
         assert set(deleted) == {ids["b"], ids["f"], ids["g"], leftover}
         for tag in ("a", "c", "d", "e"):
             assert _exists(ids[tag]), tag
@@ -99,9 +107,9 @@ def test_the_oldest_go_the_newest_and_the_held_ones_stay() -> None:
         assert _exists(theirs)
         assert _tags(other) == {f"shipway/{other}:t0"}
         # Keep 1: only the current one (and what a container uses or a run holds).
-        assert image.prune_app_images(app, keep=1, current=ids["c"]) == [ids["d"]]
-        image.release_held(app)  # this run ends: e is just an old image now
-        assert image.prune_app_images(app, keep=1, current=ids["c"]) == [ids["e"]]
+        assert image.prune_app_images(app, keep=1, current=ids["c"], repository=REGISTRY_REPO) == [ids["d"]]
+        image.release_held(ids["e"])  # this run ends: e is just an old image now
+        assert image.prune_app_images(app, keep=1, current=ids["c"], repository=REGISTRY_REPO) == [ids["e"]]
         assert _exists(ids["a"])
     finally:
         in_use.remove(force=True)
@@ -133,7 +141,10 @@ def test_a_release_pulled_by_digest_goes_once_it_is_old_and_unused(shipway_regis
     client.api.pull(repo, digest, auth_config=auth)
     try:
         assert client.images.get(old).attrs["RepoDigests"] == [f"{repo}@{digest}"]
-        assert image.prune_app_images(app, keep=1, current=new) == [old]
+        # Pulled from another repository than the app's registry: a name shipway did not give.
+        assert image.prune_app_images(app, keep=1, current=new, repository=f"{repo}-elsewhere") == []
+        assert _exists(old)
+        assert image.prune_app_images(app, keep=1, current=new, repository=repo) == [old]
         assert not _exists(old)
         assert _exists(new)
     finally:

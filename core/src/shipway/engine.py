@@ -276,7 +276,7 @@ def _build_verify_push(
             upload.cancel()
         if built is not None:
             built.cleanup()  # what the export spooled (docker save's layers) is not needed any more
-        image.release_held(project.loaded.config.app.name)
+            image.release_held(built.image_id)
         raise
     try:
         if uploading is None:
@@ -285,9 +285,9 @@ def _build_verify_push(
             _push(project, st, record, bp, built, uploading, tag)
     finally:
         built.cleanup()
-        image.release_held(project.loaded.config.app.name)
+        image.release_held(built.image_id)
     cfg = project.loaded.config
-    deleted = image.prune_app_images(cfg.app.name, cfg.build.keep_images, built.image_id)
+    deleted = image.prune_app_images(cfg.app.name, cfg.build.keep_images, built.image_id, project.registry.repository())
     if deleted:
         project.reporter.info(
             f"deleted {len(deleted)} older image(s) of {cfg.app.name} from the engine "

@@ -24,6 +24,7 @@ import socket
 import tarfile
 import tempfile
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -403,7 +404,9 @@ def _remember_chains(chains: list[str], image_id: str, cache_dir: Path) -> None:
 def _load(assembly: Assembly, send_from: int) -> int:
     image = assembly.image
     layers = [(i, assembly.loadable(i)) for i in range(send_from, len(image.layers))]
-    _docker_load(image.config, [b.digest for b in image.layers], layers, assembly.tag)
+    # A second tag says a live run holds the image: another run's prune spares it until this run ends.
+    tags = [assembly.tag, held_tag(assembly.tag.rpartition(":")[0], image.local_id)]
+    _docker_load(image.config, [b.digest for b in image.layers], layers, tags)
     client = dockerutil.client()
     try:
         loaded = client.images.get(assembly.tag)
@@ -411,28 +414,24 @@ def _load(assembly: Assembly, send_from: int) -> int:
         raise BuildFailed(f"docker load did not create {assembly.tag}") from None
     if loaded.id != image.local_id:
         raise BuildFailed(f"the engine loaded {loaded.id}, the assembled config is {image.local_id}")
-    # Until this run ends, a second tag says a live run holds the image: another run's prune spares it.
-    repository, _, _ = assembly.tag.rpartition(":")
-    with contextlib.suppress(docker.errors.APIError):
-        loaded.tag(repository, _HELD_PREFIX + _this_run())
     return sum(b.size for _, b in layers)
 
 
-def _docker_load(config: bytes, diff_ids: list[str], layers: list[tuple[int, Blob]], tag: str | None) -> None:
+def _docker_load(config: bytes, diff_ids: list[str], layers: list[tuple[int, Blob]], tags: list[str]) -> None:
     """``docker load`` an image archive holding ``config`` and only the layers given (index, blob).
 
     The engine looks a layer up by its chain before it opens the layer's file,
     so layers it already holds need not be in the archive.
     """
     names = [f"layers/{d.split(':', 1)[1]}.tar" for d in diff_ids]
-    manifest = json.dumps([{"Config": "config.json", "RepoTags": [tag] if tag else [], "Layers": names}]).encode()
+    manifest = json.dumps([{"Config": "config.json", "RepoTags": tags, "Layers": names}]).encode()
     entries = [
         Entry(name="layers", kind="dir"),
         Entry(name="config.json", size=len(config), data=config),
         Entry(name="manifest.json", size=len(manifest), data=manifest),
     ]
     entries += [Entry(name=names[i], size=blob.size, opener=blob.opener) for i, blob in layers]
-    what = f"docker load of {tag or sha256(config)[:19]}"
+    what = f"docker load of {tags[0] if tags else sha256(config)[:19]}"
     try:
         stream = dockerutil.client().api.load_image(tar_chunks(entries))
         dockerutil.follow(stream, what)
@@ -471,7 +470,7 @@ def preload(
     image_id = sha256(config)
     # Recorded first: an entry naming an image that never loaded is only a miss for present_chains.
     _remember_chains(chains[len(base) :], image_id, cache_dir)
-    _docker_load(config, diff_ids, [(len(base), Blob(layer.digest, layer.size, opener=chunks))], None)
+    _docker_load(config, diff_ids, [(len(base), Blob(layer.digest, layer.size, opener=chunks))], [])
     return image_id
 
 
@@ -492,6 +491,9 @@ def remove_abandoned_preloads() -> None:
 
 
 _HELD_PREFIX = "held-by-"
+HOLD_SECONDS = 3600
+"""How long a run's hold counts at most: it needs to last from the load until its verify container
+starts; an older hold is one a killed run left (on another host sharing the engine, it cannot be asked)."""
 
 
 def _host() -> str:
@@ -499,43 +501,54 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:80]
 
 
-def _this_run() -> str:
-    return f"{_host()}-{os.getpid()}"
+def held_tag(repository: str, image_id: str, pid: int | None = None, since: float | None = None) -> str:
+    """The tag that says run ``pid`` (this one) of this host holds ``image_id`` since ``since`` (now)."""
+    stamp = int(time.time() if since is None else since)
+    return f"{repository}:{_HELD_PREFIX}{_host()}-{pid or os.getpid()}-{stamp}-{image_id[7:19]}"
 
 
 def _held(tags: list[str]) -> bool:
-    """Whether a run that has not ended holds the image (its ``held-by-<host>-<pid>`` tag; a run on
-    another host sharing the engine cannot be asked, so it is taken to hold it)."""
+    """Whether a run that has not ended holds the image: a ``held-by-<host>-<pid>-<since>-<id>`` tag,
+    younger than :data:`HOLD_SECONDS`, whose process (on this host) still runs."""
     for tag in tags:
         name = tag.rpartition(":")[2]
-        if name.startswith(_HELD_PREFIX):
-            host, _, pid = name.removeprefix(_HELD_PREFIX).rpartition("-")
-            ended = host == _host() and pid.isdigit() and journal.gone(socket.gethostname(), int(pid))
-            if not ended:
-                return True
+        parts = name.removeprefix(_HELD_PREFIX).rsplit("-", 3)
+        if not name.startswith(_HELD_PREFIX) or len(parts) != 4 or not (parts[1] + parts[2]).isdigit():
+            continue
+        host, pid, since = parts[0], int(parts[1]), int(parts[2])
+        ended = host == _host() and journal.gone(socket.gethostname(), pid)
+        if not ended and time.time() - since < HOLD_SECONDS:
+            return True
     return False
 
 
-def release_held(app: str) -> None:
-    """Remove the tag that says this run holds its image (:func:`load` put it there)."""
-    drop(f"shipway/{app}:{_HELD_PREFIX}{_this_run()}")
+def release_held(image_id: str) -> None:
+    """Remove this run's hold on ``image_id`` (the tag :func:`load` gave it)."""
+    try:
+        tags = dockerutil.client().images.get(image_id).tags
+    except (docker.errors.DockerException, requests.RequestException):
+        return
+    mine = f":{_HELD_PREFIX}{_host()}-{os.getpid()}-"
+    for tag in tags:
+        if mine in tag and tag.endswith(f"-{image_id[7:19]}"):
+            drop(tag)
 
 
-def prune_app_images(app: str, keep: int, current: str) -> list[str]:
+def prune_app_images(app: str, keep: int, current: str, repository: str) -> list[str]:
     """Delete this app's older images from the engine: all but the ``keep`` newest (``current``, the
     image just built, always among them); returns the IDs of the images the engine deleted.
 
     Each final image holds its model layer, so a runner that builds often (a
     new model version, a 1 GiB layer, each time) would otherwise fill its
     disk. The app's images are those labelled ``io.shipway.app=<app>`` whose
-    only names are shipway's (``shipway/<app>:<tag>``, and the ``repo@digest``
-    a local release pulled them by); one a user tagged is left alone. Newest
+    only names are shipway's (``shipway/<app>:<tag>``, and ``repository@digest``
+    as a local release pulls them); one a user named is left alone. Newest
     means by the date the image says it was made (the later of its commit's
     and its model's, :func:`shipway.labels.source_date`): ``docker load``
     records no load time. An image a container uses (a release, a stopped
     revision kept for rollback, another run's verify) is not deleted, nor one
     a run that has not ended loaded (another run of the app on this engine,
-    between its load and its verify: its ``held-by-<host>-<pid>`` tag); the
+    between its load and its verify: :func:`held_tag`); the
     registry keeps every image, and the chain index (:func:`present_chains`)
     notices what is gone.
     """
@@ -544,7 +557,12 @@ def prune_app_images(app: str, keep: int, current: str) -> list[str]:
         found = client.images.list(filters={"label": f"io.shipway.app={app}"})
     except (BackendError, docker.errors.DockerException, requests.RequestException):
         return []
-    ours = [img for img in found if all(tag.startswith(f"shipway/{app}:") for tag in img.tags)]
+    ours = [
+        img
+        for img in found
+        if all(tag.startswith(f"shipway/{app}:") for tag in img.tags)
+        and all(name.startswith(f"{repository}@") for name in img.attrs.get("RepoDigests") or [])
+    ]
     ours.sort(key=lambda img: (_when(img.attrs.get("Created")), str(img.id)), reverse=True)
     older = [img for img in ours if img.id != current][max(keep - 1, 0) :]
     older = [img for img in older if not _held(img.tags)]
