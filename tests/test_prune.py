@@ -30,8 +30,9 @@ pytestmark = pytest.mark.usefixtures("shipway_docker")
 
 
 def _tags(app: str) -> set[str]:
+    """The app's names in the engine (an image may also carry another app's: the same app build)."""
     found = dockerutil.client().images.list(name=f"shipway/{app}")
-    return {t for img in found for t in img.tags}
+    return {t for img in found for t in img.tags if t.startswith(f"shipway/{app}:")}
 
 
 def _exists(image_id: str) -> bool:
