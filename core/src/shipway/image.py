@@ -35,7 +35,7 @@ from typing import Any, Protocol
 import docker.errors
 import requests
 
-from shipway import dockerutil, journal
+from shipway import dockerutil, journal, labels
 from shipway.errors import BackendError, BuildFailed
 from shipway.layers import Entry, ModelLayer, tar_chunks
 from shipway.manifest import LAYER_TAR_GZIP, Blob, Image, sha256
@@ -554,7 +554,7 @@ def prune_app_images(app: str, keep: int, current: str, repository: str) -> list
     """
     try:
         client = dockerutil.client()
-        found = client.images.list(filters={"label": f"io.shipway.app={app}"})
+        found = client.images.list(filters={"label": f"{labels.APP}={app}"})
     except (BackendError, docker.errors.DockerException, requests.RequestException):
         return []
     ours = [
