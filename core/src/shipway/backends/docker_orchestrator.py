@@ -27,7 +27,7 @@ from shipway.errors import BackendError, NotFound
 from shipway.hookspecs import hookimpl
 from shipway.verify import wait_ready
 
-L_APP = "io.shipway.app"
+L_APP = labels.APP  # the same app label as on the image, from its one definition
 L_ENV = "io.shipway.environment"
 L_REV = "io.shipway.revision"
 L_IMAGE = "io.shipway.image"

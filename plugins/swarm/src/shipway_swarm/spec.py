@@ -15,11 +15,12 @@ from typing import Any
 
 from docker import types
 
+from shipway import labels
 from shipway.domain import Release
 from shipway_swarm.settings import Limits, SwarmSettings, memory_bytes
 
 L_MANAGED = "io.shipway.managed-by"
-L_APP = "io.shipway.app"
+L_APP = labels.APP  # the same app label as on the image, from its one definition
 L_ENV = "io.shipway.environment"
 L_ROLE = "io.shipway.swarm.role"
 L_REVISION = "io.shipway.swarm.revision"
