@@ -63,11 +63,11 @@ def test_debug_after_the_subcommand_shows_a_traceback(tmp_path: Path, capsys: py
 def test_quiet_in_either_place_reaches_the_reporter(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[bool] = []
 
-    def project(self: cli.State) -> None:
+    def loaded(self: cli.State) -> None:
         seen.append(self.reporter.quiet)
         raise ConfigError("stop here")
 
-    monkeypatch.setattr(cli.State, "project", project)
+    monkeypatch.setattr(cli.State, "loaded", loaded)
     assert cli.main(argv) == 2
     assert seen == [True]
 

@@ -61,3 +61,9 @@ def test_local_config_paths_import_no_cloud_sdk_and_no_rich(argv: list[str]) -> 
     assert not loaded & set(CLOUD_SDKS), f"`shipway {argv[0]}` imported cloud SDKs {sorted(loaded & set(CLOUD_SDKS))}"
     # rich (the console, progress bars) is for commands that print progress, not for a check of the config
     assert "rich" not in loaded, f"`shipway {argv[0]}` imported {sorted(loaded)}"
+
+
+def test_validate_reads_the_config_without_the_engine() -> None:
+    # validate checks the file; the engine (and the builder it imports) is for commands that run
+    loaded = imported_by("validate", "-c", str(LOCAL_CONFIG))
+    assert "shipway.engine" not in loaded, f"`shipway validate` imported {sorted(loaded)}"

@@ -29,6 +29,7 @@ class State:
         """The subcommand being run (``run``, ``release``, ...)."""
         self.report_path: Path | None = None
         self._host: Any = None
+        self._loaded: Any = None
         self._project: Any = None
 
     @property
@@ -45,15 +46,24 @@ class State:
 
         return Reporter(quiet=self.quiet, log_format=self.log_format)
 
+    def _require_file(self) -> None:
+        if not self.config_path.is_file():
+            raise ConfigError(f"{self.config_path}: file not found (use -c FILE or set SHIPWAY_CONFIG)")
+
+    def loaded(self) -> Any:
+        """The configuration file, read and checked; no engine (all that ``validate`` needs)."""
+        if self._loaded is None:
+            from shipway import config
+
+            self._require_file()
+            self._loaded = config.load(self.config_path, self.host)
+        return self._loaded
+
     def project(self) -> Any:
         if self._project is None:
-            from shipway import config
             from shipway.engine import Project
 
-            if not self.config_path.is_file():
-                raise ConfigError(f"{self.config_path}: file not found (use -c FILE or set SHIPWAY_CONFIG)")
-            loaded = config.load(self.config_path, self.host)
-            self._project = Project(loaded=loaded, host=self.host, reporter=self.reporter)
+            self._project = Project(loaded=self.loaded(), host=self.host, reporter=self.reporter)
             if self.command in OUTPUT_COMMANDS:
                 from shipway.command_outputs import CommandOutputs
                 from shipway.plugins import PluginInfo
@@ -70,8 +80,7 @@ class State:
         from shipway import config
         from shipway.backends.base import BackendContext
 
-        if not self.config_path.is_file():
-            raise ConfigError(f"{self.config_path}: file not found (use -c FILE or set SHIPWAY_CONFIG)")
+        self._require_file()
         loaded = config.load_model_store(self.config_path, self.host)
         cls = self.host.backend_class("model_store", loaded.model_store.kind)
         return cls(loaded.model_store, BackendContext(root=loaded.root, reporter=self.reporter, hook=self.host.hook))
@@ -279,8 +288,7 @@ def down(state: State) -> None:
 @pass_state
 def validate(state: State) -> None:
     """Check the configuration file without running anything."""
-    project = state.project()
-    cfg = project.loaded
+    cfg = state.loaded()
     click.echo(
         f"{state.config_path}: ok (model_store {cfg.model_store.kind}, registry {cfg.registry.kind}, "
         f"orchestrator {cfg.orchestrator.kind})"
