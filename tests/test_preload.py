@@ -16,10 +16,10 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import docker.errors
 import pytest
+from engine_images import preloads_topped_by
 
 from shipway import dockerfile, dockerutil, image
 from shipway.domain import ModelFile, ModelVersion
@@ -86,8 +86,7 @@ def test_a_stopped_preload_loads_nothing(tmp_path: Path) -> None:
     stop.set()
     with pytest.raises(BuildFailed, match="no longer wanted"):
         image.preload(base, layer, stop, platform=_platform(), cache_dir=tmp_path / "cache")
-    tops = [i for i in dockerutil.client().images.list(all=True) if i.attrs["RootFS"]["Layers"][-1:] == [layer.digest]]
-    assert tops == []
+    assert preloads_topped_by(layer.digest) == []
 
 
 def _labelled(owner: str, tmp_path: Path) -> str:
@@ -112,7 +111,7 @@ def test_the_next_run_removes_a_killed_runs_preload_and_keeps_a_live_ones(tmp_pa
     live = _labelled(f"{socket.gethostname()}-{live_process.pid}", tmp_path)
     try:
         image.remove_abandoned_preloads()
-        ids = {i.id for i in dockerutil.client().images.list(all=True)}
+        ids = set(dockerutil.client().api.images(all=True, quiet=True))
         assert dead not in ids
         assert live in ids
     finally:
@@ -140,10 +139,6 @@ def hidden_base() -> Iterator[tuple[str, str]]:
     for name in (reference, hidden):
         with contextlib.suppress(docker.errors.ImageNotFound):
             client.images.remove(name)
-
-
-def _images_topped_by(layer: ModelLayer) -> list[Any]:
-    return [i for i in dockerutil.client().images.list(all=True) if i.attrs["RootFS"]["Layers"][-1:] == [layer.digest]]
 
 
 @contextlib.contextmanager
@@ -179,10 +174,10 @@ def _assert_preloaded_on(reference: str, layer: ModelLayer, early: EarlyLayer) -
     base = image.base_layers(reference)
     assert base is not None
     assert early.base_count == len(base)
-    tops = _images_topped_by(layer)
+    tops = preloads_topped_by(layer.digest)
     assert len(tops) == 1
-    assert tops[0].attrs["RootFS"]["Layers"] == [*base, layer.digest]
-    assert tops[0].labels[image.PRELOAD_LABEL].endswith(f"-{os.getpid()}")
+    assert tops[0]["RootFS"]["Layers"] == [*base, layer.digest]
+    assert tops[0]["Config"]["Labels"][image.PRELOAD_LABEL].endswith(f"-{os.getpid()}")
 
 
 def test_the_early_layer_waits_for_a_base_the_build_is_pulling(tmp_path: Path, hidden_base: tuple[str, str]) -> None:
@@ -196,7 +191,7 @@ def test_the_early_layer_waits_for_a_base_the_build_is_pulling(tmp_path: Path, h
         layer = early.result()
         assert early.preloaded()
         _assert_preloaded_on(reference, layer, early)
-    assert _images_topped_by(layer) == []
+    assert preloads_topped_by(layer.digest) == []
 
 
 def test_the_preload_waits_for_the_base_after_the_digest(tmp_path: Path, hidden_base: tuple[str, str]) -> None:
@@ -207,12 +202,12 @@ def test_the_preload_waits_for_the_base_after_the_digest(tmp_path: Path, hidden_
         layer = early.result()
         time.sleep(3 * BASE_POLL_SECONDS)
         assert early.base_wait_seconds > 0
-        assert _images_topped_by(layer) == []  # nothing loaded while the base is missing
+        assert preloads_topped_by(layer.digest) == []  # nothing loaded while the base is missing
         _appear(reference, base_id)
         assert early.preloaded()
         _assert_preloaded_on(reference, layer, early)
         assert early.preload_seconds > 0
-    assert _images_topped_by(layer) == []
+    assert preloads_topped_by(layer.digest) == []
 
 
 def test_the_early_layer_gives_up_when_the_build_ends_without_the_base(tmp_path: Path) -> None:
@@ -242,4 +237,4 @@ def test_a_base_the_engine_holds_is_preloaded_at_once(tmp_path: Path) -> None:
         assert early.preloaded()
         assert early.base_wait_seconds == 0
         _assert_preloaded_on(BASE_IMAGE, layer, early)
-    assert _images_topped_by(layer) == []
+    assert preloads_topped_by(layer.digest) == []

@@ -27,6 +27,7 @@ from typing import Any
 import docker.errors
 import pytest
 import requests
+from engine_images import preloads_topped_by
 
 from shipway import dockerutil
 from shipway.localhttp import LocalServer, QuietHandler
@@ -183,11 +184,6 @@ def _loaded_bytes(detail: str) -> float:
     return float(detail.split(" MB into it")[0].rsplit(" ", 1)[1]) * 1e6
 
 
-def _images_topped_by(layer: str) -> list[str]:
-    """Engine images whose top layer is ``layer`` (a model preload left behind)."""
-    return [i.id for i in dockerutil.client().images.list(all=True) if i.attrs["RootFS"]["Layers"][-1:] == [layer]]
-
-
 def test_01_first_run_builds_with_the_model_layer_above_the_base(scorer: Scorer, tmp_path: Path) -> None:
     scorer.publish(tmp_path, "cat", b"model-one")
     record = scorer.run(tmp_path)
@@ -310,7 +306,7 @@ def test_05_cold_cache_uploads_no_model_byte_and_gets_the_same_model_layer(
     assert "and loaded alongside it" in detail
     assert "wait for the base" in detail  # the model was there before the pull was done: the preload waited
     assert _loaded_bytes(detail) < MODEL_BYTES
-    assert _images_topped_by(record["model_layer"]) == []
+    assert preloads_topped_by(record["model_layer"]) == []
     shutil.rmtree(cold, ignore_errors=True)
 
 
@@ -337,7 +333,7 @@ def test_06_model_only_change_uploads_the_model_once(scorer: Scorer, tmp_path: P
         assert _loaded_bytes(detail) < MODEL_BYTES
     else:
         assert _loaded_bytes(detail) > MODEL_BYTES
-    assert _images_topped_by(record["model_layer"]) == []
+    assert preloads_topped_by(record["model_layer"]) == []
     assert scorer.run(tmp_path)["action"] == "reused"
 
 

@@ -762,6 +762,7 @@ def assembled_image(local_image: str, payload: bytes, cache_dir: Path, labels: d
         saved, layer, 1, 0, "2026-01-01T00:00:00Z", labels or {}, f"shipway-contract/{unique('i')}:t", "payload"
     )
     img.load(assembly, cache_dir)
+    img.release_held(assembly.image.local_id)  # no run follows to release it: the test's tag names the image
     return assembly.image
 
 
