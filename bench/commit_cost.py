@@ -30,6 +30,13 @@ scenario inside each repetition; the table shows medians. Scenarios:
   what the engine alone takes to hold the model, which verify needs before
   it can run the image.
 
+``--link-mbit N`` puts the registry and the model store on a network link of
+N Mbit/s each way (Linux ``tc`` on loopback, :mod:`link`; root only), as a
+hosted runner reaches them: the apps read their models from an ``http``
+store (the example plugin ``shipway-http-store``) served from the local
+store's folder, and ``plain download`` is a GET of the model file over that
+link. Without it, both are on loopback and the store is a local folder.
+
 Bytes uploaded are what the registry's storage grew by. The registry is a
 fresh ``docker-registry`` with htpasswd auth on a free 127.0.0.1 port.
 """
@@ -38,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -55,14 +63,28 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import link
 import requests
 
 from shipway.oci import OciClient
 from shipway.testing.services import RegistryService, free_port, start_registry
+from shipway_http_store.store import write_index
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "flask_app"
 BASE = os.environ.get("SHIPWAY_BASE_IMAGE", "shipway-base:bookworm")
+LOCAL_STORE = """\
+model_store:
+  kind: local
+  path: ${SHIPWAY_MODEL_STORE:-.shipway/models}
+"""
+HTTP_STORE = """\
+model_store:
+  kind: http
+  url: ${SHIPWAY_MODEL_STORE_URL}
+"""
+HTTP_CONFIG = "shipway.http.yaml"
+"""The app's configuration with the http store (``--link-mbit``); ``model publish`` keeps the local one."""
 
 SEED_DOCKERFILE = """\
 ARG BASE_IMAGE=python:3.11-slim
@@ -100,10 +122,21 @@ def stored_bytes(reg: RegistryService) -> int:
 
 
 class Bench:
-    def __init__(self, work: Path, model_mib: int) -> None:
+    def __init__(self, work: Path, model_mib: int, remote_store: bool) -> None:
         self.work = work
         self.model_bytes = model_mib << 20
         self.reg = start_registry(work / "registry")
+        self.store_server: subprocess.Popen[bytes] | None = None
+        self.store_port = 0
+        if remote_store:
+            self.store_port = free_port()
+            serve = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(work)]
+            self.store_server = subprocess.Popen(
+                [*serve, str(self.store_port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            _wait_for(f"http://127.0.0.1:{self.store_port}/")
         self.docker_config = work / "docker-config"
         self.docker_config.mkdir()
         self.images: list[str] = []
@@ -123,6 +156,7 @@ class Bench:
             SHIPWAY_REGISTRY_USERNAME=self.reg.username,
             SHIPWAY_REGISTRY_PASSWORD=self.reg.password,
             SHIPWAY_MODEL_STORE=str(self.work / f"store-{app}"),
+            SHIPWAY_MODEL_STORE_URL=f"http://127.0.0.1:{self.store_port}/store-{app}",
             SHIPWAY_CACHE_DIR=str(self.work / f"cache-{app}"),
             SHIPWAY_ENVIRONMENT=f"bench-{app}",
             DIGITS_PORT=str(free_port()),
@@ -137,6 +171,8 @@ class Bench:
     def shipway(self, app: str, *args: str, **env: str) -> dict[str, Any]:
         out = self.work / f"record-{uuid.uuid4().hex[:8]}.json"
         cmd = [sys.executable, "-m", "shipway.cli", *args]
+        if args[0] == "run" and self.store_server is not None:
+            cmd[3:3] = ["-c", HTTP_CONFIG]
         if args[0] == "run":
             cmd += ["--skip-tests", "-o", str(out)]
         sh(cmd, cwd=self.work / app, env=self.env(app, **env))
@@ -163,9 +199,15 @@ class Bench:
         folder = self.model_folder(app)
         self.shipway(app, "model", "publish", str(folder), "--name", "digits")
         shutil.rmtree(folder)
+        if self.store_server is not None:
+            write_index(self.work / f"store-{app}")
 
     def _app(self, name: str) -> str:
         shutil.copytree(EXAMPLE, self.work / name, ignore=shutil.ignore_patterns(".shipway", "build", "__pycache__"))
+        if self.store_server is not None:
+            config = (self.work / name / "shipway.yaml").read_text()
+            assert LOCAL_STORE in config, "the example's model_store section changed: update LOCAL_STORE"
+            (self.work / name / HTTP_CONFIG).write_text(config.replace(LOCAL_STORE, HTTP_STORE))
         self._git_init(self.work / name)
         self.publish(name)
         # Not timed: the first build on this engine fills the caches (its layers leave the engine by
@@ -303,10 +345,14 @@ class Bench:
             archive.unlink()
 
     def plain_download(self) -> None:
-        """A cold runner's download from the local store: the model's largest file copied."""
+        """A cold runner's download of the model's largest file: copied from the local store, or a GET."""
         largest = max((p for p in (self.work / "store-big").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
         target = self.work / "plain-download.bin"
-        self.measure("plain download", lambda: shutil.copyfile(largest, target))
+        if self.store_server is None:
+            self.measure("plain download", lambda: shutil.copyfile(largest, target))
+        else:
+            url = f"http://127.0.0.1:{self.store_port}/{largest.relative_to(self.work)}"
+            self.measure("plain download", lambda: _get_to(url, target))
         target.unlink()
 
     def rep(self) -> None:
@@ -335,7 +381,24 @@ class Bench:
         self.plain_load()
 
 
-def table(bench: Bench, reps: int, model_mib: int) -> str:
+def _wait_for(url: str) -> None:
+    for _ in range(100):
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer")
+
+
+def _get_to(url: str, target: Path) -> None:
+    with requests.get(url, stream=True, timeout=60) as resp, target.open("wb") as f:
+        resp.raise_for_status()
+        for chunk in resp.iter_content(1 << 20):
+            f.write(chunk)
+
+
+def table(bench: Bench, reps: int, model_mib: int, link_mbit: int) -> str:
     med = {
         name: (statistics.median(s for s, _ in runs), statistics.median(b for _, b in runs))
         for name, runs in bench.results.items()
@@ -343,6 +406,11 @@ def table(bench: Bench, reps: int, model_mib: int) -> str:
     lines = [
         f"model: {model_mib} MiB of random bytes (+ the app's 20 KB weights); {reps} repetitions, medians",
         f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        (
+            f"link: registry and http model store at {link_mbit} Mbit/s each way (tc on loopback)"
+            if link_mbit
+            else "link: registry on loopback, local folder model store"
+        ),
         "",
         "| scenario | seconds | MB uploaded |",
         "| --- | ---: | ---: |",
@@ -381,20 +449,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-mib", type=int, default=256)
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument(
+        "--link-mbit",
+        type=int,
+        default=0,
+        help="registry and an http model store behind a link of this many Mbit/s (root; default: loopback)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shipway-bench-"))
     bench = None
     try:
         print(f"setting up in {work} ...", flush=True)
-        bench = Bench(work, args.model_mib)
-        for i in range(args.reps):
-            print(f"repetition {i + 1}/{args.reps}", flush=True)
-            bench.rep()
+        bench = Bench(work, args.model_mib, remote_store=args.link_mbit > 0)
+        ports = [int(bench.reg.address.rsplit(":", 1)[1]), bench.store_port]
+        with link.shaped(ports, args.link_mbit) if args.link_mbit else contextlib.nullcontext():
+            for i in range(args.reps):
+                print(f"repetition {i + 1}/{args.reps}", flush=True)
+                bench.rep()
         print()
-        print(table(bench, args.reps, args.model_mib))
+        print(table(bench, args.reps, args.model_mib, args.link_mbit))
     finally:
         if bench is not None:
             bench.reg.stop()
+            if bench.store_server is not None:
+                bench.store_server.terminate()
             subprocess.run(["docker", "rmi", "-f", *bench.images], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
