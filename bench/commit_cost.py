@@ -25,17 +25,21 @@ scenario inside each repetition; the table shows medians. Scenarios:
 - ``model-only``: a new model version, same code; ``plain upload``: the same
   number of random bytes uploaded as one blob to the same registry.
 - ``plain download``: the model's largest file copied out of the local store
-  (what a cold runner's download costs with this store).
+  (what a cold runner's download costs with this store), or with
+  ``--link-mbit`` a GET of it over the link.
 - ``plain load``: ``docker load`` of a one-layer image of the model's size:
   what the engine alone takes to hold the model, which verify needs before
   it can run the image.
 
 ``--link-mbit N`` puts the registry and the model store on a network link of
-N Mbit/s each way (Linux ``tc`` on loopback, :mod:`link`; root only), as a
-hosted runner reaches them: the apps read their models from an ``http``
-store (the example plugin ``shipway-http-store``) served from the local
-store's folder, and ``plain download`` is a GET of the model file over that
-link. Without it, both are on loopback and the store is a local folder.
+N Mbit/s each way (Linux ``tc`` on loopback, :mod:`link`; root only; rate
+only, no added latency): the apps read their models from an ``http`` store
+(the example plugin ``shipway-http-store``, imported from the installed
+distribution) served from the local stores' folder, the seed pipeline GETs
+its model over the link before each build (its model is not in the
+repository), and ``plain download`` is a GET of the model file. Without it,
+both are on loopback, the stores are local folders and the seed's model
+sits in its folder.
 
 Bytes uploaded are what the registry's storage grew by. The registry is a
 fresh ``docker-registry`` with htpasswd auth on a free 127.0.0.1 port.
@@ -67,7 +71,7 @@ import link
 import requests
 
 from shipway.oci import OciClient
-from shipway.testing.services import RegistryService, free_port, start_registry
+from shipway.testing.services import RegistryService, free_port, start_registry, stop_process, wait_for_http
 from shipway_http_store.store import write_index
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,15 +132,32 @@ class Bench:
         self.reg = start_registry(work / "registry")
         self.store_server: subprocess.Popen[bytes] | None = None
         self.store_port = 0
+        self.served = work / "served"
+        """The model stores and the seed's model: all the http store serves (``--link-mbit``), nothing else."""
+        self.served.mkdir()
         if remote_store:
             self.store_port = free_port()
-            serve = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(work)]
+            serve = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(self.served)]
             self.store_server = subprocess.Popen(
-                [*serve, str(self.store_port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                [*serve, str(self.store_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-            _wait_for(f"http://127.0.0.1:{self.store_port}/")
+        try:
+            if self.store_server is not None:
+                wait_for_http(
+                    f"http://127.0.0.1:{self.store_port}/", "the bench's http store", 30, process=self.store_server
+                )
+            self._set_up()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self.reg.stop()
+        if self.store_server is not None:
+            stop_process(self.store_server)
+
+    def _set_up(self) -> None:
+        work = self.work
         self.docker_config = work / "docker-config"
         self.docker_config.mkdir()
         self.images: list[str] = []
@@ -155,7 +176,7 @@ class Bench:
             SHIPWAY_REGISTRY=self.reg.address,
             SHIPWAY_REGISTRY_USERNAME=self.reg.username,
             SHIPWAY_REGISTRY_PASSWORD=self.reg.password,
-            SHIPWAY_MODEL_STORE=str(self.work / f"store-{app}"),
+            SHIPWAY_MODEL_STORE=str(self.served / f"store-{app}"),
             SHIPWAY_MODEL_STORE_URL=f"http://127.0.0.1:{self.store_port}/store-{app}",
             SHIPWAY_CACHE_DIR=str(self.work / f"cache-{app}"),
             SHIPWAY_ENVIRONMENT=f"bench-{app}",
@@ -200,7 +221,7 @@ class Bench:
         self.shipway(app, "model", "publish", str(folder), "--name", "digits")
         shutil.rmtree(folder)
         if self.store_server is not None:
-            write_index(self.work / f"store-{app}")
+            write_index(self.served / f"store-{app}")
 
     def _app(self, name: str) -> str:
         shutil.copytree(EXAMPLE, self.work / name, ignore=shutil.ignore_patterns(".shipway", "build", "__pycache__"))
@@ -223,6 +244,7 @@ class Bench:
         (folder / ".dockerignore").write_text(".git\n")
         model = self.model_folder("big")
         shutil.copytree(model, folder / "model")
+        model.rename(self.served / "seed-model")  # where its pipeline GETs it from with --link-mbit
         wheels = next((self.work / "cache-big" / "wheelhouse").glob("*/"))
         shutil.copytree(wheels, folder / "wheels")
         self._git_init(folder)
@@ -235,6 +257,10 @@ class Bench:
         image = f"{self.reg.address}/seed:{uuid.uuid4().hex[:12]}"
         self.images.append(image)
         env = {**os.environ, "DOCKER_BUILDKIT": "0", "DOCKER_CONFIG": str(self.docker_config)}
+        if self.store_server is not None:  # the model from the store, as the seed's CI step downloads it
+            part = folder / "model" / "pad.bin.part"
+            _get_to(f"http://127.0.0.1:{self.store_port}/seed-model/pad.bin", part)
+            part.replace(folder / "model" / "pad.bin")
         sh(["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", image, "."], cwd=folder, env=env)
         port = free_port()
         cid = sh(["docker", "run", "-d", "-p", f"127.0.0.1:{port}:8000", image], env=env).strip()
@@ -346,12 +372,14 @@ class Bench:
 
     def plain_download(self) -> None:
         """A cold runner's download of the model's largest file: copied from the local store, or a GET."""
-        largest = max((p for p in (self.work / "store-big").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+        largest = max(
+            (p for p in (self.served / "store-big").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size
+        )
         target = self.work / "plain-download.bin"
         if self.store_server is None:
             self.measure("plain download", lambda: shutil.copyfile(largest, target))
         else:
-            url = f"http://127.0.0.1:{self.store_port}/{largest.relative_to(self.work)}"
+            url = f"http://127.0.0.1:{self.store_port}/{largest.relative_to(self.served)}"
             self.measure("plain download", lambda: _get_to(url, target))
         target.unlink()
 
@@ -379,16 +407,6 @@ class Bench:
         self.plain_upload()
         self.plain_download()
         self.plain_load()
-
-
-def _wait_for(url: str) -> None:
-    for _ in range(100):
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer")
 
 
 def _get_to(url: str, target: Path) -> None:
@@ -421,6 +439,9 @@ def table(bench: Bench, reps: int, model_mib: int, link_mbit: int) -> str:
     def ratio(a: str, b: str) -> str:
         return f"{med[a][0] / med[b][0]:.2f}x" if a in med and b in med and med[b][0] else "n/a"
 
+    def both(a: str, b: str, c: str) -> str:
+        return f"{med[a][0] / (med[b][0] + med[c][0]):.2f}x" if all(n in med for n in (a, b, c)) else "n/a"
+
     def over(unit: str) -> str:
         """What shipway's cold run costs above the cold floor, in units of ``unit``'s time."""
         names = ("shipway cold", "floor cold", unit)
@@ -439,6 +460,7 @@ def table(bench: Bench, reps: int, model_mib: int, link_mbit: int) -> str:
         f"| (shipway cold - floor cold) / plain download (target <= 1.5) | {over('plain download')} |",
         f"| (shipway cold - floor cold) / plain load | {over('plain load')} |",
         f"| model-only / plain upload (target <= 1.5x) | {ratio('model-only', 'plain upload')} |",
+        f"| model-only / (plain download + plain upload) | {both('model-only', 'plain download', 'plain upload')} |",
         f"| plain load / plain upload (the engine's own floor) | {ratio('plain load', 'plain upload')} |",
         f"| model-only MB uploaded / model MB (target <= 1.05) | {med['model-only'][1] / (model_mib << 20):.3f} |",
     ]
@@ -456,13 +478,17 @@ def main() -> None:
         help="registry and an http model store behind a link of this many Mbit/s (root; default: loopback)",
     )
     args = parser.parse_args()
+    if args.link_mbit < 0:
+        parser.error("--link-mbit must be 0 (loopback) or a rate in Mbit/s")
+    if args.link_mbit > 0:
+        link.check()  # before minutes of setup
     work = Path(tempfile.mkdtemp(prefix="shipway-bench-"))
     bench = None
     try:
         print(f"setting up in {work} ...", flush=True)
         bench = Bench(work, args.model_mib, remote_store=args.link_mbit > 0)
         ports = [int(bench.reg.address.rsplit(":", 1)[1]), bench.store_port]
-        with link.shaped(ports, args.link_mbit) if args.link_mbit else contextlib.nullcontext():
+        with link.shaped(ports, args.link_mbit) if args.link_mbit > 0 else contextlib.nullcontext():
             for i in range(args.reps):
                 print(f"repetition {i + 1}/{args.reps}", flush=True)
                 bench.rep()
@@ -470,9 +496,7 @@ def main() -> None:
         print(table(bench, args.reps, args.model_mib, args.link_mbit))
     finally:
         if bench is not None:
-            bench.reg.stop()
-            if bench.store_server is not None:
-                bench.store_server.terminate()
+            bench.stop()
             subprocess.run(["docker", "rmi", "-f", *bench.images], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 
