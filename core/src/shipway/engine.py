@@ -238,7 +238,6 @@ def _build_verify_push(
             uploads.append(_BlobUpload(project.registry, assembly.image))
 
     built: builder.BuiltImage | None = None
-    prune: _Prune | None = None
     try:
         # The model layer (or, on the Dockerfile path, the build context) reads the store's verified,
         # read-only cache in place: no copy of the model per run, and an unchanged model moves no byte.
@@ -266,7 +265,6 @@ def _build_verify_push(
                 f"{built.image_id[:19]}, {len(built.layers)} layers ({bp.mode} model layer; {built.describe()})"
             )
         uploading = uploads[0] if uploads else None
-        prune = _Prune(project, built.image_id)  # housekeeping, while the new image is verified and pushed
         with st.stage("verify") as detail:
             record.checks = verify_image(project, built.image_id)
             _raise_on_failed(record.checks, "the built image")
@@ -279,8 +277,6 @@ def _build_verify_push(
         if built is not None:
             built.cleanup()  # what the export spooled (docker save's layers) is not needed any more
             image.release_held(built.image_id)
-        if prune is not None:
-            prune.wait()
         raise
     try:
         if uploading is None:
@@ -290,38 +286,13 @@ def _build_verify_push(
     finally:
         built.cleanup()
         image.release_held(built.image_id)
-        prune.wait()
-
-
-class _Prune:
-    """The app's older images deleted from the engine (:func:`image.prune_app_images`) in a thread.
-
-    It starts once the new image is loaded and runs while it is verified and
-    pushed: deleting an old image (its model layer too, when no other image
-    holds it) is disk work every build waited for at its end. :meth:`wait`
-    before the run ends.
-    """
-
-    def __init__(self, project: Project, current: str) -> None:
-        self._project = project
-        self._deleted: list[str] = []
-        cfg = project.loaded.config
-        args = (cfg.app.name, cfg.build.keep_images, current, project.registry.repository())
-        self._thread = threading.Thread(target=self._run, args=args, daemon=True, name="shipway-prune")
-        self._thread.start()
-
-    def _run(self, app: str, keep: int, current: str, repository: str) -> None:
-        self._deleted = image.prune_app_images(app, keep, current, repository)
-
-    def wait(self) -> None:
-        """Wait for the deletions and say what went."""
-        self._thread.join()
-        if self._deleted:
-            cfg = self._project.loaded.config
-            self._project.reporter.info(
-                f"deleted {len(self._deleted)} older image(s) of {cfg.app.name} from the engine "
-                f"(build.keep_images: {cfg.build.keep_images}): {', '.join(d[7:19] for d in self._deleted)}"
-            )
+    cfg = project.loaded.config
+    deleted = image.prune_app_images(cfg.app.name, cfg.build.keep_images, built.image_id, project.registry.repository())
+    if deleted:
+        project.reporter.info(
+            f"deleted {len(deleted)} older image(s) of {cfg.app.name} from the engine "
+            f"(build.keep_images: {cfg.build.keep_images}): {', '.join(d[7:19] for d in deleted)}"
+        )
 
 
 def _push(
