@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,6 +63,24 @@ class DockerContract(OrchestratorContract):
 
 
 # -- registry mutants ----------------------------------------------------------------------------------
+
+
+class OciStreamSendsNothing(OciRegistry):
+    """stream_blob reads the stream and returns its digest, but the registry never gets the bytes."""
+
+    def stream_blob(self, chunks: Iterable[bytes], size: int) -> str:
+        sha = hashlib.sha256()
+        for chunk in chunks:
+            sha.update(chunk)
+        self.bytes_uploaded += size
+        return "sha256:" + sha.hexdigest()
+
+
+class OciStreamUncounted(OciRegistry):
+    """stream_blob uploads, but bytes_uploaded does not count what it sent."""
+
+    def stream_blob(self, chunks: Iterable[bytes], size: int) -> str:
+        return self.api.stream_blob(self.settings.repository, chunks, size)
 
 
 class OciTagsFirst(OciRegistry):

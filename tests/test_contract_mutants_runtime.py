@@ -27,6 +27,8 @@ REGISTRY = {
     "OciBuildsAppPrefix": ["test_builds_are_verified_builds_of_the_app_newest_first"],
     "OciCredentialsNone": ["test_credentials_are_what_a_pull_needs"],
     "OciLoginChecksNothing": ["test_login", "test_wrong_password_is_a_clear_auth_error"],
+    "OciStreamSendsNothing": ["test_a_streamed_blob_is_held_counted_and_not_sent_again"],
+    "OciStreamUncounted": ["test_a_streamed_blob_is_held_counted_and_not_sent_again"],
 }
 ORCHESTRATOR = {
     "DockerRollbackToOldest": ["test_update_then_rollback"],

@@ -171,7 +171,7 @@ def test_inputs_digest_and_tag() -> None:
     assert inputs.digest(dict(reversed(list(parts.items())))) == first
     assert inputs.digest({**parts, "args": {"A": "2"}}) != first
     tag = inputs.tag(first)
-    assert inputs.is_inputs_tag(tag)
+    assert inputs.is_lookup_tag(tag)
     assert len(tag) <= 128
     assert tag == inputs.tag(first)
 

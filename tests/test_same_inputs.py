@@ -179,6 +179,17 @@ def _build_detail(record: Any) -> str:
     return str(next(s for s in record["stages"] if s["name"] == "build")["detail"])
 
 
+def _push_detail(record: Any) -> str:
+    return str(next(s for s in record["stages"] if s["name"] == "push")["detail"])
+
+
+def _model_tags(reg: RegistryService) -> dict[str, str | None]:
+    """The repository's model tags (one per model layer) and the image each names."""
+    resp = requests.get(f"http://{reg.address}/v2/team/scorer/tags/list", auth=(reg.username, reg.password), timeout=10)
+    resp.raise_for_status()
+    return {t: _resolve(reg, reg.address, t) for t in resp.json()["tags"] if t.startswith("model-")}
+
+
 def _loaded_bytes(detail: str) -> float:
     """Bytes the final docker load sent, from the build stage's detail."""
     return float(detail.split(" MB into it")[0].rsplit(" ", 1)[1]) * 1e6
@@ -298,6 +309,8 @@ def test_05_cold_cache_uploads_no_model_byte_and_gets_the_same_model_layer(
     assert record["_exit"] == 0, record["_stderr"]
     assert record["model_layer"] == before["model_layer"]
     assert record["uploaded_bytes"] < 1_000_000
+    # No shipway cache here: the registry's model tag told the run that the model layer is there.
+    assert "while the model downloaded" not in _push_detail(record)
     detail = _build_detail(record)
     assert "export (save)" in detail
     # The engine took the model layer on the new base's layers while it built the app (once its build
@@ -310,8 +323,14 @@ def test_05_cold_cache_uploads_no_model_byte_and_gets_the_same_model_layer(
     shutil.rmtree(cold, ignore_errors=True)
 
 
-def test_06_model_only_change_uploads_the_model_once(scorer: Scorer, tmp_path: Path) -> None:
+def test_06_model_only_change_uploads_the_model_once(
+    scorer: Scorer, tmp_path: Path, shipway_registry: RegistryService
+) -> None:
     before = _latest_build(scorer)
+    first = min(
+        (json.loads(p.read_text()) for p in (scorer.root / ".shipway" / "builds").glob("*.json")),
+        key=lambda r: r["created"],
+    )
     scorer.publish(tmp_path, "dog", b"model-two")
     record = scorer.run(tmp_path)
     assert record["_exit"] == 0, record["_stderr"]
@@ -320,6 +339,14 @@ def test_06_model_only_change_uploads_the_model_once(scorer: Scorer, tmp_path: P
     assert record["image"]["digest"] != before["image"]["digest"]
     assert record["model_layer"] != before["model_layer"]
     assert MODEL_BYTES < record["uploaded_bytes"] < MODEL_BYTES * 1.05 + 1_000_000
+    # The model layer went up while the store fetched the new version, and the push did not send it again.
+    early = re.search(r"; ([\d.]+) MB of it while the model downloaded", _push_detail(record))
+    assert early, _push_detail(record)
+    assert MODEL_BYTES / 1e6 - 0.05 <= float(early[1]) <= MODEL_BYTES * 1.05 / 1e6
+    # One model tag per model layer, each naming the first image that held it.
+    assert sorted(_model_tags(shipway_registry).values()) == sorted(
+        [first["image"]["digest"], record["image"]["digest"]]
+    )
     # A warm push sends the engine's new layers only: the model layer is shipway's, never the engine's.
     detail = _build_detail(record)
     assert "export (push)" in detail

@@ -69,6 +69,8 @@ class BuiltImage:
     layers: list[str]
     assembly: image.Assembly
     model_layer: str | None = None
+    model_key: str | None = None
+    """:func:`shipway.layers.layer_key` of the model layer (its registry tag: :func:`shipway.inputs.model_tag`)."""
     loaded_bytes: int = 0
     log: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -248,6 +250,8 @@ class AppBuild:
         self._image_id: str | None = None
         self._error: BaseException | None = None
         self.seconds = 0.0
+        self.finished = threading.Event()
+        """Set when the engine has finished (or failed) the build."""
         tag = f"shipway/{loaded.config.app.name}:app"
         self._thread = threading.Thread(
             target=self._run, args=(loaded, bp, tag, reporter), daemon=True, name="shipway-docker-build"
@@ -261,6 +265,7 @@ class AppBuild:
         except BaseException as exc:  # noqa: BLE001 - re-raised by result()
             self._error = exc
         self.seconds = time.monotonic() - start
+        self.finished.set()
 
     def result(self) -> str:
         """The app image's ID, once the engine has built it (raises what the build raised)."""
@@ -272,7 +277,7 @@ class AppBuild:
 
     def done(self) -> bool:
         """Whether the engine has finished (or failed) the build."""
-        return not self._thread.is_alive()
+        return self.finished.is_set()
 
     def cancel(self) -> None:
         self._stop.set()
@@ -435,6 +440,7 @@ def build(
         layers=[b.digest for b in assembly.image.layers],
         assembly=assembly,
         model_layer=layer.digest if layer else None,
+        model_key=layer.key if layer else None,
         loaded_bytes=sent,
         seconds=seconds,
         exported_bytes=exported,

@@ -31,6 +31,37 @@ BASE_POLL_SECONDS = 0.2
 """How often the thread looks for a base image that the engine's build is still pulling."""
 
 
+def predict_target(
+    stages: list[df.Stage], base: str | None, into: str, built: threading.Event, stop: threading.Event
+) -> tuple[str | None, float]:
+    """(the model's folder in the final image or None when it cannot be told before the build ends,
+    seconds spent waiting for the base image). The base is needed only when the Dockerfile's
+    ``WORKDIR`` does not fix the folder by itself."""
+    if df.final_workdir(stages, "/") is None:
+        return None, 0.0  # a WORKDIR made of variables: only the built image tells
+    workdir, waited = once_the_base_is_there(lambda: df.final_workdir(stages, image.base_workdir(base)), built, stop)
+    return (model_target(workdir, into) if workdir is not None else None), waited
+
+
+def once_the_base_is_there(
+    look: Callable[[], T | None], built: threading.Event, stop: threading.Event
+) -> tuple[T | None, float]:
+    """(``look()`` once it finds something (the engine holds the base), seconds waited). Asked again every
+    :data:`BASE_POLL_SECONDS` while the engine's build may still pull the base; None once the build ended
+    (or ``stop`` was set) without it."""
+    waited = 0.0
+    while True:
+        last_chance = built.is_set() or stop.is_set()  # read before looking: no missed end
+        found = look()
+        if found is not None or last_chance:
+            return found, waited
+        start = time.monotonic()
+        stopped = stop.wait(BASE_POLL_SECONDS)
+        waited += time.monotonic() - start
+        if stopped:
+            return None, waited
+
+
 class EarlyLayer:
     """The model layer computed in a daemon thread at the folder the Dockerfile predicts, then loaded
     into the engine on the base's layers (:func:`image.preload`); cancelled, and the preload removed,
@@ -98,30 +129,15 @@ class EarlyLayer:
 
     def _predict(self) -> str | None:
         """The model's folder in the final image, or None when shipway cannot tell before the build ends."""
-        if df.final_workdir(self._stages, "/") is None:
-            return None  # a WORKDIR made of variables: only the built image tells
-        workdir = self._once_the_base_is_there(lambda: df.final_workdir(self._stages, image.base_workdir(self._base)))
-        return model_target(workdir, self._into) if workdir is not None else None
-
-    def _once_the_base_is_there(self, look: Callable[[], T | None]) -> T | None:
-        """``look()`` once it finds something (the engine holds the base), asked again every
-        :data:`BASE_POLL_SECONDS` while the engine's build may still pull it; None if the build ended
-        (or the run stopped) without it. The time spent waiting adds to :attr:`base_wait_seconds`."""
-        while True:
-            last_chance = self._built.is_set() or self._stop.is_set()  # read before looking: no missed end
-            found = look()
-            if found is not None or last_chance:
-                return found
-            start = time.monotonic()
-            stopped = self._stop.wait(BASE_POLL_SECONDS)
-            self.base_wait_seconds += time.monotonic() - start
-            if stopped:
-                return None
+        target, waited = predict_target(self._stages, self._base, self._into, self._built, self._stop)
+        self.base_wait_seconds += waited
+        return target
 
     def _preload(self, layer: ModelLayer) -> None:
         start = time.monotonic()
         try:
-            base = self._once_the_base_is_there(lambda: image.base_layers(self._base))
+            base, waited = once_the_base_is_there(lambda: image.base_layers(self._base), self._built, self._stop)
+            self.base_wait_seconds += waited
             platform = image.base_platform(self._base) if base is not None else None
             if base is None or platform is None:
                 return

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from shipway import builder, image, inputs, journal, junit, labels
+from shipway import builder, image, inputs, journal, junit, labels, model_stream
 from shipway.backends.base import BackendContext, ModelStore, Orchestrator, Registry
 from shipway.config import LoadedConfig
 from shipway.domain import (
@@ -231,18 +231,37 @@ def _build_verify_push(
     app_build = builder.start_app_build(project.loaded, bp, project.reporter)
     tag = image_tag(record)
     uploads: list[_BlobUpload] = []
+    # A model layer the registry lacks goes up while the store downloads the model (model_stream).
+    fetched = threading.Event()
+    stream = (
+        model_stream.start(
+            project.registry,
+            model,
+            bp.stages,
+            bp.base,
+            project.loaded.config.model.into,
+            project.context.cache_dir,
+            fetched,
+            app_build.finished,
+        )
+        if push and app_build is not None
+        else None
+    )
 
     def start_upload(assembly: image.Assembly) -> None:
         # Blobs only, while the image is loaded and verified: no manifest names them until verify passed.
         if push:
-            uploads.append(_BlobUpload(project.registry, assembly.image))
+            uploads.append(_BlobUpload(project.registry, assembly.image, stream))
 
     built: builder.BuiltImage | None = None
     try:
         # The model layer (or, on the Dockerfile path, the build context) reads the store's verified,
         # read-only cache in place: no copy of the model per run, and an unchanged model moves no byte.
         with st.stage("model") as detail:
-            files = project.store.verified_blobs(model)
+            try:
+                files = project.store.verified_blobs(model)
+            finally:
+                fetched.set()
             detail.append(f"{model.name}:{model.version} ({model.size / 1e6:.1f} MB, {model.digest[:19]})")
         with st.stage("build") as detail:
             built = builder.build(
@@ -272,6 +291,8 @@ def _build_verify_push(
     except BaseException:
         if app_build is not None:
             app_build.cancel()
+        if stream is not None:
+            stream.cancel()
         for upload in uploads:
             upload.cancel()
         if built is not None:
@@ -282,7 +303,7 @@ def _build_verify_push(
         if uploading is None:
             st.skip("push", "--no-push")
         else:
-            _push(project, st, record, bp, built, uploading, tag)
+            _push(project, st, record, bp, built, uploading, tag, stream)
     finally:
         built.cleanup()
         image.release_held(built.image_id)
@@ -303,28 +324,40 @@ def _push(
     built: builder.BuiltImage,
     uploading: _BlobUpload,
     tag: str,
+    stream: model_stream.ModelStream | None,
 ) -> None:
     cfg = project.loaded.config
+    registry = project.registry
     with st.stage("push") as detail:
-        before = project.registry.bytes_uploaded
+        before = registry.bytes_uploaded
         uploading.wait(project.reporter)
         final = built.assembly.image
         human = _free_tag(project, tag, final.digest, cfg.build.existing_tag)
         tags = [human]
-        same_inputs = inputs.tag(bp.inputs)
-        existing = project.registry.find(same_inputs)
-        if existing is None or existing.digest == final.digest:
-            tags.append(same_inputs)  # last: it is what the next run with these inputs finds
-        pushed = project.registry.push_image(final, tags)
+        # Lookup tags, each put only where free (a tag never moves): the model tag tells the next run on
+        # any runner that the registry holds this model layer; the inputs tag, last, is what the next run
+        # with these inputs finds.
+        lookups = [inputs.model_tag(built.model_key)] if built.model_key else []
+        for lookup in [*lookups, inputs.tag(bp.inputs)]:
+            existing = registry.find(lookup)
+            if existing is None or existing.digest == final.digest:
+                tags.append(lookup)
+        pushed = registry.push_image(final, tags)
         record.image = ImageRef(repository=pushed.repository, tag=human, digest=pushed.digest)
-        record.uploaded_bytes = uploading.sent + project.registry.bytes_uploaded - before
-        detail.append(f"{record.image} ({record.uploaded_bytes / 1e6:.1f} MB uploaded)")
+        early = stream.sent if stream is not None else 0
+        record.uploaded_bytes = early + uploading.sent + registry.bytes_uploaded - before
+        said = stream.describe() if stream is not None else ""
+        detail.append(f"{record.image} ({record.uploaded_bytes / 1e6:.1f} MB uploaded{'; ' + said if said else ''})")
 
 
 class _BlobUpload:
-    """Uploads an image's missing blobs in a thread while it is verified; cancelled if verify fails."""
+    """Uploads an image's missing blobs in a thread while it is verified; cancelled if verify fails.
 
-    def __init__(self, registry: Registry, image: Image) -> None:
+    ``after``: the model layer's early upload, waited for first (the registry may hold the layer then).
+    """
+
+    def __init__(self, registry: Registry, image: Image, after: model_stream.ModelStream | None = None) -> None:
+        self._after = after
         self._cancelled = threading.Event()
         self._error: BaseException | None = None
         self.sent = 0
@@ -355,6 +388,8 @@ class _BlobUpload:
         return chunks
 
     def _run(self, image: Image) -> None:
+        if self._after is not None:
+            self._after.wait()
         before = self._registry.bytes_uploaded
         try:
             self._registry.upload_blobs(image)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shipway.domain import ModelVersion
+from shipway.domain import ModelFile, ModelVersion
 from shipway.errors import BuildFailed
 
 CHUNK = 1 << 20
@@ -129,6 +129,8 @@ class ModelLayer:
     entries: tuple[Entry, ...]
     digest: str
     size: int
+    key: str = ""
+    """:func:`layer_key` of the files and folder."""
 
     def chunks(self) -> Iterator[bytes]:
         return tar_chunks(self.entries)
@@ -140,19 +142,33 @@ ModelFiles = Mapping[str, Path] | Path
 
 def model_entries(model: ModelVersion, files: ModelFiles, target: str) -> list[Entry]:
     """Tar entries for the model's files under ``target`` (an absolute folder in the image)."""
+    out = []
+    for f, name in _named(model, target):
+        source = files / f.path if isinstance(files, Path) else files[f.path]
+        size = source.stat().st_size
+        if size != f.size:
+            raise BuildFailed(f"model file {source}: {size} bytes, the manifest says {f.size}")
+        out.append(Entry(name=name, size=f.size, mode=FILE_MODE, source=source))
+    return with_parents(out, prefix=target.strip("/"))
+
+
+def streamed_entries(
+    model: ModelVersion, target: str, opener: Callable[[ModelFile], Callable[[], Iterable[bytes]]]
+) -> list[Entry]:
+    """The entries of :func:`model_entries`, each file's bytes from ``opener(file)`` (files still arriving)."""
+    out = [Entry(name=name, size=f.size, mode=FILE_MODE, opener=opener(f)) for f, name in _named(model, target)]
+    return with_parents(out, prefix=target.strip("/"))
+
+
+def _named(model: ModelVersion, target: str) -> list[tuple[ModelFile, str]]:
     root = target.strip("/")
     out = []
     for f in sorted(model.files, key=lambda f: f.path):
         rel = posixpath.normpath(f.path)
         if rel.startswith("../") or posixpath.isabs(rel):
             raise BuildFailed(f"model file {f.path!r} is outside the model folder")
-        source = files / f.path if isinstance(files, Path) else files[f.path]
-        size = source.stat().st_size
-        if size != f.size:
-            raise BuildFailed(f"model file {source}: {size} bytes, the manifest says {f.size}")
-        name = f"{root}/{rel}" if root else rel
-        out.append(Entry(name=name, size=f.size, mode=FILE_MODE, source=source))
-    return with_parents(out, prefix=root)
+        out.append((f, f"{root}/{rel}" if root else rel))
+    return out
 
 
 def model_target(workdir: str, into: str) -> str:
@@ -160,37 +176,56 @@ def model_target(workdir: str, into: str) -> str:
     return posixpath.normpath(posixpath.join("/", workdir or "/", into))
 
 
+def layer_key(model: ModelVersion, target: str) -> str:
+    """What the model layer's bytes depend on, hashed: the layer format, the folder, every file's path, size
+    and sha256. The local index and the registry's model tag (:func:`shipway.inputs.model_tag`) use it."""
+    return hashlib.sha256(json.dumps(_key_body(model, target), sort_keys=True).encode()).hexdigest()
+
+
+def _key_body(model: ModelVersion, target: str) -> dict[str, object]:
+    return {
+        "format": LAYER_FORMAT,
+        "target": target,
+        "files": sorted((f.path, f.size, f.sha256) for f in model.files),
+    }
+
+
+def _index(cache_dir: Path, key: str) -> Path:
+    return cache_dir / "model-layers" / f"{key}.json"
+
+
+def remember_layer(model: ModelVersion, target: str, digest: str, size: int, cache_dir: Path) -> None:
+    """Record the digest of the model layer of these files at ``target`` (only ever a digest of its bytes)."""
+    index = _index(cache_dir, layer_key(model, target))
+    index.parent.mkdir(parents=True, exist_ok=True)
+    tmp = index.with_suffix(f".{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps({"digest": digest, "size": size, **_key_body(model, target)}))
+    tmp.replace(index)
+
+
 def model_layer(
     model: ModelVersion, files: ModelFiles, target: str, cache_dir: Path, stop: threading.Event | None = None
 ) -> ModelLayer:
     """The model layer, its digest from the cache index when these files were tarred before.
 
-    The index key covers the layer format, the target folder and every file's
-    path, size and sha256 (all verified by the store's fetch), so a hit is
-    exact and saves reading the model once more. ``stop`` set: the read
-    ends early with BuildFailed (nobody wants the digest any more).
+    The index key (:func:`layer_key`) covers everything the bytes depend on,
+    each file's sha256 verified by the store's fetch, so a hit is exact and
+    saves reading the model once more. ``stop`` set: the read ends early with
+    BuildFailed (nobody wants the digest any more).
     """
     entries = tuple(model_entries(model, files, target))
-    key_body = {
-        "format": LAYER_FORMAT,
-        "target": target,
-        "files": sorted((f.path, f.size, f.sha256) for f in model.files),
-    }
-    key = hashlib.sha256(json.dumps(key_body, sort_keys=True).encode()).hexdigest()
-    index = cache_dir / "model-layers" / f"{key}.json"
+    key = layer_key(model, target)
+    index = _index(cache_dir, key)
     size = tar_size(entries)
     if index.is_file():
         found = json.loads(index.read_text())
         if found.get("size") == size:
-            return ModelLayer(target=target, entries=entries, digest=found["digest"], size=size)
+            return ModelLayer(target=target, entries=entries, digest=found["digest"], size=size, key=key)
     digest = hashlib.sha256()
     for chunk in tar_chunks(entries):
         if stop is not None and stop.is_set():
             raise BuildFailed("the model layer's digest was no longer needed")
         digest.update(chunk)
-    layer = ModelLayer(target=target, entries=entries, digest="sha256:" + digest.hexdigest(), size=size)
-    index.parent.mkdir(parents=True, exist_ok=True)
-    tmp = index.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"digest": layer.digest, "size": size, **key_body}))
-    tmp.replace(index)
+    layer = ModelLayer(target=target, entries=entries, digest="sha256:" + digest.hexdigest(), size=size, key=key)
+    remember_layer(model, target, layer.digest, size, cache_dir)
     return layer

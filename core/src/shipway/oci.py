@@ -10,6 +10,7 @@ says; a blob upload that fails is restarted whole, from a new upload session.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -224,6 +225,35 @@ class OciClient:
         except requests.RequestException as exc:
             raise BackendError(f"registry {self.address}: upload of {digest} to {repo}: {_short(exc)}") from None
 
+    def stream_blob(self, repo: str, chunks: Iterable[bytes], size: int) -> str:
+        """Chunked upload of bytes still arriving: ``POST``, one streamed ``PATCH``, then ``PUT`` with the
+        digest taken on the way. Tried once (a stream cannot be read again); returns the digest."""
+        deadline = Deadline(self.retries)
+        resp = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope=_push(repo), idempotent=True)
+        self._check(resp, f"blob upload to {repo}")
+        body = _Hashing(chunks, size)
+        try:
+            resp = self.request(
+                "PATCH",
+                self._location(resp),
+                scope=_push(repo),
+                deadline=deadline,
+                data=body,
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            )
+            self._check(resp, f"streamed blob upload to {repo}")
+            location = self._location(resp)
+            sep = "&" if "?" in location else "?"
+            resp = self.request(
+                "PUT", f"{location}{sep}digest={body.digest()}", scope=_push(repo), deadline=deadline, data=b""
+            )
+        except (requests.RequestException, retry.Transient) as exc:
+            raise BackendError(f"registry {self.address}: streamed upload to {repo}: {_short(exc)}") from None
+        self._check(resp, f"blob {body.digest()} upload to {repo}")
+        if resp.status_code != 201:
+            raise BackendError(f"registry {self.address} answered {resp.status_code} to the upload of {body.digest()}")
+        return body.digest()
+
     def put_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> str:
         """``PUT`` a manifest under a tag or its digest; returns the digest the registry reports."""
         resp = self.request(
@@ -277,9 +307,36 @@ class _Body:
                 yield chunk
 
 
-def _sha256(data: bytes) -> str:
-    import hashlib
+class _Hashing:
+    """A one-shot streamed request body of known length whose sha256 is taken as it is sent."""
 
+    def __init__(self, chunks: Iterable[bytes], size: int) -> None:
+        self._chunks = chunks
+        self._size = size
+        self._sha = hashlib.sha256()
+        self._sent = 0
+        self._started = False
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._started:
+            raise BackendError("a streamed blob cannot be sent twice")
+        self._started = True
+        for chunk in self._chunks:
+            if chunk:
+                self._sha.update(chunk)
+                self._sent += len(chunk)
+                yield chunk
+
+    def digest(self) -> str:
+        if self._sent != self._size:
+            raise BackendError(f"streamed blob: {self._sent} bytes sent, {self._size} announced")
+        return "sha256:" + self._sha.hexdigest()
+
+
+def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

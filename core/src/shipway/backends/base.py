@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -341,6 +341,21 @@ class Registry(Backend):
         The default does nothing (:meth:`push_image` pushes everything).
         """
         return 0
+
+    streams_blobs: ClassVar[bool] = False
+    """Whether :meth:`stream_blob` works: the ``oci`` kinds say yes, a registry that only pushes through
+    the engine no."""
+
+    def stream_blob(self, chunks: Iterable[bytes], size: int) -> str:
+        """Upload ``size`` bytes as they come, their digest known only at the end; returns that digest.
+
+        How the model layer reaches the registry while the store still
+        downloads the model. The registry checks the digest when the upload
+        ends; the blob names no image until a manifest names it. Counted in
+        :attr:`bytes_uploaded`. The default raises NotImplementedError
+        (:attr:`streams_blobs` is False).
+        """
+        raise NotImplementedError(f"{self.kind} registries cannot stream a blob")
 
     def push_image(self, image: Image, tags: Sequence[str]) -> ImageRef:
         """Push an assembled image (loaded in the engine as ``image.local_id``) under every tag in ``tags``.

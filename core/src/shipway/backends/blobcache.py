@@ -65,6 +65,10 @@ class BlobCache:
     def path(self, sha256: str) -> Path:
         return self.dir / sha256
 
+    def partial_path(self, sha256: str) -> Path:
+        """Where a blob being downloaded grows before it is verified and renamed to :meth:`path`."""
+        return self.dir / f"{sha256}.partial"
+
     def _stamp_path(self, sha256: str) -> Path:
         return self.dir / f"{sha256}.verified"
 
@@ -130,7 +134,7 @@ class BlobCache:
         return {f.path: self.path(f.sha256) for f in version.files}
 
     def _download(self, version: ModelVersion, f: ModelFile, download: Callable[[ModelFile, Path], None]) -> None:
-        partial = self.dir / f"{f.sha256}.partial"
+        partial = self.partial_path(f.sha256)
         resumed = partial.exists() and partial.stat().st_size > 0
         for attempt in (1, 2):
             if not partial.exists():

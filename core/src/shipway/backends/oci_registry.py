@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,14 @@ class OciRegistry(Registry):
         self.bytes_uploaded += sent
         return sent
 
+    streams_blobs = True
+
+    def stream_blob(self, chunks: Iterable[bytes], size: int) -> str:
+        digest = self.api.stream_blob(self.settings.repository, chunks, size)
+        self.bytes_uploaded += size
+        self._remember_blob(digest)
+        return digest
+
     def push_image(self, image: Image, tags: Sequence[str]) -> ImageRef:
         if not tags:
             raise ValueError("push_image needs at least one tag")
@@ -230,7 +238,7 @@ class OciRegistry(Registry):
 
         shipway never moves a tag, so the digest and config of a tag seen once
         are kept in the cache (per registry and repository); configs are cached
-        by digest. Tags naming the inputs of a build (``inputs-…``) are skipped:
+        by digest. Lookup tags (``inputs-…``, ``model-…``) are skipped:
         each also has a readable tag.
         """
         repo = self.settings.repository
@@ -239,7 +247,7 @@ class OciRegistry(Registry):
         current: dict[str, list[str]] = {}
         seen: dict[str, tuple[ImageRef, dict[str, str]]] = {}
         for tag in self.api.tags(repo):
-            if inputs.is_inputs_tag(tag):
+            if inputs.is_lookup_tag(tag):
                 continue
             entry = index.get(tag)
             if entry is None:

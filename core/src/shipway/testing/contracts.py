@@ -853,6 +853,34 @@ class RegistryContract:
         pulled = pull_through_engine(pushed, registry.credentials())
         assert pulled.labels.get("org.example.k") == "v"
 
+    def test_a_streamed_blob_is_held_counted_and_not_sent_again(
+        self, registry: Registry, shipway_tiny_image: Any, tmp_path: Path
+    ) -> None:
+        """``stream_blob`` is optional: a registry that says it streams (``streams_blobs``) takes bytes as they
+        come, in uneven pieces, holds them under their digest and counts them; a push of an image with that
+        layer does not send it again. One that says it does not, refuses."""
+        image = assembled_image(shipway_tiny_image(), os.urandom(3_000_000), tmp_path)
+        layer = max(image.layers, key=lambda b: b.size)
+        if not registry.streams_blobs:
+            with pytest.raises(NotImplementedError):
+                registry.stream_blob(iter([b"x"]), 1)
+            return
+
+        def arriving() -> Any:
+            for chunk in layer.opener():
+                for start in range(0, len(chunk), 300_001):
+                    yield chunk[start : start + 300_001]
+                    time.sleep(0.005)
+
+        before = registry.bytes_uploaded
+        assert registry.stream_blob(arriving(), layer.size) == layer.digest
+        assert registry.bytes_uploaded - before >= layer.size
+        middle = registry.bytes_uploaded
+        pushed = registry.push_image(image, [unique("s")])
+        others = sum(b.size for b in (*image.layers, image.config_blob) if b is not layer)
+        assert registry.bytes_uploaded - middle <= others + 10_000, "the push sent the streamed layer again"
+        assert registry.resolve(pushed.tag or "").digest == pushed.digest
+
     def test_push_image_never_moves_a_tag(self, registry: Registry, shipway_tiny_image: Any, tmp_path: Path) -> None:
         tag = unique("t")
         one = registry.push_image(assembled_image(shipway_tiny_image(), b"one", tmp_path), [tag])
