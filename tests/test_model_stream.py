@@ -19,6 +19,7 @@ import pytest
 
 from shipway import dockerfile as df
 from shipway import inputs
+from shipway.arrival import Abandoned, follow
 from shipway.backends.base import BackendContext
 from shipway.backends.local_store import LocalModelStore, LocalStoreSettings
 from shipway.backends.oci_registry import OciRegistry, OciRegistrySettings
@@ -26,7 +27,7 @@ from shipway.domain import ModelFile, ModelVersion
 from shipway.errors import IntegrityError
 from shipway.layers import layer_key, model_layer
 from shipway.manifest import MANIFEST_V2
-from shipway.model_stream import Abandoned, ModelStream, follow
+from shipway.model_stream import ModelStream
 from shipway.testing.services import RegistryService
 
 PIECE = 256 << 10

@@ -7,13 +7,14 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,10 +23,11 @@ import pytest
 from engine_images import preloads_topped_by
 
 from shipway import dockerfile, dockerutil, image
+from shipway.backends.blobcache import BlobCache
 from shipway.domain import ModelFile, ModelVersion
 from shipway.early_layer import BASE_POLL_SECONDS, EarlyLayer
 from shipway.errors import BuildFailed
-from shipway.layers import ModelLayer, model_layer, model_target
+from shipway.layers import ModelLayer, known_layer, model_layer, model_target
 from shipway.manifest import sha256
 
 BASE_IMAGE = os.environ.get("SHIPWAY_BASE_IMAGE", "shipway-base:bookworm")
@@ -143,17 +145,24 @@ def hidden_base() -> Iterator[tuple[str, str]]:
 
 @contextlib.contextmanager
 def _early(tmp_path: Path, dockerfile_text: str, base: str, built: threading.Event) -> Iterator[EarlyLayer]:
-    """An EarlyLayer, cancelled at the end; after 30 s a watchdog cancels it, so a wait that never ends
-    fails the test (its ``target()`` gives None, ``preloaded()`` False) instead of hanging it."""
+    """An EarlyLayer on a model the store's cache holds already, cancelled at the end; after 30 s a watchdog
+    cancels it, so a wait that never ends fails the test (its ``target()`` gives None, ``preloaded()`` False)
+    instead of hanging it."""
+    model = _model(tmp_path)
+    cache = BlobCache(tmp_path / "cache")
+    cache.dir.mkdir(parents=True)
+    for f in model.files:
+        shutil.copyfile(tmp_path / f.path, cache.path(f.sha256))
+    fetched = threading.Event()
+    fetched.set()
     early = EarlyLayer(
         stages=dockerfile.parse(dockerfile_text, {}),
         base=base,
         into="model",
-        model=_model(tmp_path),
-        files=tmp_path,
+        model=model,
         cache_dir=tmp_path / "cache",
+        fetched=fetched,
         built=built,
-        preload=True,
     )
     watchdog = threading.Timer(30, early.cancel)
     watchdog.start()
@@ -170,13 +179,14 @@ def _appear(reference: str, image_id: str) -> None:
     dockerutil.client().images.get(image_id).tag(repo, tag)
 
 
-def _assert_preloaded_on(reference: str, layer: ModelLayer, early: EarlyLayer) -> None:
+def _assert_preloaded_on(reference: str, digest: str | None, early: EarlyLayer) -> None:
+    assert digest is not None
     base = image.base_layers(reference)
     assert base is not None
     assert early.base_count == len(base)
-    tops = preloads_topped_by(layer.digest)
+    tops = preloads_topped_by(digest)
     assert len(tops) == 1
-    assert tops[0]["RootFS"]["Layers"] == [*base, layer.digest]
+    assert tops[0]["RootFS"]["Layers"] == [*base, digest]
     assert tops[0]["Config"]["Labels"][image.PRELOAD_LABEL].endswith(f"-{os.getpid()}")
 
 
@@ -188,10 +198,10 @@ def test_the_early_layer_waits_for_a_base_the_build_is_pulling(tmp_path: Path, h
         assert early.base_wait_seconds > 0  # still waiting for the base, not given up
         _appear(reference, base_id)
         assert early.target() == model_target("/opt/fresh", "model") == "/opt/fresh/model"
-        layer = early.result()
+        digest = early.result()
         assert early.preloaded()
-        _assert_preloaded_on(reference, layer, early)
-    assert preloads_topped_by(layer.digest) == []
+        _assert_preloaded_on(reference, digest, early)
+    assert preloads_topped_by(digest or "") == []
 
 
 def test_the_preload_waits_for_the_base_after_the_digest(tmp_path: Path, hidden_base: tuple[str, str]) -> None:
@@ -199,15 +209,15 @@ def test_the_preload_waits_for_the_base_after_the_digest(tmp_path: Path, hidden_
     # The Dockerfile fixes the folder: the digest is taken at once; only the preload needs the base.
     with _early(tmp_path, f"FROM {reference}\nWORKDIR /srv/app\n", reference, threading.Event()) as early:
         assert early.target() == "/srv/app/model"
-        layer = early.result()
+        digest = early.result()
         time.sleep(3 * BASE_POLL_SECONDS)
         assert early.base_wait_seconds > 0
-        assert preloads_topped_by(layer.digest) == []  # nothing loaded while the base is missing
+        assert preloads_topped_by(digest or "") == []  # nothing loaded while the base is missing
         _appear(reference, base_id)
         assert early.preloaded()
-        _assert_preloaded_on(reference, layer, early)
+        _assert_preloaded_on(reference, digest, early)
         assert early.preload_seconds > 0
-    assert preloads_topped_by(layer.digest) == []
+    assert preloads_topped_by(digest or "") == []
 
 
 def test_the_early_layer_gives_up_when_the_build_ends_without_the_base(tmp_path: Path) -> None:
@@ -233,8 +243,124 @@ def test_a_workdir_made_of_variables_is_not_predicted(tmp_path: Path) -> None:
 def test_a_base_the_engine_holds_is_preloaded_at_once(tmp_path: Path) -> None:
     with _early(tmp_path, f"FROM {BASE_IMAGE}\nWORKDIR /srv/app\n", BASE_IMAGE, threading.Event()) as early:
         assert early.target() == "/srv/app/model"
-        layer = early.result()
+        digest = early.result()
         assert early.preloaded()
         assert early.base_wait_seconds == 0
-        _assert_preloaded_on(BASE_IMAGE, layer, early)
-    assert preloads_topped_by(layer.digest) == []
+        _assert_preloaded_on(BASE_IMAGE, digest, early)
+    assert preloads_topped_by(digest or "") == []
+
+
+def _arriving_model(tmp_path: Path, data: bytes) -> ModelVersion:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "weights.bin").write_bytes(data)
+    return ModelVersion(
+        name="m",
+        version="1",
+        created=datetime(2026, 1, 1, tzinfo=UTC),
+        files=(ModelFile(path="weights.bin", size=len(data), sha256=hashlib.sha256(data).hexdigest()),),
+    )
+
+
+def _engine_took(monkeypatch: pytest.MonkeyPatch, at_least: int) -> threading.Event:
+    """Set once the engine has taken ``at_least`` bytes of a docker load archive."""
+    took = threading.Event()
+    load = image._load_archive
+
+    def counted(archive: Iterable[bytes], what: str) -> None:
+        def chunks() -> Iterator[bytes]:
+            sent = 0
+            for chunk in archive:
+                yield chunk
+                sent += len(chunk)
+                if sent >= at_least:
+                    took.set()
+
+        load(chunks(), what)
+
+    monkeypatch.setattr(image, "_load_archive", counted)
+    return took
+
+
+def _download(partial: Path, data: bytes, half_done: Callable[[], bool], fetched: threading.Event) -> threading.Thread:
+    """What a store's download does in the cache: the partial file grows; half-way it asks ``half_done``."""
+
+    def run() -> None:
+        half = len(data) // 2
+        with partial.open("wb") as f:
+            f.write(data[:half])
+            f.flush()
+            half_done()
+            f.write(data[half:])
+        fetched.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_the_engine_takes_the_model_layer_while_it_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(4_000_000)
+    model = _arriving_model(tmp_path, data)
+    cache = BlobCache(tmp_path / "cache")
+    cache.dir.mkdir(parents=True)
+    took = _engine_took(monkeypatch, 1 << 20)
+    fetched, overlapped = threading.Event(), []
+    early = EarlyLayer(
+        stages=dockerfile.parse(f"FROM {BASE_IMAGE}\nWORKDIR /srv/app\n", {}),
+        base=BASE_IMAGE,
+        into="model",
+        model=model,
+        cache_dir=cache.dir.parents[1],
+        fetched=fetched,
+        built=threading.Event(),
+    )
+    partial = cache.partial_path(model.files[0].sha256)
+    try:
+        writer = _download(partial, data, lambda: overlapped.append(took.wait(10)), fetched)
+        digest = early.result()
+        writer.join()
+        assert overlapped == [True]  # the engine had a megabyte of the layer before the download ended
+        expected = model_layer(model, tmp_path / "src", "/srv/app/model", tmp_path / "fresh-cache").digest
+        assert digest == expected
+        assert known_layer(model, "/srv/app/model", cache.dir.parents[1]) == expected  # the build reads no byte
+        assert early.preloaded()
+        _assert_preloaded_on(BASE_IMAGE, digest, early)
+    finally:
+        early.cancel()
+    assert preloads_topped_by(expected) == []
+
+
+def test_bytes_that_do_not_match_are_neither_indexed_nor_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(3_000_000)
+    model = _arriving_model(tmp_path, data)
+    wrong = bytes(b ^ 1 for b in data[:64]) + data[64:]
+    (tmp_path / "wrong").mkdir()
+    (tmp_path / "wrong" / "weights.bin").write_bytes(wrong)
+    wrong_digest = model_layer(model, tmp_path / "wrong", "/srv/app/model", tmp_path / "other-cache").digest
+    cache = BlobCache(tmp_path / "cache")
+    cache.dir.mkdir(parents=True)
+    took = _engine_took(monkeypatch, len(data))
+    fetched = threading.Event()
+    early = EarlyLayer(
+        stages=dockerfile.parse(f"FROM {BASE_IMAGE}\nWORKDIR /srv/app\n", {}),
+        base=BASE_IMAGE,
+        into="model",
+        model=model,
+        cache_dir=cache.dir.parents[1],
+        fetched=fetched,
+        built=threading.Event(),
+    )
+    try:
+        # The whole wrong file arrives (and is read) before the cache's check refuses it.
+        writer = _download(cache.partial_path(model.files[0].sha256), wrong, lambda: True, fetched)
+        assert early.result() is None
+        writer.join()
+        assert took.wait(10)
+        assert not early.preloaded()
+        assert "did not match the manifest" in early.preload_error
+        assert known_layer(model, "/srv/app/model", cache.dir.parents[1]) is None
+        assert preloads_topped_by(wrong_digest) == []
+    finally:
+        early.cancel()

@@ -354,13 +354,16 @@ def build(
     reporter: Reporter,
     on_assembled: Callable[[image.Assembly], None] | None = None,
     app_build: AppBuild | None = None,
+    early: EarlyLayer | None = None,
 ) -> BuiltImage:
     """Build the app image, add the model layer (fast path), load the final image into the engine.
 
     ``app_build``: the engine's build of the app image, already under way
-    (:func:`start_app_build`). ``on_assembled`` is called once the final image
-    is known, before it is loaded: the engine starts uploading its blobs then,
-    alongside the load.
+    (:func:`start_app_build`); ``early``: the model layer's digest and preload,
+    under way since the model stage began (:func:`start_early_layer`); this
+    call cancels it when it ends. ``on_assembled`` is called once the final
+    image is known, before it is loaded: the engine starts uploading its
+    blobs then, alongside the load.
     """
     cfg = loaded.config
     app_tag = f"shipway/{cfg.app.name}:app"
@@ -370,14 +373,6 @@ def build(
     seconds: dict[str, float] = {}
     preloaded = False
     image.remove_abandoned_preloads()  # what killed runs on this host left in the engine
-    # The model layer's digest (a read of the whole model when this version is new here) is
-    # taken while the engine builds, at the folder the Dockerfile's WORKDIR predicts.
-    # The preload pays only while the engine still builds: once the app image is there, one load
-    # of the final image takes the model with the layers above it.
-    built = threading.Event()
-    if app_build is not None and app_build.done():
-        built.set()
-    early = _early_layer(loaded, bp, model, model_files, cache_dir, built)
     try:
         start = time.monotonic()
         if app_build is not None:
@@ -386,7 +381,6 @@ def build(
         else:
             app_id = _docker_build(loaded, bp, entries, app_tag, reporter)
             seconds["docker build"] = time.monotonic() - start
-        built.set()
         start = time.monotonic()
         base = image.base_layers(bp.base)
         app, how, exported = export(app_id, cfg.build.export, cfg.app.name, cache_dir, reporter)
@@ -458,38 +452,41 @@ def _model_layer(
     early: EarlyLayer | None,
     cache_dir: Path,
 ) -> ModelLayer | None:
-    """The model layer at ``model.into`` under the built image's WORKDIR (None on the Dockerfile path)."""
+    """The model layer at ``model.into`` under the built image's WORKDIR (None on the Dockerfile path).
+
+    Its digest comes from the layer index, where the early layer put it when it predicted this folder.
+    """
     if bp.mode != "shipway":
         return None
     workdir = (json.loads(app.config).get("config") or {}).get("WorkingDir") or "/"
     target = model_target(workdir, loaded.config.model.into)
     if early is not None:
         if early.target() == target:
-            return early.result()
-        early.cancel()  # predicted wrong (or not at all): stop that read now rather than wait for it
+            early.result()  # wait for its digest (None: it could not take one; read the verified files)
+        else:
+            early.cancel()  # predicted wrong (or not at all): stop that read now rather than wait for it
     return model_layer(model, model_files, target, cache_dir)
 
 
-def _early_layer(
+def start_early_layer(
     loaded: LoadedConfig,
     bp: BuildPlan,
     model: ModelVersion,
-    model_files: ModelFiles,
     cache_dir: Path,
-    built: threading.Event,
+    fetched: threading.Event,
+    app_build: AppBuild | None,
 ) -> EarlyLayer | None:
-    """Start the model layer while the engine builds (the fast path only; preloaded if it still builds)."""
-    if bp.mode != "shipway":
+    """Start the model layer's digest and preload as the store fetches the model (the fast path only)."""
+    if bp.mode != "shipway" or app_build is None:
         return None
     return EarlyLayer(
         stages=bp.stages,
         base=bp.base,
         into=loaded.config.model.into,
         model=model,
-        files=model_files,
         cache_dir=cache_dir,
-        built=built,
-        preload=not built.is_set(),
+        fetched=fetched,
+        built=app_build.finished,
     )
 
 

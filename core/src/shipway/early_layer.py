@@ -1,10 +1,14 @@
-"""The model layer made while the engine builds the app (the fast path).
+"""The model layer made while the store downloads the model and the engine builds the app (the fast path).
 
 The layer's digest takes a read of the whole model, and the engine's own
-load of it (a ``docker load`` of the base's layers plus the model layer:
-the chain the final image will have) takes longer still. Both run in one
-daemon thread while ``docker build`` installs the app's dependencies, so the
-final load sends only the layers above the model.
+load of it (a ``docker load`` of the base's layers plus the model layer: the
+chain the final image will have) takes longer still. Both run in one daemon
+thread, started with the model stage, that reads the model's files as the
+store's cache receives them (:mod:`shipway.arrival`): the engine takes the
+layer while it downloads, and the final load sends only the layers above the
+model. The digest counts (and goes into the layer index) only when every
+file matched its manifest; otherwise the build takes it from the verified
+files.
 
 Both need the base image: its ``WORKDIR`` (when the Dockerfile's own does not
 fix the model's folder) and its layers. A fresh runner's build pulls the base
@@ -14,6 +18,7 @@ build runs.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -22,8 +27,10 @@ from typing import TypeVar
 
 from shipway import dockerfile as df
 from shipway import image
+from shipway.arrival import Arriving
 from shipway.domain import ModelVersion
-from shipway.layers import ModelFiles, ModelLayer, model_layer, model_target
+from shipway.errors import BuildFailed
+from shipway.layers import ModelLayer, known_layer, model_target, remember_layer, tar_chunks, tar_size
 
 T = TypeVar("T")
 
@@ -32,46 +39,51 @@ BASE_POLL_SECONDS = 0.2
 
 
 def predict_target(
-    stages: list[df.Stage], base: str | None, into: str, built: threading.Event, stop: threading.Event
-) -> tuple[str | None, float]:
-    """(the model's folder in the final image or None when it cannot be told before the build ends,
-    seconds spent waiting for the base image). The base is needed only when the Dockerfile's
-    ``WORKDIR`` does not fix the folder by itself."""
+    stages: list[df.Stage],
+    base: str | None,
+    into: str,
+    built: threading.Event,
+    stop: threading.Event,
+    waited: Callable[[float], None] = lambda seconds: None,
+) -> str | None:
+    """The model's folder in the final image, or None when it cannot be told before the build ends.
+    The base is needed only when the Dockerfile's ``WORKDIR`` does not fix the folder by itself
+    (see :func:`once_the_base_is_there`)."""
     if df.final_workdir(stages, "/") is None:
-        return None, 0.0  # a WORKDIR made of variables: only the built image tells
-    workdir, waited = once_the_base_is_there(lambda: df.final_workdir(stages, image.base_workdir(base)), built, stop)
-    return (model_target(workdir, into) if workdir is not None else None), waited
+        return None  # a WORKDIR made of variables: only the built image tells
+    workdir = once_the_base_is_there(lambda: df.final_workdir(stages, image.base_workdir(base)), built, stop, waited)
+    return model_target(workdir, into) if workdir is not None else None
 
 
 def once_the_base_is_there(
-    look: Callable[[], T | None], built: threading.Event, stop: threading.Event
-) -> tuple[T | None, float]:
-    """(``look()`` once it finds something (the engine holds the base), seconds waited). Asked again every
+    look: Callable[[], T | None],
+    built: threading.Event,
+    stop: threading.Event,
+    waited: Callable[[float], None] = lambda seconds: None,
+) -> T | None:
+    """``look()`` once it finds something (the engine holds the base), asked again every
     :data:`BASE_POLL_SECONDS` while the engine's build may still pull the base; None once the build ended
-    (or ``stop`` was set) without it."""
-    waited = 0.0
+    (or ``stop`` was set) without it. Each wait's seconds go to ``waited``."""
     while True:
         last_chance = built.is_set() or stop.is_set()  # read before looking: no missed end
         found = look()
         if found is not None or last_chance:
-            return found, waited
+            return found
         start = time.monotonic()
         stopped = stop.wait(BASE_POLL_SECONDS)
-        waited += time.monotonic() - start
+        waited(time.monotonic() - start)
         if stopped:
-            return None, waited
+            return None
 
 
 class EarlyLayer:
-    """The model layer computed in a daemon thread at the folder the Dockerfile predicts, then loaded
-    into the engine on the base's layers (:func:`image.preload`); cancelled, and the preload removed,
-    when it is not (or no longer) wanted.
+    """The model layer's digest and its preload (the base's layers plus the model layer, loaded as an
+    untagged image), made in a daemon thread at the folder the Dockerfile predicts, from the files as they
+    arrive; cancelled, and the preload removed, when it is not (or no longer) wanted.
 
-    ``built`` is set by the caller once the engine's build of the app is done:
-    from then on the thread stops waiting for the base image. ``preload``:
-    whether to load the layer at all (not when the app image was built before
-    the model arrived: one final load then takes the model with the layers
-    above it).
+    The caller sets ``fetched`` when the store's fetch ended (done or failed)
+    and ``built`` when the engine's build of the app ended: from then on the
+    thread stops waiting for the base image.
     """
 
     def __init__(
@@ -81,19 +93,17 @@ class EarlyLayer:
         base: str | None,
         into: str,
         model: ModelVersion,
-        files: ModelFiles,
         cache_dir: Path,
+        fetched: threading.Event,
         built: threading.Event,
-        preload: bool,
     ) -> None:
         self._stages = stages
         self._base = base
         self._into = into
         self._model = model
-        self._files = files
         self._cache_dir = cache_dir
+        self._fetched = fetched
         self._built = built
-        self._wants_preload = preload
         self.base_count = 0
         """How many base layers the preload put under the model."""
         self.preload_seconds = 0.0
@@ -105,8 +115,7 @@ class EarlyLayer:
         self._predicted = threading.Event()
         self._ready = threading.Event()
         self._target: str | None = None
-        self._layer: ModelLayer | None = None
-        self._error: BaseException | None = None
+        self._digest: str | None = None
         self._preloaded: str | None = None
         self._thread = threading.Thread(target=self._run, daemon=True, name="shipway-model-layer")
         self._thread.start()
@@ -114,44 +123,84 @@ class EarlyLayer:
     # -- the thread ------------------------------------------------------------------
     def _run(self) -> None:
         try:
-            self._target = self._predict()
+            self._target = predict_target(self._stages, self._base, self._into, self._built, self._stop, self._waited)
             self._predicted.set()
-            if self._target is not None:
-                self._layer = model_layer(self._model, self._files, self._target, self._cache_dir, self._stop)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by result()
-            self._error = exc
-            return
+            if self._target is None:
+                return
+            known = known_layer(self._model, self._target, self._cache_dir)
+            if known is not None:
+                self._digest = known
+                self._ready.set()
+            self._make(self._target, known)
+        except Exception as exc:  # noqa: BLE001 - the final load sends the model layer instead
+            if not self._stop.is_set():
+                self.preload_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         finally:
             self._predicted.set()
             self._ready.set()
-        if self._layer is not None and self._wants_preload:
-            self._preload(self._layer)
 
-    def _predict(self) -> str | None:
-        """The model's folder in the final image, or None when shipway cannot tell before the build ends."""
-        target, waited = predict_target(self._stages, self._base, self._into, self._built, self._stop)
-        self.base_wait_seconds += waited
-        return target
+    def _waited(self, seconds: float) -> None:
+        self.base_wait_seconds += seconds
 
-    def _preload(self, layer: ModelLayer) -> None:
-        start = time.monotonic()
-        try:
-            base, waited = once_the_base_is_there(lambda: image.base_layers(self._base), self._built, self._stop)
-            self.base_wait_seconds += waited
-            platform = image.base_platform(self._base) if base is not None else None
-            if base is None or platform is None:
-                return
+    def _arriving(self, target: str) -> Arriving:
+        return Arriving(self._model, target, self._cache_dir, self._fetched, self._stop)
+
+    def _make(self, target: str, known: str | None) -> None:
+        """Take the digest (unless ``known``) and preload, in one read of the model when the engine holds
+        the base already, else the digest first and the preload once the base is there."""
+        base = image.base_layers(self._base)
+        platform = image.base_platform(self._base) if base is not None else None
+        if known is None and base is not None and platform is not None:
+            arriving = self._arriving(target)
+            start = time.monotonic()
+            try:
+                image_id, _ = image.preload_arriving(
+                    base,
+                    tar_chunks(arriving.entries),
+                    tar_size(arriving.entries),
+                    self._stop,
+                    platform=platform,
+                    cache_dir=self._cache_dir,
+                    on_digest=lambda digest: self._digested(target, arriving, digest),
+                )
+            finally:
+                self.preload_seconds = time.monotonic() - start
             self.base_count = len(base)
-            start = time.monotonic()  # the load itself, not the wait for the base
-            image_id = image.preload(base, layer, self._stop, platform=platform, cache_dir=self._cache_dir)
-        except Exception as exc:  # noqa: BLE001 - the final load sends the model layer instead
-            if not self._stop.is_set():
-                self.preload_error = str(exc)
+            self._keep(image_id)
             return
+        if known is None:
+            arriving = self._arriving(target)
+            digest = hashlib.sha256()
+            for chunk in tar_chunks(arriving.entries):
+                digest.update(chunk)
+            self._digested(target, arriving, "sha256:" + digest.hexdigest())
+        assert self._digest is not None
+        base = once_the_base_is_there(lambda: image.base_layers(self._base), self._built, self._stop, self._waited)
+        platform = image.base_platform(self._base) if base is not None else None
+        if base is None or platform is None:
+            return
+        entries = tuple(self._arriving(target).entries)
+        layer = ModelLayer(target=target, entries=entries, digest=self._digest, size=tar_size(entries))
+        start = time.monotonic()  # the load itself, not the wait for the base
+        try:
+            loaded = image.preload(base, layer, self._stop, platform=platform, cache_dir=self._cache_dir)
         finally:
             self.preload_seconds = time.monotonic() - start
-        if image_id is None:
-            return  # the engine holds the model's chain already
+        self.base_count = len(base)
+        if loaded is not None:  # None: the engine holds the model's chain already
+            self._keep(loaded)
+
+    def _digested(self, target: str, arriving: Arriving, digest: str) -> None:
+        """The layer's bytes were all read: their digest is the layer's if every file matched its manifest."""
+        if arriving.mismatched:
+            raise BuildFailed(
+                f"model files did not match the manifest as they arrived: {', '.join(arriving.mismatched)}"
+            )
+        remember_layer(self._model, target, digest, tar_size(arriving.entries), self._cache_dir)
+        self._digest = digest
+        self._ready.set()
+
+    def _keep(self, image_id: str) -> None:
         with self._lock:
             unwanted = self._stop.is_set()
             if not unwanted:
@@ -165,13 +214,11 @@ class EarlyLayer:
         self._predicted.wait()
         return self._target
 
-    def result(self) -> ModelLayer:
-        """The model layer (its digest known); the preload may still run."""
+    def result(self) -> str | None:
+        """The model layer's digest, once known (then also in the layer index); None when the thread could
+        not take it (the build takes it from the verified files). The preload may still run."""
         self._ready.wait()
-        if self._error is not None:
-            raise self._error
-        assert self._layer is not None
-        return self._layer
+        return self._digest
 
     def preloaded(self) -> bool:
         """Wait for the preload; whether the engine now holds the model layer's chain."""

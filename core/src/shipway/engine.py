@@ -231,8 +231,10 @@ def _build_verify_push(
     app_build = builder.start_app_build(project.loaded, bp, project.reporter)
     tag = image_tag(record)
     uploads: list[_BlobUpload] = []
-    # A model layer the registry lacks goes up while the store downloads the model (model_stream).
+    # As the store downloads the model: its layer's digest and the engine's load of it (early_layer), and
+    # its upload when the registry lacks it (model_stream).
     fetched = threading.Event()
+    early = builder.start_early_layer(project.loaded, bp, model, project.context.cache_dir, fetched, app_build)
     stream = (
         model_stream.start(
             project.registry,
@@ -276,6 +278,7 @@ def _build_verify_push(
                 project.reporter,
                 on_assembled=start_upload,
                 app_build=app_build,
+                early=early,
             )
             record.local_image_id = built.image_id
             record.layers = built.layers
@@ -291,6 +294,8 @@ def _build_verify_push(
     except BaseException:
         if app_build is not None:
             app_build.cancel()
+        if early is not None:
+            early.cancel()
         if stream is not None:
             stream.cancel()
         for upload in uploads:

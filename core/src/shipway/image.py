@@ -431,9 +431,12 @@ def _docker_load(config: bytes, diff_ids: list[str], layers: list[tuple[int, Blo
         Entry(name="manifest.json", size=len(manifest), data=manifest),
     ]
     entries += [Entry(name=names[i], size=blob.size, opener=blob.opener) for i, blob in layers]
-    what = f"docker load of {tags[0] if tags else sha256(config)[:19]}"
+    _load_archive(tar_chunks(entries), f"docker load of {tags[0] if tags else sha256(config)[:19]}")
+
+
+def _load_archive(archive: Iterable[bytes], what: str) -> None:
     try:
-        stream = dockerutil.client().api.load_image(tar_chunks(entries))
+        stream = dockerutil.client().api.load_image(archive)
         dockerutil.follow(stream, what)
     except (docker.errors.APIError, BackendError) as exc:
         raise BuildFailed(f"{what} failed: {exc}") from None
@@ -454,12 +457,7 @@ def preload(
     chains = chain_ids(diff_ids)
     if present_chains(chains, len(base), cache_dir) > len(base):
         return None
-    owner = {PRELOAD_LABEL: f"{socket.gethostname()}-{os.getpid()}"}
-    config = json.dumps(
-        {**platform, "config": {"Labels": owner}, "rootfs": {"type": "layers", "diff_ids": diff_ids}},
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode()
+    config = _preload_config(diff_ids, platform)
 
     def chunks() -> Iterator[bytes]:
         for chunk in layer.chunks():
@@ -472,6 +470,69 @@ def preload(
     _remember_chains(chains[len(base) :], image_id, cache_dir)
     _docker_load(config, diff_ids, [(len(base), Blob(layer.digest, layer.size, opener=chunks))], [])
     return image_id
+
+
+def preload_arriving(
+    base: list[str],
+    chunks: Iterable[bytes],
+    size: int,
+    stop: threading.Event,
+    *,
+    platform: dict[str, str],
+    cache_dir: Path,
+    on_digest: Callable[[str], None] = lambda digest: None,
+) -> tuple[str, str]:
+    """:func:`preload` of a layer whose bytes are still arriving (the model as the store downloads it):
+    returns (image ID, the layer's diff ID).
+
+    The archive holds the layer first and its config last, so the diff ID is
+    taken on the way; the engine writes the layer out as it comes and checks
+    it against the config at the end. ``on_digest`` is called with the diff
+    ID once the layer's last byte is read, before the engine registers the
+    layer; what it raises stops the load.
+    """
+    name = "layers/arriving.tar"
+    sha = hashlib.sha256()
+    found: list[str] = []
+
+    def archive() -> Iterator[bytes]:
+        yield Entry(name=name, size=size).header(0)
+        sent = 0
+        for chunk in chunks:
+            if stop.is_set():
+                raise BuildFailed("the model layer's preload was no longer wanted")
+            sha.update(chunk)
+            sent += len(chunk)
+            yield chunk
+        if sent != size:
+            raise BuildFailed(f"the model layer's preload read {sent} bytes, {size} expected")
+        yield b"\0" * (-size % 512)
+        diff_ids = [*base, "sha256:" + sha.hexdigest()]
+        on_digest(diff_ids[-1])
+        config = _preload_config(diff_ids, platform)
+        layer_names = [f"layers/{d.split(':', 1)[1]}.tar" for d in base] + [name]
+        manifest = json.dumps([{"Config": "config.json", "RepoTags": [], "Layers": layer_names}]).encode()
+        found.extend([diff_ids[-1], sha256(config)])
+        yield from tar_chunks(
+            [
+                Entry(name="config.json", size=len(config), data=config),
+                Entry(name="manifest.json", size=len(manifest), data=manifest),
+            ]
+        )
+
+    _load_archive(archive(), "docker load of the arriving model layer")
+    diff_id, image_id = found
+    _remember_chains(chain_ids([*base, diff_id])[len(base) :], image_id, cache_dir)
+    return image_id, diff_id
+
+
+def _preload_config(diff_ids: list[str], platform: dict[str, str]) -> bytes:
+    owner = {PRELOAD_LABEL: f"{socket.gethostname()}-{os.getpid()}"}
+    return json.dumps(
+        {**platform, "config": {"Labels": owner}, "rootfs": {"type": "layers", "diff_ids": diff_ids}},
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
 
 
 PRELOAD_LABEL = "io.shipway.preload"

@@ -84,8 +84,11 @@ def tar_size(entries: Iterable[Entry], mtime: int = 0) -> int:
     return total
 
 
-def tar_chunks(entries: Iterable[Entry], mtime: int = 0) -> Iterator[bytes]:
-    """The tar stream of ``entries`` in the order given; a file whose size changed is an error."""
+def tar_chunks(entries: Iterable[Entry], mtime: int = 0, end: bool = True) -> Iterator[bytes]:
+    """The tar stream of ``entries`` in the order given; a file whose size changed is an error.
+
+    ``end=False`` leaves out the two zero blocks that end the archive (more entries follow).
+    """
     for e in entries:
         yield e.header(mtime)
         if e.kind != "file":
@@ -97,7 +100,8 @@ def tar_chunks(entries: Iterable[Entry], mtime: int = 0) -> Iterator[bytes]:
         if written != e.size:
             raise BuildFailed(f"{e.name}: {written} bytes read, {e.size} expected (the file changed while read)")
         yield _padding(e.size)
-    yield b"\0" * (2 * BLOCK)
+    if end:
+        yield b"\0" * (2 * BLOCK)
 
 
 def sort_key(name: str) -> tuple[str, ...]:
@@ -192,6 +196,15 @@ def _key_body(model: ModelVersion, target: str) -> dict[str, object]:
 
 def _index(cache_dir: Path, key: str) -> Path:
     return cache_dir / "model-layers" / f"{key}.json"
+
+
+def known_layer(model: ModelVersion, target: str, cache_dir: Path) -> str | None:
+    """The model layer's digest from the cache index, when these files were tarred at ``target`` before."""
+    index = _index(cache_dir, layer_key(model, target))
+    try:
+        return str(json.loads(index.read_text())["digest"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def remember_layer(model: ModelVersion, target: str, digest: str, size: int, cache_dir: Path) -> None:

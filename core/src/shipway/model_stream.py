@@ -24,70 +24,16 @@ manifest.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from shipway import dockerfile as df
 from shipway import inputs
+from shipway.arrival import Arriving
 from shipway.backends.base import Registry
-from shipway.backends.blobcache import BlobCache
-from shipway.domain import ModelFile, ModelVersion
+from shipway.domain import ModelVersion
 from shipway.early_layer import predict_target
-from shipway.errors import BackendError
-from shipway.layers import CHUNK, layer_key, remember_layer, streamed_entries, tar_chunks, tar_size
-
-POLL_SECONDS = 0.01
-"""How often a file still being downloaded is read again for new bytes."""
-
-
-class Abandoned(BackendError):
-    """The stream stopped before its end: the run stopped, or a file was not (or not wholly) fetched."""
-
-
-def follow(final: Path, partial: Path, size: int, fetched: threading.Event, stop: threading.Event) -> Iterator[bytes]:
-    """The ``size`` bytes of a cached file as they arrive: read from ``final`` when the cache holds it,
-    else from ``partial`` as the download writes it (the open file survives its rename to ``final``).
-
-    Abandoned when ``stop`` is set, when the download starts the file over
-    (the partial was deleted), or when ``fetched`` is set (the fetch ended)
-    and the bytes are not all there.
-    """
-    pos = 0
-    handle: BinaryIO | None = None
-    try:
-        while pos < size:
-            if stop.is_set():
-                raise Abandoned("the model's upload was no longer wanted")
-            last_chance = fetched.is_set()  # read before looking: no missed end
-            if handle is None:
-                handle = _open_first(final, partial)
-            chunk = handle.read(min(CHUNK, size - pos)) if handle is not None else b""
-            if chunk:
-                pos += len(chunk)
-                yield chunk
-                continue
-            if handle is not None and os.fstat(handle.fileno()).st_nlink == 0:
-                raise Abandoned(f"{final.name}: the download started over")
-            if last_chance:
-                raise Abandoned(f"{final.name}: {pos} of {size} bytes fetched")
-            time.sleep(POLL_SECONDS)
-    finally:
-        if handle is not None:
-            handle.close()
-
-
-def _open_first(*paths: Path) -> BinaryIO | None:
-    for path in paths:
-        try:
-            return path.open("rb")
-        except FileNotFoundError:
-            continue
-    return None
+from shipway.layers import layer_key, remember_layer, tar_chunks, tar_size
 
 
 class ModelStream:
@@ -111,7 +57,6 @@ class ModelStream:
     ) -> None:
         self._registry = registry
         self._model = model
-        self._cache = BlobCache(cache_dir)
         self._cache_dir = cache_dir
         self._fetched = fetched
         self._stop = threading.Event()
@@ -130,7 +75,7 @@ class ModelStream:
 
     def _run(self, stages: list[df.Stage], base: str | None, into: str, built: threading.Event) -> None:
         try:
-            target, _ = predict_target(stages, base, into, built, self._stop)
+            target = predict_target(stages, base, into, built, self._stop)
             if target is None:
                 self.skipped = "the model's folder is known only once the app is built"
                 return
@@ -138,27 +83,16 @@ class ModelStream:
             if self._registry.find(tag) is not None:
                 self.skipped = f"the registry holds this model layer ({tag})"
                 return
-            entries = streamed_entries(self._model, target, self._opener)
-            size = tar_size(entries)
-            self.digest = self._registry.stream_blob(tar_chunks(entries), size)
+            arriving = Arriving(self._model, target, self._cache_dir, self._fetched, self._stop)
+            self._mismatched = arriving.mismatched
+            size = tar_size(arriving.entries)
+            self.digest = self._registry.stream_blob(tar_chunks(arriving.entries), size)
             self.sent = size
             if not self._mismatched:
                 remember_layer(self._model, target, self.digest, size, self._cache_dir)
         except Exception as exc:  # noqa: BLE001 - the push sends the layer instead
             if not self._stop.is_set():
                 self.error = str(exc).splitlines()[0]
-
-    def _opener(self, f: ModelFile) -> Callable[[], Iterable[bytes]]:
-        def chunks() -> Iterator[bytes]:
-            sha = hashlib.sha256()
-            final, partial = self._cache.path(f.sha256), self._cache.partial_path(f.sha256)
-            for chunk in follow(final, partial, f.size, self._fetched, self._stop):
-                sha.update(chunk)
-                yield chunk
-            if sha.hexdigest() != f.sha256:
-                self._mismatched.append(f.path)
-
-        return chunks
 
     def wait(self) -> None:
         """Wait until the stream ended (sent, skipped or failed)."""
