@@ -191,3 +191,24 @@ def test_a_dead_endpoint_fails_with_exit_7_in_bounded_time(tmp_path: Path, shipw
     elapsed = time.monotonic() - started
     print(f"dead endpoint: gave up after {elapsed:.2f}s")
     assert elapsed < 0.5 + 1 + 2 + 4 + 1  # the default waits are capped at 0.5, 1, 2, 4 s
+
+
+def test_a_streamed_upload_cut_off_is_one_clear_error_and_its_session_is_dropped(
+    through: OciRegistry, proxy: FaultProxy, repo: str
+) -> None:
+    data = LAYER + b"streamed"
+    proxy.reset(after_bytes=300_000, direction="request", method="PATCH")
+    with pytest.raises(BackendError, match="streamed upload"):
+        through.stream_blob((data[i : i + 65536] for i in range(0, len(data), 65536)), len(data))
+    assert proxy.count("reset", method="PATCH") == 1
+    assert proxy.count(method="DELETE", path="/blobs/uploads/") == 1  # the half-written session, abandoned
+    assert not through.api.has_blob(repo, digest_of(data))
+
+
+def test_the_closing_put_of_a_streamed_upload_is_retried(through: OciRegistry, proxy: FaultProxy, repo: str) -> None:
+    data = LAYER + b"streamed put"
+    proxy.fail(503, times=2, method="PUT")
+    assert through.stream_blob(iter([data]), len(data)) == digest_of(data)
+    assert proxy.count("fail", method="PUT") == 2
+    assert proxy.count(method="PATCH") == 1  # the bytes went once
+    assert through.api.has_blob(repo, digest_of(data))

@@ -263,9 +263,42 @@ def test_bytes_that_do_not_match_the_manifest_are_never_indexed(
     assert not registry.api.has_blob(registry.settings.repository, true_layer.digest)
 
 
-def _put_manifest(registry: OciRegistry, tag: str) -> None:
-    """A real image manifest (an empty config, no layers) under ``tag``."""
-    repo = registry.settings.repository
+def test_a_layer_another_repository_holds_is_left_to_the_push_to_mount(
+    registry: WatchedRegistry, store: SlowStore, tmp_path: Path
+) -> None:
+    model = _publish(store, tmp_path)
+    other = f"stream/{uuid.uuid4().hex[:8]}"
+    _put_manifest(registry, inputs.model_tag(layer_key(model, TARGET)), repo=other)
+    store.watch = False
+    assert not registry.has_model_layer(inputs.model_tag(layer_key(model, TARGET)))
+    registry.settings.mount_from = [other]
+    stream, error = _stream(registry, store, model)
+    assert error is None
+    assert stream.sent == 0
+    assert "holds this model layer" in stream.skipped
+
+
+def test_a_stream_at_the_wrong_folder_stops(registry: WatchedRegistry, store: SlowStore, tmp_path: Path) -> None:
+    model = _publish(store, tmp_path)
+    stages = df.parse("FROM scratch\nWORKDIR /srv/app\n", {})
+    fetched = threading.Event()  # the download has not begun: the stream waits for the first file
+    stream = ModelStream(registry, model, stages, None, INTO, store.context.cache_dir, fetched, threading.Event())
+    try:
+        stream.keep_if(TARGET)  # the folder it writes at: it goes on
+        assert not stream.wait(0.3)
+        stream.keep_if("/srv/app/elsewhere")  # the built image put the model elsewhere
+        assert stream.wait(5)
+        assert stream.error == ""
+        assert stream.sent == 0
+        assert registry.streamed < 10_000  # tar headers at most: no byte of the model
+    finally:
+        fetched.set()
+        stream.cancel()
+
+
+def _put_manifest(registry: OciRegistry, tag: str, repo: str | None = None) -> None:
+    """A real image manifest (an empty config, no layers) under ``tag`` (in ``repo``, default the registry's)."""
+    repo = repo or registry.settings.repository
     config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
     digest = "sha256:" + hashlib.sha256(config).hexdigest()
     registry.api.upload_blob(repo, digest, len(config), lambda: [config])

@@ -231,8 +231,10 @@ def _build_verify_push(
     app_build = builder.start_app_build(project.loaded, bp, project.reporter)
     tag = image_tag(record)
     uploads: list[_BlobUpload] = []
+    uploaded_before = project.registry.bytes_uploaded
     # As the store downloads the model: its layer's digest and the engine's load of it (early_layer), and
-    # its upload when the registry lacks it (model_stream).
+    # its upload when the registry lacks it (model_stream; with nothing to download, the push's HEAD and
+    # mounts decide as for any layer).
     fetched = threading.Event()
     early = builder.start_early_layer(project.loaded, bp, model, project.context.cache_dir, fetched, app_build)
     stream = (
@@ -246,12 +248,14 @@ def _build_verify_push(
             fetched,
             app_build.finished,
         )
-        if push and app_build is not None
+        if push and app_build is not None and not project.store.cached(model)
         else None
     )
 
     def start_upload(assembly: image.Assembly) -> None:
         # Blobs only, while the image is loaded and verified: no manifest names them until verify passed.
+        if stream is not None and assembly.model_layer is not None:
+            stream.keep_if(assembly.model_layer.target)  # a wrong guess of the model's folder uploads nothing more
         if push:
             uploads.append(_BlobUpload(project.registry, assembly.image, stream))
 
@@ -308,7 +312,7 @@ def _build_verify_push(
         if uploading is None:
             st.skip("push", "--no-push")
         else:
-            _push(project, st, record, bp, built, uploading, tag, stream)
+            _push(project, st, record, bp, built, uploading, tag, stream, uploaded_before)
     finally:
         built.cleanup()
         image.release_held(built.image_id)
@@ -330,11 +334,11 @@ def _push(
     uploading: _BlobUpload,
     tag: str,
     stream: model_stream.ModelStream | None,
+    uploaded_before: int,
 ) -> None:
     cfg = project.loaded.config
     registry = project.registry
     with st.stage("push") as detail:
-        before = registry.bytes_uploaded
         uploading.wait(project.reporter)
         final = built.assembly.image
         human = _free_tag(project, tag, final.digest, cfg.build.existing_tag)
@@ -349,8 +353,7 @@ def _push(
                 tags.append(lookup)
         pushed = registry.push_image(final, tags)
         record.image = ImageRef(repository=pushed.repository, tag=human, digest=pushed.digest)
-        early = stream.sent if stream is not None else 0
-        record.uploaded_bytes = early + uploading.sent + registry.bytes_uploaded - before
+        record.uploaded_bytes = registry.bytes_uploaded - uploaded_before  # the stream's, the blobs', the manifests'
         said = stream.describe() if stream is not None else ""
         detail.append(f"{record.image} ({record.uploaded_bytes / 1e6:.1f} MB uploaded{'; ' + said if said else ''})")
 
@@ -365,7 +368,6 @@ class _BlobUpload:
         self._after = after
         self._cancelled = threading.Event()
         self._error: BaseException | None = None
-        self.sent = 0
         self.streamed = 0
         """Bytes read from the layers so far (blobs the registry already holds are never read)."""
         self.readable = sum(b.size for b in image.layers if b.opener is not None)
@@ -393,14 +395,13 @@ class _BlobUpload:
         return chunks
 
     def _run(self, image: Image) -> None:
-        if self._after is not None:
-            self._after.wait()
-        before = self._registry.bytes_uploaded
+        while self._after is not None and not self._after.wait(0.1):
+            if self._cancelled.is_set():
+                return
         try:
             self._registry.upload_blobs(image)
         except BaseException as exc:  # noqa: BLE001 - re-raised in wait()
             self._error = exc
-        self.sent = self._registry.bytes_uploaded - before
 
     def cancel(self) -> None:
         self._cancelled.set()

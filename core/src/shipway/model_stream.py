@@ -68,6 +68,8 @@ class ModelStream:
         self.skipped = ""
         """Why nothing was sent, when nothing was."""
         self.error = ""
+        self._target: str | None = None
+        self._predicted = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(stages, base, into, built), daemon=True, name="shipway-model-stream"
         )
@@ -75,12 +77,13 @@ class ModelStream:
 
     def _run(self, stages: list[df.Stage], base: str | None, into: str, built: threading.Event) -> None:
         try:
-            target = predict_target(stages, base, into, built, self._stop)
+            target = self._target = predict_target(stages, base, into, built, self._stop)
+            self._predicted.set()
             if target is None:
                 self.skipped = "the model's folder is known only once the app is built"
                 return
             tag = inputs.model_tag(layer_key(self._model, target))
-            if self._registry.find(tag) is not None:
+            if self._registry.has_model_layer(tag):
                 self.skipped = f"the registry holds this model layer ({tag})"
                 return
             arriving = Arriving(self._model, target, self._cache_dir, self._fetched, self._stop)
@@ -92,19 +95,25 @@ class ModelStream:
                 remember_layer(self._model, target, self.digest, size, self._cache_dir)
         except Exception as exc:  # noqa: BLE001 - the push sends the layer instead
             if not self._stop.is_set():
-                self.error = str(exc).splitlines()[0]
+                self.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        finally:
+            self._predicted.set()
 
-    def wait(self) -> None:
-        """Wait until the stream ended (sent, skipped or failed)."""
-        self._thread.join()
+    def keep_if(self, target: str) -> None:
+        """Cancel the stream unless it writes the layer at ``target`` (the built image's model folder)."""
+        self._predicted.wait()
+        if self._target != target:
+            self.cancel()
 
-    def done(self) -> bool:
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the stream ended (sent, skipped or failed), at most ``timeout`` s; whether it did."""
+        self._thread.join(timeout)
         return not self._thread.is_alive()
 
     def describe(self) -> str:
         """One line on what the stream did, for the push stage's report."""
         if self.error:
-            return f"the model layer's early upload failed ({self.error}); the push sent it"
+            return f"the model layer's early upload failed ({self.error}); the push took it the usual way"
         if self.skipped:
             return ""
         if self._mismatched:
@@ -112,9 +121,10 @@ class ModelStream:
         return f"{self.sent / 1e6:.1f} MB of it while the model downloaded"
 
     def cancel(self) -> None:
-        """Stop following the download (an upload in flight is dropped; its blob names no image)."""
+        """Stop following the download (an upload in flight is dropped; its blob names no image). The
+        thread ends at its next read of the model; a registry request under way is not waited for long."""
         self._stop.set()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=5)
 
 
 def start(

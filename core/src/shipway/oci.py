@@ -10,6 +10,7 @@ says; a blob upload that fails is restarted whole, from a new upload session.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -226,33 +227,58 @@ class OciClient:
             raise BackendError(f"registry {self.address}: upload of {digest} to {repo}: {_short(exc)}") from None
 
     def stream_blob(self, repo: str, chunks: Iterable[bytes], size: int) -> str:
-        """Chunked upload of bytes still arriving: ``POST``, one streamed ``PATCH``, then ``PUT`` with the
-        digest taken on the way. Tried once (a stream cannot be read again); returns the digest."""
-        deadline = Deadline(self.retries)
+        """Chunked upload of bytes still arriving: ``POST``, one streamed ``PATCH`` (``Content-Range``
+        0 to size-1), then ``PUT`` with the digest taken on the way; returns the digest.
+
+        The ``PATCH`` is tried once (a stream cannot be read again), with
+        timeouts per socket operation, however long the bytes take to arrive;
+        the closing ``PUT`` has its own retries, and one that failed after
+        the registry took the blob counts as done. An upload that fails is
+        cancelled (``DELETE``), best effort.
+        """
         resp = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope=_push(repo), idempotent=True)
         self._check(resp, f"blob upload to {repo}")
+        location = self._location(resp)
         body = _Hashing(chunks, size)
         try:
             resp = self.request(
                 "PATCH",
-                self._location(resp),
+                location,
                 scope=_push(repo),
-                deadline=deadline,
+                deadline=Deadline(self.retries),
                 data=body,
-                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(size),
+                    "Content-Range": f"0-{size - 1}",
+                },
             )
             self._check(resp, f"streamed blob upload to {repo}")
             location = self._location(resp)
-            sep = "&" if "?" in location else "?"
-            resp = self.request(
-                "PUT", f"{location}{sep}digest={body.digest()}", scope=_push(repo), deadline=deadline, data=b""
-            )
-        except (requests.RequestException, retry.Transient) as exc:
-            raise BackendError(f"registry {self.address}: streamed upload to {repo}: {_short(exc)}") from None
-        self._check(resp, f"blob {body.digest()} upload to {repo}")
+        except BaseException as exc:
+            self._cancel_upload(repo, location)
+            if isinstance(exc, requests.RequestException | retry.Transient):
+                raise BackendError(f"registry {self.address}: streamed upload to {repo}: {_short(exc)}") from None
+            raise
+        digest = body.digest()
+        sep = "&" if "?" in location else "?"
+        try:
+            resp = self.request("PUT", f"{location}{sep}digest={digest}", scope=_push(repo), idempotent=True)
+        except BackendError:
+            if self.has_blob(repo, digest):
+                return digest  # the answer was lost, the blob was taken
+            raise
+        if resp.status_code != 201 and self.has_blob(repo, digest):
+            return digest
+        self._check(resp, f"blob {digest} upload to {repo}")
         if resp.status_code != 201:
-            raise BackendError(f"registry {self.address} answered {resp.status_code} to the upload of {body.digest()}")
-        return body.digest()
+            raise BackendError(f"registry {self.address} answered {resp.status_code} to the upload of {digest}")
+        return digest
+
+    def _cancel_upload(self, repo: str, location: str) -> None:
+        """Tell the registry an upload session is abandoned (it expires on its own otherwise): one try."""
+        with contextlib.suppress(Exception):
+            self.request("DELETE", location, scope=_push(repo), deadline=Deadline(self.retries.once()))
 
     def put_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> str:
         """``PUT`` a manifest under a tag or its digest; returns the digest the registry reports."""

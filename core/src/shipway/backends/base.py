@@ -268,6 +268,10 @@ class ModelStore(Backend):
                 version, lambda f, partial: self._download(version, f, partial), missing=missing, advance=bar.advance
             )
 
+    def cached(self, version: ModelVersion) -> bool:
+        """Whether every file of ``version`` is in the local cache, verified (a fetch would move no byte)."""
+        return not BlobCache(self.context.cache_dir).missing(version)
+
     def fetch(self, version: ModelVersion, dest: Path) -> Path:
         """Place the version's files under ``dest``, each one verified by size and sha256.
 
@@ -341,6 +345,11 @@ class Registry(Backend):
         The default does nothing (:meth:`push_image` pushes everything).
         """
         return 0
+
+    def has_model_layer(self, tag: str) -> bool:
+        """Whether a push will find the model layer that the model tag ``tag`` names
+        (:func:`shipway.inputs.model_tag`) without uploading it. The default: the tag is in this repository."""
+        return self.find(tag) is not None
 
     streams_blobs: ClassVar[bool] = False
     """Whether :meth:`stream_blob` works: the ``oci`` kinds say yes, a registry that only pushes through

@@ -26,6 +26,7 @@ from filelock import FileLock
 
 from shipway.domain import ModelFile, ModelVersion
 from shipway.errors import REPUBLISH, IntegrityError, ModelError
+from shipway.layers import sort_key
 
 CHUNK = 1 << 20
 FETCH_MARK = ".shipway-fetched"
@@ -153,8 +154,10 @@ class BlobCache:
 
 
 def _unique(files: Iterable[ModelFile]) -> list[ModelFile]:
+    """One file per content, in the order the model layer's tar holds them: what reads the files as they
+    arrive (:mod:`shipway.arrival`) then never waits for a file that comes later."""
     seen: dict[str, ModelFile] = {}
-    for f in files:
+    for f in sorted(files, key=lambda f: sort_key(f.path)):
         seen.setdefault(f.sha256, f)
     return list(seen.values())
 

@@ -11,9 +11,10 @@ labels and the newest verified build are read through the API directly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +150,31 @@ class OciRegistry(Registry):
         self.bytes_uploaded += sent
         return sent
 
+    def has_model_layer(self, tag: str) -> bool:
+        """The tag in this repository, or in one of ``mount_from`` (the push mounts the layer from there)."""
+        if self.find(tag) is not None:
+            return True
+        for source in self.settings.mount_from:
+            with contextlib.suppress(BackendError):
+                if self.api.head_manifest(source, tag) is not None:
+                    return True
+        return False
+
     streams_blobs = True
 
     def stream_blob(self, chunks: Iterable[bytes], size: int) -> str:
-        digest = self.api.stream_blob(self.settings.repository, chunks, size)
-        self.bytes_uploaded += size
+        sent = 0
+
+        def counted() -> Iterator[bytes]:
+            nonlocal sent
+            for chunk in chunks:
+                sent += len(chunk)
+                yield chunk
+
+        try:
+            digest = self.api.stream_blob(self.settings.repository, counted(), size)
+        finally:
+            self.bytes_uploaded += sent  # what left this machine, whether or not the registry kept it
         self._remember_blob(digest)
         return digest
 
