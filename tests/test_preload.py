@@ -261,6 +261,19 @@ def _arriving_model(tmp_path: Path, data: bytes) -> ModelVersion:
     )
 
 
+def _early_at_srv_app(model: ModelVersion, cache: BlobCache, fetched: threading.Event) -> EarlyLayer:
+    """An EarlyLayer on the test base with ``WORKDIR /srv/app``, reading ``model`` as it arrives in ``cache``."""
+    return EarlyLayer(
+        stages=dockerfile.parse(f"FROM {BASE_IMAGE}\nWORKDIR /srv/app\n", {}),
+        base=BASE_IMAGE,
+        into="model",
+        model=model,
+        cache_dir=cache.dir.parents[1],
+        fetched=fetched,
+        built=threading.Event(),
+    )
+
+
 def _engine_took(monkeypatch: pytest.MonkeyPatch, at_least: int) -> threading.Event:
     """Set once the engine has taken ``at_least`` bytes of a docker load archive."""
     took = threading.Event()
@@ -305,15 +318,7 @@ def test_the_engine_takes_the_model_layer_while_it_downloads(tmp_path: Path, mon
     cache.dir.mkdir(parents=True)
     took = _engine_took(monkeypatch, 1 << 20)
     fetched, overlapped = threading.Event(), []
-    early = EarlyLayer(
-        stages=dockerfile.parse(f"FROM {BASE_IMAGE}\nWORKDIR /srv/app\n", {}),
-        base=BASE_IMAGE,
-        into="model",
-        model=model,
-        cache_dir=cache.dir.parents[1],
-        fetched=fetched,
-        built=threading.Event(),
-    )
+    early = _early_at_srv_app(model, cache, fetched)
     partial = cache.partial_path(model.files[0].sha256)
     try:
         writer = _download(partial, data, lambda: overlapped.append(took.wait(10)), fetched)
@@ -343,15 +348,7 @@ def test_bytes_that_do_not_match_are_neither_indexed_nor_loaded(
     cache.dir.mkdir(parents=True)
     took = _engine_took(monkeypatch, len(data))
     fetched = threading.Event()
-    early = EarlyLayer(
-        stages=dockerfile.parse(f"FROM {BASE_IMAGE}\nWORKDIR /srv/app\n", {}),
-        base=BASE_IMAGE,
-        into="model",
-        model=model,
-        cache_dir=cache.dir.parents[1],
-        fetched=fetched,
-        built=threading.Event(),
-    )
+    early = _early_at_srv_app(model, cache, fetched)
     try:
         # The whole wrong file arrives (and is read) before the cache's check refuses it.
         writer = _download(cache.partial_path(model.files[0].sha256), wrong, lambda: True, fetched)

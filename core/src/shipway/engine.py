@@ -237,8 +237,9 @@ def _build_verify_push(
     # mounts decide as for any layer).
     fetched = threading.Event()
     early = builder.start_early_layer(project.loaded, bp, model, project.context.cache_dir, fetched, app_build)
-    stream = (
-        model_stream.start(
+    stream: model_stream.ModelStream | None = None
+    if push and app_build is not None and project.registry.streams_blobs and not project.store.cached(model):
+        stream = model_stream.ModelStream(
             project.registry,
             model,
             bp.stages,
@@ -248,9 +249,6 @@ def _build_verify_push(
             fetched,
             app_build.finished,
         )
-        if push and app_build is not None and not project.store.cached(model)
-        else None
-    )
 
     def start_upload(assembly: image.Assembly) -> None:
         # Blobs only, while the image is loaded and verified: no manifest names them until verify passed.

@@ -125,19 +125,3 @@ class ModelStream:
         thread ends at its next read of the model; a registry request under way is not waited for long."""
         self._stop.set()
         self._thread.join(timeout=5)
-
-
-def start(
-    registry: Registry,
-    model: ModelVersion,
-    stages: list[df.Stage],
-    base: str | None,
-    into: str,
-    cache_dir: Path,
-    fetched: threading.Event,
-    built: threading.Event,
-) -> ModelStream | None:
-    """A :class:`ModelStream`, or None when the registry cannot stream a blob."""
-    if not registry.streams_blobs:
-        return None
-    return ModelStream(registry, model, stages, base, into, cache_dir, fetched, built)
