@@ -137,7 +137,14 @@ def test_02_killed_push_never_tags_a_partial_image_and_the_next_run_completes_it
     published = json.loads(scorer.shipway("model", "list", "scorer-model", "--json").stdout)["versions"][-1]
     expected = {f["path"]: f["sha256"] for f in published["files"]}
     proc = spawn(scorer, "run")
-    kill_when(proc, lambda: _uploading(shipway_registry, scorer.repository, 8 << 20), timeout=300)
+
+    def pushing_the_image() -> bool:
+        # The model layer may have gone up while the model downloaded; the image's own layers go up
+        # once the app image has left the engine (into a spool, on this cache's first build).
+        spool = scorer.cache / "spool"
+        return spool.is_dir() and any(spool.iterdir()) and _uploading(shipway_registry, scorer.repository, 8 << 20)
+
+    kill_when(proc, pushing_the_image, timeout=300)
     assert _tags(shipway_registry, scorer.repository) == []  # no tag names a partial image
     # The killed run was the cache's first build: its layers left the engine by docker save, into a
     # spool folder of its own that nobody removed.
