@@ -17,6 +17,8 @@ manifest write is create-only), and concurrent alias moves never lose one
 from __future__ import annotations
 
 import json
+import random
+import time
 from abc import abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +39,13 @@ from shipway.errors import ModelError
 
 CONDITIONAL_TRIES = 20
 """How often a conditional write is tried again when another writer got there first."""
+
+
+def _after_losing(attempt: int) -> None:
+    """A short random pause before a conditional write is tried again (0-25 ms, doubling up to 0.8 s): writers
+    that lost together do not all come back at once, which on a busy machine let one lose every try."""
+    if attempt:
+        time.sleep(random.uniform(0, min(0.025 * 2 ** (attempt - 1), 0.8)))
 
 
 class ObjectModelStore(ModelStore):
@@ -120,7 +129,8 @@ class ObjectModelStore(ModelStore):
         self, name: str, version: str | None, files: tuple[ModelFile, ...], metadata: dict[str, Any]
     ) -> ModelVersion:
         """Write the manifest, create-only: the version is claimed by exactly one writer."""
-        for _ in range(CONDITIONAL_TRIES):
+        for attempt in range(CONDITIONAL_TRIES):
+            _after_losing(attempt)
             candidate = version or next_version(self.versions(name))
             made = ModelVersion(name=name, version=candidate, created=utcnow(), files=files, metadata=metadata)
             body = json.dumps(made.manifest(), indent=2, sort_keys=True).encode()
@@ -139,7 +149,8 @@ class ObjectModelStore(ModelStore):
         if version not in {v.version for v in self.versions(name)}:
             raise ModelError(f"model {name!r} has no version {version[:80]!r}")
         key = self._key(name, "aliases.json")
-        for _ in range(CONDITIONAL_TRIES):
+        for attempt in range(CONDITIONAL_TRIES):
+            _after_losing(attempt)
             read = self._read_json(key)
             table, etag = (dict(read[0]), read[1]) if read else ({}, None)
             table[alias] = version
