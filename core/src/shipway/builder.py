@@ -275,10 +275,6 @@ class AppBuild:
         assert self._image_id is not None
         return self._image_id
 
-    def done(self) -> bool:
-        """Whether the engine has finished (or failed) the build."""
-        return self.finished.is_set()
-
     def cancel(self) -> None:
         self._stop.set()
 
