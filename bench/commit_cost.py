@@ -31,6 +31,11 @@ scenario inside each repetition; the table shows medians. Scenarios:
   what the engine alone takes to hold the model, which verify needs before
   it can run the image.
 
+``--model-only`` runs only the model-only change and its three floors (no
+code commits, no seed pipeline), and prints where each stage's time went: a
+few minutes a repetition, to study that one target (at several link rates,
+say).
+
 ``--link-mbit N`` puts the registry and the model store on a network link of
 N Mbit/s each way (Linux ``tc`` on loopback, :mod:`link`; root only; rate
 only, no added latency): the apps read their models from an ``http`` store
@@ -126,9 +131,10 @@ def stored_bytes(reg: RegistryService) -> int:
 
 
 class Bench:
-    def __init__(self, work: Path, model_mib: int, remote_store: bool) -> None:
+    def __init__(self, work: Path, model_mib: int, remote_store: bool, model_only: bool = False) -> None:
         self.work = work
         self.model_bytes = model_mib << 20
+        self.model_only = model_only
         self.reg = start_registry(work / "registry")
         self.store_server: subprocess.Popen[bytes] | None = None
         self.store_port = 0
@@ -166,8 +172,9 @@ class Bench:
         self.results: dict[str, list[tuple[float, int]]] = {}
         self.trained = work / "trained"
         sh([sys.executable, "train.py", "--out", str(self.trained)], cwd=EXAMPLE)
-        self.apps = {name: self._app(name) for name in ("big", "tiny")}
-        self.seed = self._seed_app()
+        self.apps = {name: self._app(name) for name in (("big",) if self.model_only else ("big", "tiny"))}
+        if not self.model_only:
+            self.seed = self._seed_app()
 
     # -- setup -------------------------------------------------------------------
     def env(self, app: str, **extra: str) -> dict[str, str]:
@@ -306,6 +313,8 @@ class Bench:
         stages = ""
         if isinstance(found, dict) and found.get("stages"):
             stages = "  (" + ", ".join(f"{s['name']} {s['seconds']:.1f}" for s in found["stages"]) + ")"
+            if self.model_only:  # where each stage's time went, for the one scenario this mode measures
+                stages += "".join(f"\n      {s['name']}: {s.get('detail', '')}" for s in found["stages"])
         print(f"  {name:<18} {seconds:7.2f} s  {(stored_bytes(self.reg) - before) / 1e6:9.1f} MB{stages}", flush=True)
 
     def cold_cache(self, app: str) -> str:
@@ -384,6 +393,16 @@ class Bench:
         target.unlink()
 
     def rep(self) -> None:
+        if not self.model_only:
+            self.code_commits()
+        self.publish("big")
+        self.measure("model-only", lambda: self.shipway("big", "run"))
+        self.plain_upload()
+        self.plain_download()
+        self.plain_load()
+
+    def code_commits(self) -> None:
+        """The code-only scenarios: warm, reused and cold, for shipway, the seed and the floor."""
         big, tiny, seed = self.work / "big", self.work / "tiny", self.work / "seed"
         self.code_change(big)
         self.measure("shipway warm", lambda: self.shipway("big", "run"))
@@ -402,11 +421,6 @@ class Bench:
         cache = self.cold_cache("tiny")
         other = self.fresh_base()  # its own: the big app's cold build would warm Docker's cache for it
         self.measure("floor cold", lambda: self.shipway("tiny", "run", BASE_IMAGE=other, SHIPWAY_CACHE_DIR=cache))
-        self.publish("big")
-        self.measure("model-only", lambda: self.shipway("big", "run"))
-        self.plain_upload()
-        self.plain_download()
-        self.plain_load()
 
 
 def _get_to(url: str, target: Path) -> None:
@@ -477,6 +491,11 @@ def main() -> None:
         default=0,
         help="registry and an http model store behind a link of this many Mbit/s (root; default: loopback)",
     )
+    parser.add_argument(
+        "--model-only",
+        action="store_true",
+        help="only the model-only change and its floors (plain upload, download, load): no code commits, no seed",
+    )
     args = parser.parse_args()
     if args.link_mbit < 0:
         parser.error("--link-mbit must be 0 (loopback) or a rate in Mbit/s")
@@ -486,7 +505,7 @@ def main() -> None:
     bench = None
     try:
         print(f"setting up in {work} ...", flush=True)
-        bench = Bench(work, args.model_mib, remote_store=args.link_mbit > 0)
+        bench = Bench(work, args.model_mib, remote_store=args.link_mbit > 0, model_only=args.model_only)
         ports = [int(bench.reg.address.rsplit(":", 1)[1]), bench.store_port]
         with link.shaped(ports, args.link_mbit) if args.link_mbit > 0 else contextlib.nullcontext():
             for i in range(args.reps):
