@@ -138,6 +138,14 @@ def test_dockerfile_copying_the_model_is_detected() -> None:
     assert not dockerfile.copies_path(stages, "y")
 
 
+def test_dockerfile_copies_see_a_global_arg_only_where_a_stage_brings_it_in() -> None:
+    # Docker scopes an ARG before the first FROM to FROM lines: in a stage it is empty until a bare ARG.
+    text = "ARG WEIGHTS=weights\nFROM python:3.11-slim\nCOPY ${WEIGHTS}/ /srv/w/\n"
+    assert not dockerfile.copies_path(dockerfile.parse(text, {}), "weights")
+    assert dockerfile.copies_path(dockerfile.parse(text.replace("COPY", "ARG WEIGHTS\nCOPY"), {}), "weights")
+    assert dockerfile.copies_path(dockerfile.parse(text.replace("COPY", "ARG WEIGHTS\nCOPY"), {"WEIGHTS": "m"}), "m")
+
+
 def test_dockerfile_final_workdir_follows_stages_args_and_the_base() -> None:
     def predict(text: str, args: dict[str, str] | None = None, base: str | None = "/") -> str | None:
         return dockerfile.final_workdir(dockerfile.parse(text, args or {}), base)

@@ -102,8 +102,8 @@ def parse(text: str, build_args: dict[str, str]) -> list[Stage]:
                     continue
             else:
                 args = [p for p in rest.split() if not p.startswith("--")]
-            env = {**global_args, **stage_env}
-            stages[-1].copies.append([_expand(a, env) for a in args[:-1]])
+            # As for WORKDIR: a global ARG reaches a COPY only through a bare ARG in the stage.
+            stages[-1].copies.append([_expand(a, stage_env) for a in args[:-1]])
     return stages
 
 
