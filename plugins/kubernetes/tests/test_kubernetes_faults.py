@@ -10,6 +10,7 @@ code 7, in bounded time; a stall ends in a timeout.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ import pytest
 import requests
 
 from shipway.backends.base import BackendContext
-from shipway.errors import BackendError, ExitCode
+from shipway.errors import BackendError, ExitCode, LockedError
+from shipway.progress import Reporter
 from shipway.testing.faults import FaultProxy
 from shipway_kubernetes.orchestrator import KubernetesOrchestrator, KubernetesSettings
 from shipway_kubernetes.proxy import ServiceProxy
@@ -33,11 +35,18 @@ def proxy(shipway_fake_k8s: FakeApiServer, shipway_fault_proxy: Callable[..., Fa
     return shipway_fault_proxy(shipway_fake_k8s.url)
 
 
-def orchestrator(fake: FakeApiServer, proxy: FaultProxy, tmp_path: Path, **retries: Any) -> KubernetesOrchestrator:
-    kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig")
-    kubeconfig.write_text(kubeconfig.read_text().replace(fake.url, proxy.url))
-    settings = KubernetesSettings(kind="kubernetes", kubeconfig=str(kubeconfig), retries={**FAST, **retries})
-    return KubernetesOrchestrator(settings, BackendContext(root=tmp_path, cache_dir=tmp_path / "cache"))
+def orchestrator(
+    fake: FakeApiServer, proxy: FaultProxy | None, tmp_path: Path, lease_seconds: int = 30, **retries: Any
+) -> KubernetesOrchestrator:
+    """The orchestrator talking to ``fake`` through ``proxy`` (None: directly)."""
+    kubeconfig = fake.write_kubeconfig(tmp_path / f"kubeconfig-{uuid.uuid4().hex[:6]}")
+    if proxy is not None:
+        kubeconfig.write_text(kubeconfig.read_text().replace(fake.url, proxy.url))
+    settings = KubernetesSettings(
+        kind="kubernetes", kubeconfig=str(kubeconfig), retries={**FAST, **retries}, lease_seconds=lease_seconds
+    )
+    context = BackendContext(root=tmp_path, cache_dir=tmp_path / "cache", reporter=Reporter())  # says on stderr
+    return KubernetesOrchestrator(settings, context)
 
 
 def test_transient_faults_on_reads_are_retried(
@@ -105,3 +114,28 @@ def test_a_stall_ends_in_a_timeout(shipway_fake_k8s: FakeApiServer, proxy: Fault
     print(f"kubernetes stall: gave up after {elapsed:.1f}s")
     assert elapsed < 4  # two tries of a 1 s read timeout, one short wait
     assert proxy.count("stall") == 2
+
+
+def test_a_release_that_cannot_renew_its_lease_stops_writing_when_it_expires(
+    shipway_fake_k8s: FakeApiServer, proxy: FaultProxy, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Renewals the API server never answers do not outlast the Lease (the client's retries would take
+    minutes here); once it expired, and another release took it over, the first makes no more writes."""
+    leases = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+    app = f"renew-{uuid.uuid4().hex[:6]}"
+    first = orchestrator(
+        shipway_fake_k8s, proxy, tmp_path, lease_seconds=3, attempts=5, read_timeout=30, max_seconds=120
+    )
+    second = orchestrator(shipway_fake_k8s, None, tmp_path, lease_seconds=3)
+    with first.lock(app):
+        proxy.stall(path=leases)  # every renewal from now on hangs
+        started = time.monotonic()
+        while "expired: not renewed for 3s" not in capfd.readouterr().err:
+            assert time.monotonic() - started < 4, "the lost Lease was not noticed when it expired"
+            time.sleep(0.1)
+        with second.lock(app):  # the API server answers the other runner: it takes the expired Lease over
+            with pytest.raises(LockedError, match=f"Lease shipway-{app} expired.*stopped before POST"):
+                first.request("POST", SERVICES, body={"metadata": {"name": app}}, content_type="application/json")
+            assert first.request("GET", SERVICES)["kind"] == "ServiceList"  # reads go on
+        assert proxy.count("stall", path=leases) >= 1
+    assert ("services", "default", app) not in shipway_fake_k8s.objects

@@ -160,9 +160,10 @@ class EksOrchestrator(KubernetesOrchestrator):
         body: Any = None,
         content_type: str | None = None,
         query: dict[str, Any] | None = None,
+        within: float | None = None,
     ) -> Any:
         try:
-            return super().request(method, path, body=body, content_type=content_type, query=query)
+            return super().request(method, path, body=body, content_type=content_type, query=query, within=within)
         except Refused as exc:
             raise AuthError(
                 f"{self.describe()}: {exc}. The IAM principal needs an EKS access entry for the cluster "

@@ -99,6 +99,10 @@ def _with_retries(api_client: Any, policy: retry.RetrySettings) -> Any:
     return api_client
 
 
+LEASE_RETRY_SECONDS = 1.0
+"""How soon a release Lease renewal that failed is tried again."""
+
+
 class RolloutFailed(BackendError):
     """The Deployment did not complete its rollout."""
 
@@ -122,6 +126,8 @@ class KubernetesOrchestrator(Orchestrator):
         super().__init__(settings, context)
         self._client: Any = None
         self._proxies: dict[str, ServiceProxy] = {}
+        self._lease_lost: str | None = None
+        """Why the release Lease this orchestrator held was lost: its writes to the cluster stop then."""
 
     # -- connection ----------------------------------------------------------------------
     def describe(self) -> str:
@@ -177,19 +183,30 @@ class KubernetesOrchestrator(Orchestrator):
         body: Any = None,
         content_type: str | None = None,
         query: dict[str, Any] | None = None,
+        within: float | None = None,
     ) -> Any:
-        """One API call through the official client (its auth, TLS and kubeconfig handling)."""
+        """One API call through the official client (its auth, TLS and kubeconfig handling).
+
+        ``within``: one try, answered within that many seconds, instead of the
+        ``retries`` policy. A write after the release Lease was lost raises
+        LockedError: another release may be changing the app then.
+        """
         from urllib3 import Timeout
         from urllib3.exceptions import HTTPError
 
+        if self._lease_lost is not None and method != "GET":
+            raise LockedError(f"{self._lease_lost}; stopped before {method} {path}")
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
         try:
             policy = self.settings.retries
             timeout = Timeout(connect=policy.connect_timeout, read=policy.read_timeout)
+            tries = None
+            if within is not None:
+                timeout, tries = Timeout(total=max(within, 0.1)), False
             status, data, _ = rawapi.send(
-                self.client, method, path, list((query or {}).items()), headers, body, timeout=timeout
+                self.client, method, path, list((query or {}).items()), headers, body, timeout=timeout, retries=tries
             )
         except HTTPError as exc:
             host = self.client.configuration.host
@@ -493,8 +510,10 @@ class KubernetesOrchestrator(Orchestrator):
         """A coordination.k8s.io Lease per app and environment: one release at a time across runners.
 
         The holder renews it every third of ``lease_seconds`` while the release runs;
-        a holder that stops renewing (a killed runner) loses it ``lease_seconds`` after
-        its last renewal, and the next release takes it over.
+        a holder that stops renewing (a killed runner, or one the API server no
+        longer answers) loses it ``lease_seconds`` after its last renewal, and the
+        next release takes it over. A holder that lost it makes no more writes to
+        the cluster (LockedError): the other release owns the app then.
         """
         name = f"shipway-{render.object_name(app, environment)}"
         path = f"/apis/coordination.k8s.io/v1/namespaces/{self.settings.namespace}/leases/{name}"
@@ -529,6 +548,7 @@ class KubernetesOrchestrator(Orchestrator):
                     f"another release of {app} ({environment}) took over the expired Lease "
                     f"{self.settings.namespace}/{name} first"
                 ) from None
+        self._lease_lost = None
         stop = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(path, holder, stop), daemon=True, name="shipway-lease")
         renewer.start()
@@ -539,21 +559,53 @@ class KubernetesOrchestrator(Orchestrator):
             renewer.join(timeout=30)
             # Never let the clean-up hide how the release ended; a Lease not deleted expires anyway.
             with suppress(BackendError):
-                if (self.request("GET", path).get("spec") or {}).get("holderIdentity") == holder:
+                if (
+                    self._lease_lost is None
+                    and (self.request("GET", path).get("spec") or {}).get("holderIdentity") == holder
+                ):
                     self.request("DELETE", path)
 
     def _renew(self, path: str, holder: str, stop: threading.Event) -> None:
-        """Renew the Lease at ``path`` every third of its duration until ``stop``; give up if it changed hands."""
-        while not stop.wait(self.settings.lease_seconds / 3):
+        """Renew the Lease at ``path`` every third of its duration until ``stop``.
+
+        A renewal that fails is tried again every :data:`LEASE_RETRY_SECONDS`, each
+        try answered within the time the Lease has left (the client's retries
+        could outlast it); once it expired, or changed hands, the Lease is lost.
+        """
+        name = path.rsplit("/", 1)[1]
+        duration = self.settings.lease_seconds
+        renewed = time.monotonic()  # the Lease's renewTime was stamped at or before this
+
+        def left() -> float:
+            return renewed + duration - time.monotonic()
+
+        wait = duration / 3
+        while not stop.wait(wait):
+            if left() <= 0:
+                self._lose(f"the release Lease {name} expired: not renewed for {duration}s (lease_seconds)")
+                return
+            started = time.monotonic()
             try:
-                held = self.request("GET", path)
+                held = self.request("GET", path, within=left())
                 if (held.get("spec") or {}).get("holderIdentity") != holder:
-                    self.context.reporter.info(f"  lost Lease {path.rsplit('/', 1)[1]} to another release")
+                    who = (held.get("spec") or {}).get("holderIdentity")
+                    self._lose(f"the release Lease {name} was taken over by another release ({who})")
                     return
                 held["spec"]["renewTime"] = _stamp(datetime.now(UTC))
-                self.request("PUT", path, body=held, content_type="application/json")
-            except BackendError as exc:  # the next renewal tries again; the lease has time left
-                self.context.reporter.info(f"  could not renew the release Lease: {exc}")
+                if left() <= 0:
+                    wait = 0  # expired while it was read: said at the top
+                    continue
+                self.request("PUT", path, body=held, content_type="application/json", within=left())
+            except BackendError as exc:  # tried again soon, while the Lease has time left
+                self.context.reporter.info(f"  could not renew the release Lease {name} ({left():.0f}s left): {exc}")
+                wait = min(LEASE_RETRY_SECONDS, max(left(), 0.0))
+                continue
+            renewed = started
+            wait = duration / 3
+
+    def _lose(self, why: str) -> None:
+        self._lease_lost = why
+        self.context.reporter.info(f"  {why}: this release makes no more changes to the cluster")
 
     def remove(self, app: str, environment: str = "default") -> None:
         name = render.object_name(app, environment)
