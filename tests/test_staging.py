@@ -103,6 +103,21 @@ def test_a_blob_is_kept_only_under_the_digest_of_its_bytes(registry: staging.Sta
     assert unknown.status_code == 202
 
 
+def test_a_manifest_is_found_only_by_the_digest_of_its_bytes(registry: staging.StagingRegistry) -> None:
+    """export() takes the manifest by the digest the engine's push reports: another local process that
+    PUTs a manifest naming that digest (or the push's tag) cannot put its own layers in its place."""
+    url = f"http://{registry.address}/v2/shipway-staging/app/manifests"
+    engine = json.dumps({"schemaVersion": 2, "layers": [{"digest": "sha256:" + "1" * 64}]}).encode()
+    digest = "sha256:" + hashlib.sha256(engine).hexdigest()
+    pushed = requests.put(f"{url}/build-0123456789abcdef", data=engine, timeout=10)
+    assert (pushed.status_code, pushed.headers["Docker-Content-Digest"]) == (201, digest)
+    rogue = json.dumps({"schemaVersion": 2, "layers": [{"digest": "sha256:" + "6" * 64}]}).encode()
+    for ref in (digest, "build-0123456789abcdef"):
+        answer = requests.put(f"{url}/{ref}", data=rogue, timeout=10)
+        assert answer.headers["Docker-Content-Digest"] == "sha256:" + hashlib.sha256(rogue).hexdigest()
+    assert registry.manifests[digest] == engine
+
+
 def test_the_registry_keeps_connections_serves_no_bytes_and_drops_bad_uploads(
     registry: staging.StagingRegistry,
 ) -> None:
