@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import socket
+import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import docker.errors
 import pytest
 import requests
 
-from shipway import dockerutil, staging
+from shipway import dockerutil, journal, staging
 from shipway.manifest import LAYER_TAR, LAYER_TAR_GZIP, Blob
 from shipway.testing.services import ensure_tiny_image
 
@@ -58,6 +63,28 @@ def test_export_sends_each_layer_once_and_gives_each_layer_uncompressed(
     assert new
     assert other.received == sum(b.size for b in new) + len(other.config)
     assert other.received < first.received
+
+
+def test_a_push_tag_that_a_killed_run_left_goes_with_the_next_export(shipway_docker: None) -> None:
+    """A run removes its push tag however the push ends, unless it is killed: then the next export on this
+    host does, and only tags of this host's runs that have ended (the tag would keep the image for ever)."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    host, repository = journal.tag_host(), f"127.0.0.1:1/shipway-staging/tiny-{uuid.uuid4().hex[:6]}"
+    abandoned = f"{repository}:build-{host}-{ended.pid}-0123abcd"
+    kept = [f"{repository}:build-{host}-{os.getpid()}-4567abcd", f"{repository}:build-elsewhere-{ended.pid}-89abcdef"]
+    client = dockerutil.client()
+    for name in [abandoned, *kept]:
+        client.api.tag(ensure_tiny_image(), *name.rsplit(":", 1))
+    try:
+        assert staging.remove_abandoned_push_tags() == [abandoned]
+        tags = client.images.get(ensure_tiny_image()).tags
+        assert abandoned not in tags
+        assert set(kept) <= set(tags)
+    finally:
+        for name in [abandoned, *kept]:
+            with contextlib.suppress(docker.errors.DockerException):
+                client.api.remove_image(name, noprune=True)
 
 
 @pytest.fixture

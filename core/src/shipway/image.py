@@ -557,15 +557,10 @@ HOLD_SECONDS = 3600
 starts; an older hold is one a killed run left (on another host sharing the engine, it cannot be asked)."""
 
 
-def _host() -> str:
-    """This host's name as a tag allows it."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:80]
-
-
 def held_tag(repository: str, image_id: str, pid: int | None = None, since: float | None = None) -> str:
     """The tag that says run ``pid`` (this one) of this host holds ``image_id`` since ``since`` (now)."""
     stamp = int(time.time() if since is None else since)
-    return f"{repository}:{_HELD_PREFIX}{_host()}-{pid or os.getpid()}-{stamp}-{image_id[7:19]}"
+    return f"{repository}:{_HELD_PREFIX}{journal.tag_host()}-{pid or os.getpid()}-{stamp}-{image_id[7:19]}"
 
 
 def _held(tags: list[str]) -> bool:
@@ -577,7 +572,7 @@ def _held(tags: list[str]) -> bool:
         if not name.startswith(_HELD_PREFIX) or len(parts) != 4 or not (parts[1] + parts[2]).isdigit():
             continue
         host, pid, since = parts[0], int(parts[1]), int(parts[2])
-        ended = host == _host() and journal.gone(socket.gethostname(), pid)
+        ended = host == journal.tag_host() and journal.gone(socket.gethostname(), pid)
         if not ended and time.time() - since < HOLD_SECONDS:
             return True
     return False
@@ -589,7 +584,7 @@ def release_held(image_id: str) -> None:
         tags = dockerutil.client().images.get(image_id).tags
     except (docker.errors.DockerException, requests.RequestException):
         return
-    mine = f":{_HELD_PREFIX}{_host()}-{os.getpid()}-"
+    mine = f":{_HELD_PREFIX}{journal.tag_host()}-{os.getpid()}-"
     for tag in tags:
         if mine in tag and tag.endswith(f"-{image_id[7:19]}"):
             drop(tag)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import uuid
 from dataclasses import asdict, dataclass
@@ -81,3 +82,8 @@ def gone(host: str, pid: int) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def tag_host() -> str:
+    """This host's name as a Docker tag allows it: what tags that name a run of this host carry."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:80]

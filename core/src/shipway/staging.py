@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import threading
 import time
 import uuid
@@ -41,7 +42,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import docker.errors
 
-from shipway import dockerutil
+from shipway import dockerutil, journal
 from shipway.errors import BackendError
 from shipway.localhttp import STOP_POLL_SECONDS, QuietHandler, is_loopback
 from shipway.manifest import LAYER_TAR, LAYER_TAR_GZIP, Blob, sha256
@@ -495,6 +496,34 @@ def remember_way(root: Path, engine: str, way: str) -> None:
     tmp.replace(path)
 
 
+_STAGING_REPOSITORY = "shipway-staging"
+_PUSH_TAG = re.compile(r"^build-(?P<host>[A-Za-z0-9_.-]+)-(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def _push_tag() -> str:
+    """The tag a push goes out under: it names this host and process, so the next export on this host can
+    tell one a killed run left (the run removes its own however the push ends)."""
+    return f"build-{journal.tag_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_abandoned_push_tags() -> list[str]:
+    """Remove the staging push tags that runs of this host which have ended left in the engine (a killed
+    run's tag would keep its app image, and its layers, in the engine for ever); returns them."""
+    client = dockerutil.client()
+    try:
+        found = client.api.images(filters={"reference": f"*/{_STAGING_REPOSITORY}/*"})
+    except (docker.errors.DockerException, OSError):
+        return []
+    removed = []
+    for tag in [t for img in found for t in img.get("RepoTags") or []]:
+        m = _PUSH_TAG.match(tag.rpartition(":")[2])
+        if m and m["host"] == journal.tag_host() and journal.gone(socket.gethostname(), int(m["pid"])):
+            with contextlib.suppress(docker.errors.DockerException, OSError):
+                client.api.remove_image(tag, noprune=True)
+                removed.append(tag)
+    return removed
+
+
 def export(image_id: str, root: Path, app: str) -> StagedImage:
     """Push ``image_id`` to a staging registry over ``root`` and read it back (config, layers)."""
     try:
@@ -502,8 +531,9 @@ def export(image_id: str, root: Path, app: str) -> StagedImage:
     except OSError as exc:
         raise BackendError(f"cannot start the staging registry in {root}: {exc}") from None
     client = dockerutil.client()
-    repository = f"{reg.address}/shipway-staging/{_repo_name(app)}"
-    tag = f"build-{uuid.uuid4().hex[:16]}"
+    remove_abandoned_push_tags()
+    repository = f"{reg.address}/{_STAGING_REPOSITORY}/{_repo_name(app)}"
+    tag = _push_tag()
     try:
         client.api.tag(image_id, repository, tag)
         try:
@@ -551,5 +581,6 @@ __all__ = [
     "export",
     "preferred_port",
     "remember_way",
+    "remove_abandoned_push_tags",
     "way_for",
 ]
