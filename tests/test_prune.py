@@ -145,6 +145,12 @@ def test_a_release_pulled_by_digest_goes_once_it_is_old_and_unused(shipway_regis
         # Pulled from another repository than the app's registry: a name shipway did not give.
         assert image.prune_app_images(app, keep=1, current=new, repository=f"{repo}-elsewhere") == []
         assert _exists(old)
+        in_use = client.containers.create(old, command=["true"])  # the release that runs it
+        try:
+            assert image.prune_app_images(app, keep=1, current=new, repository=repo) == []
+            assert f"shipway/{app}:old" in client.images.get(old).tags  # not stripped of its shipway name
+        finally:
+            in_use.remove(force=True)
         assert image.prune_app_images(app, keep=1, current=new, repository=repo) == [old]
         assert not _exists(old)
         assert _exists(new)

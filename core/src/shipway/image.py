@@ -602,7 +602,8 @@ def prune_app_images(app: str, keep: int, current: str, repository: str) -> list
     means by the date the image says it was made (the later of its commit's
     and its model's, :func:`shipway.labels.source_date`): ``docker load``
     records no load time. An image a container uses (a release, a stopped
-    revision kept for rollback, another run's verify) is not deleted, nor one
+    revision kept for rollback, another run's verify) is left as it is, its
+    names included, and so is one
     a run that has not ended loaded (another run of the app on this engine,
     between its load and its verify: :func:`held_tag`); the
     registry keeps every image, and the chain index (:func:`present_chains`)
@@ -611,6 +612,7 @@ def prune_app_images(app: str, keep: int, current: str, repository: str) -> list
     try:
         client = dockerutil.client()
         found = client.images.list(filters={"label": f"{labels.APP}={app}"})
+        used = {str(c.get("ImageID")) for c in client.api.containers(all=True)}
     except (BackendError, docker.errors.DockerException, requests.RequestException):
         return []
     ours = [
@@ -621,7 +623,7 @@ def prune_app_images(app: str, keep: int, current: str, repository: str) -> list
     ]
     ours.sort(key=lambda img: (_when(img.attrs.get("Created")), str(img.id)), reverse=True)
     older = [img for img in ours if img.id != current][max(keep - 1, 0) :]
-    older = [img for img in older if not _held(img.tags)]
+    older = [img for img in older if not _held(img.tags) and img.id not in used]  # in use: keeps its names too
     deleted = []
     for img in older:
         # By each name in turn: removing the last one deletes the image, unless a container uses it.
