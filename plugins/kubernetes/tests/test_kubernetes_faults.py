@@ -139,3 +139,7 @@ def test_a_release_that_cannot_renew_its_lease_stops_writing_when_it_expires(
             assert first.request("GET", SERVICES)["kind"] == "ServiceList"  # reads go on
         assert proxy.count("stall", path=leases) >= 1
     assert ("services", "default", app) not in shipway_fake_k8s.objects
+    proxy.clear()
+    with first.lock(app):  # the next release through the same orchestrator holds a Lease of its own
+        first.request("POST", SERVICES, body={"metadata": {"name": app}}, content_type="application/json")
+    assert ("services", "default", app) in shipway_fake_k8s.objects

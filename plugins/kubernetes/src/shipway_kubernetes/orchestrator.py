@@ -515,6 +515,7 @@ class KubernetesOrchestrator(Orchestrator):
         next release takes it over. A holder that lost it makes no more writes to
         the cluster (LockedError): the other release owns the app then.
         """
+        self._lease_lost = None  # a Lease an earlier lock() lost does not stop this one
         name = f"shipway-{render.object_name(app, environment)}"
         path = f"/apis/coordination.k8s.io/v1/namespaces/{self.settings.namespace}/leases/{name}"
         now = datetime.now(UTC)
@@ -548,7 +549,6 @@ class KubernetesOrchestrator(Orchestrator):
                     f"another release of {app} ({environment}) took over the expired Lease "
                     f"{self.settings.namespace}/{name} first"
                 ) from None
-        self._lease_lost = None
         stop = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(path, holder, stop), daemon=True, name="shipway-lease")
         renewer.start()
