@@ -30,8 +30,13 @@ scenario inside each repetition; the table shows medians. Scenarios:
 - ``plain load``: ``docker load`` of a one-layer image of the model's size:
   what the engine alone takes to hold the model, which verify needs before
   it can run the image.
+- ``plain download into load``: the model's largest file downloaded (as for
+  ``plain download``) and streamed into ``docker load`` as a one-layer image
+  while it arrives: the least time in which any pipeline that runs the image
+  it pushes can hold the model in the engine (the engine registers a layer
+  only after its last byte).
 
-``--model-only`` runs only the model-only change and its three floors (no
+``--model-only`` runs only the model-only change and its four floors (no
 code commits, no seed pipeline), and prints where each stage's time went: a
 few minutes a repetition, to study that one target (at several link rates,
 say).
@@ -72,6 +77,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import link
 import requests
 
@@ -379,11 +385,74 @@ class Bench:
             subprocess.run(["docker", "rmi", "-f", "bench-plain-load:latest"], capture_output=True)
             archive.unlink()
 
+    def _largest_model_file(self) -> Path:
+        return max((p for p in (self.served / "store-big").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+
+    def _model_chunks(self, largest: Path) -> Iterator[bytes]:
+        """The model's largest file as it arrives: read from the local store, or a GET over the link."""
+        if self.store_server is None:
+            with largest.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    yield chunk
+            return
+        url = f"http://127.0.0.1:{self.store_port}/{largest.relative_to(self.served)}"
+        with requests.get(url, stream=True, timeout=60) as resp:
+            resp.raise_for_status()
+            yield from resp.iter_content(1 << 20)
+
+    def plain_streamed_load(self) -> None:
+        """The floor of any pipeline that runs the image it pushes: the model's download streamed into
+        ``docker load`` as a one-layer image while it arrives (what the engine does after the last byte,
+        registering the layer, is then all that is added to the download)."""
+        largest = self._largest_model_file()
+        size = largest.stat().st_size
+        tag = f"bench-streamed-load:{uuid.uuid4().hex[:8]}"
+
+        def header(name: str, length: int) -> bytes:
+            info = tarfile.TarInfo(name)
+            info.size = length
+            return info.tobuf(format=tarfile.PAX_FORMAT)
+
+        def pad(length: int) -> bytes:
+            return b"\0" * (-length % 512)
+
+        inner_head = header("model/pad.bin", size)
+        inner_size = len(inner_head) + size + len(pad(size)) + 1024
+
+        def archive() -> Iterator[bytes]:
+            digest = hashlib.sha256(inner_head)
+            yield header("layer.tar", inner_size) + inner_head
+            for chunk in self._model_chunks(largest):
+                digest.update(chunk)
+                yield chunk
+            tail = pad(size) + b"\0" * 1024
+            digest.update(tail)
+            yield tail + pad(inner_size)
+            config = json.dumps(
+                {
+                    "architecture": "amd64",
+                    "os": "linux",
+                    "rootfs": {"type": "layers", "diff_ids": ["sha256:" + digest.hexdigest()]},
+                }
+            ).encode()
+            manifest = json.dumps([{"Config": "config.json", "RepoTags": [tag], "Layers": ["layer.tar"]}]).encode()
+            for name, data in (("config.json", config), ("manifest.json", manifest)):
+                yield header(name, len(data)) + data + pad(len(data))
+            yield b"\0" * 1024
+
+        def load() -> None:
+            for line in docker.from_env(timeout=600).api.load_image(archive()):
+                if "error" in line:
+                    raise SystemExit(f"docker load failed: {line['error']}")
+
+        try:
+            self.measure("plain download into load", load)
+        finally:
+            subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
     def plain_download(self) -> None:
         """A cold runner's download of the model's largest file: copied from the local store, or a GET."""
-        largest = max(
-            (p for p in (self.served / "store-big").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size
-        )
+        largest = self._largest_model_file()
         target = self.work / "plain-download.bin"
         if self.store_server is None:
             self.measure("plain download", lambda: shutil.copyfile(largest, target))
@@ -400,6 +469,7 @@ class Bench:
         self.plain_upload()
         self.plain_download()
         self.plain_load()
+        self.plain_streamed_load()
 
     def code_commits(self) -> None:
         """The code-only scenarios: warm, reused and cold, for shipway, the seed and the floor."""
@@ -476,6 +546,9 @@ def table(bench: Bench, reps: int, model_mib: int, link_mbit: int) -> str:
         f"| model-only / plain upload (target <= 1.5x) | {ratio('model-only', 'plain upload')} |",
         f"| model-only / (plain download + plain upload) | {both('model-only', 'plain download', 'plain upload')} |",
         f"| plain load / plain upload (the engine's own floor) | {ratio('plain load', 'plain upload')} |",
+        f"| plain download into load / plain upload (the floor of running what is pushed) "
+        f"| {ratio('plain download into load', 'plain upload')} |",
+        f"| model-only / plain download into load | {ratio('model-only', 'plain download into load')} |",
         f"| model-only MB uploaded / model MB (target <= 1.05) | {med['model-only'][1] / (model_mib << 20):.3f} |",
     ]
     return "\n".join(lines)
@@ -494,7 +567,7 @@ def main() -> None:
     parser.add_argument(
         "--model-only",
         action="store_true",
-        help="only the model-only change and its floors (plain upload, download, load): no code commits, no seed",
+        help="only the model-only change and its floors: no code commits, no seed pipeline",
     )
     args = parser.parse_args()
     if args.link_mbit < 0:
