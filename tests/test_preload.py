@@ -112,7 +112,7 @@ def test_the_next_run_removes_a_killed_runs_preload_and_keeps_a_live_ones(tmp_pa
     live_process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     live = _labelled(f"{socket.gethostname()}-{live_process.pid}", tmp_path)
     try:
-        image.remove_abandoned_preloads()
+        image.remove_abandoned_preloads(image.engine_images())
         ids = set(dockerutil.client().api.images(all=True, quiet=True))
         assert dead not in ids
         assert live in ids

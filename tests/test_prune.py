@@ -62,6 +62,10 @@ def _load_final(app: str, tag: str | None, created: str) -> str:
     return sha256(config)
 
 
+def _prune(app: str, keep: int, current: str, repository: str) -> list[str]:
+    return image.prune_app_images(app, keep, current, repository, image.engine_images())
+
+
 def _dead_pid() -> int:
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     return int(ended.stdout)
@@ -98,7 +102,7 @@ def test_the_oldest_go_the_newest_and_the_held_ones_stay() -> None:
         # Keep 2: the current image (c) and the newest other (d). b and f go (b's hold is too old to
         # count); a is older still but a container uses it; e is held by a run that has not ended; g's
         # holder was killed, so it goes.
-        deleted = image.prune_app_images(app, keep=2, current=ids["c"], repository=REGISTRY_REPO)
+        deleted = _prune(app, keep=2, current=ids["c"], repository=REGISTRY_REPO)
         assert set(deleted) == {ids["b"], ids["f"], ids["g"], leftover}
         for tag in ("a", "c", "d", "e"):
             assert _exists(ids[tag]), tag
@@ -108,9 +112,9 @@ def test_the_oldest_go_the_newest_and_the_held_ones_stay() -> None:
         assert _exists(theirs)
         assert _tags(other) == {f"shipway/{other}:t0"}
         # Keep 1: only the current one (and what a container uses or a run holds).
-        assert image.prune_app_images(app, keep=1, current=ids["c"], repository=REGISTRY_REPO) == [ids["d"]]
+        assert _prune(app, keep=1, current=ids["c"], repository=REGISTRY_REPO) == [ids["d"]]
         image.release_held(ids["e"])  # this run ends: e is just an old image now
-        assert image.prune_app_images(app, keep=1, current=ids["c"], repository=REGISTRY_REPO) == [ids["e"]]
+        assert _prune(app, keep=1, current=ids["c"], repository=REGISTRY_REPO) == [ids["e"]]
         assert _exists(ids["a"])
     finally:
         in_use.remove(force=True)
@@ -143,15 +147,15 @@ def test_a_release_pulled_by_digest_goes_once_it_is_old_and_unused(shipway_regis
     try:
         assert client.images.get(old).attrs["RepoDigests"] == [f"{repo}@{digest}"]
         # Pulled from another repository than the app's registry: a name shipway did not give.
-        assert image.prune_app_images(app, keep=1, current=new, repository=f"{repo}-elsewhere") == []
+        assert _prune(app, keep=1, current=new, repository=f"{repo}-elsewhere") == []
         assert _exists(old)
         in_use = client.containers.create(old, command=["true"])  # the release that runs it
         try:
-            assert image.prune_app_images(app, keep=1, current=new, repository=repo) == []
+            assert _prune(app, keep=1, current=new, repository=repo) == []
             assert f"shipway/{app}:old" in client.images.get(old).tags  # not stripped of its shipway name
         finally:
             in_use.remove(force=True)
-        assert image.prune_app_images(app, keep=1, current=new, repository=repo) == [old]
+        assert _prune(app, keep=1, current=new, repository=repo) == [old]
         assert not _exists(old)
         assert _exists(new)
     finally:

@@ -16,7 +16,7 @@ import docker.errors
 import pytest
 import requests
 
-from shipway import dockerutil, journal, staging
+from shipway import dockerutil, image, journal, staging
 from shipway.manifest import LAYER_TAR, LAYER_TAR_GZIP, Blob
 from shipway.testing.services import ensure_tiny_image
 
@@ -65,8 +65,8 @@ def test_export_sends_each_layer_once_and_gives_each_layer_uncompressed(
     assert other.received < first.received
 
 
-def test_a_push_tag_that_a_killed_run_left_goes_with_the_next_export(shipway_docker: None) -> None:
-    """A run removes its push tag however the push ends, unless it is killed: then the next export on this
+def test_a_push_tag_that_a_killed_run_left_goes_with_the_next_run(shipway_docker: None) -> None:
+    """A run removes its push tag however the push ends, unless it is killed: then the next run on this
     host does, and only tags of this host's runs that have ended (the tag would keep the image for ever)."""
     ended = subprocess.Popen(["true"])
     ended.wait()
@@ -77,7 +77,7 @@ def test_a_push_tag_that_a_killed_run_left_goes_with_the_next_export(shipway_doc
     for name in [abandoned, *kept]:
         client.api.tag(ensure_tiny_image(), *name.rsplit(":", 1))
     try:
-        assert staging.remove_abandoned_push_tags() == [abandoned]
+        assert staging.remove_abandoned_push_tags(image.engine_images()) == [abandoned]
         tags = client.images.get(ensure_tiny_image()).tags
         assert abandoned not in tags
         assert set(kept) <= set(tags)

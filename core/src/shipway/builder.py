@@ -368,7 +368,6 @@ def build(
         entries = ctx.merge(entries, model_context_entries(model, model_files, cfg.model.into))
     seconds: dict[str, float] = {}
     preloaded = False
-    image.remove_abandoned_preloads()  # what killed runs on this host left in the engine
     try:
         start = time.monotonic()
         if app_build is not None:

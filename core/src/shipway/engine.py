@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from shipway import builder, image, inputs, journal, junit, labels, model_stream
+from shipway import builder, image, inputs, journal, junit, labels, model_stream, staging
 from shipway.backends.base import BackendContext, ModelStore, Orchestrator, Registry
 from shipway.config import LoadedConfig
 from shipway.domain import (
@@ -314,8 +314,15 @@ def _build_verify_push(
     finally:
         built.cleanup()
         image.release_held(built.image_id)
+    # Clean-ups, from one listing of the engine's images: what killed runs on this host left, then the
+    # app's older images.
     cfg = project.loaded.config
-    deleted = image.prune_app_images(cfg.app.name, cfg.build.keep_images, built.image_id, project.registry.repository())
+    listing = image.engine_images()
+    image.remove_abandoned_preloads(listing)
+    staging.remove_abandoned_push_tags(listing)
+    deleted = image.prune_app_images(
+        cfg.app.name, cfg.build.keep_images, built.image_id, project.registry.repository(), listing
+    )
     if deleted:
         project.reporter.info(
             f"deleted {len(deleted)} older image(s) of {cfg.app.name} from the engine "

@@ -539,16 +539,26 @@ PRELOAD_LABEL = "io.shipway.preload"
 """On the images :func:`preload` loads: the host and process that own it."""
 
 
-def remove_abandoned_preloads() -> None:
-    """Remove preloaded images whose run was killed on this host (normally each run removes its own)."""
+EngineImages = list[dict[str, Any]]
+"""The engine's image summaries (``GET /images/json``: Id, RepoTags, RepoDigests, Labels, ...)."""
+
+
+def engine_images() -> EngineImages:
+    """One listing of the engine's images, for the clean-ups after a run to share: on an engine that
+    holds thousands of images (a long-lived runner) each listing costs the engine a fifth of a second.
+    Empty when the engine cannot be asked (the clean-ups are best effort)."""
     try:
-        found = dockerutil.client().images.list(filters={"label": PRELOAD_LABEL})
-    except (docker.errors.DockerException, requests.RequestException):
-        return
-    for img in found:
-        host, _, pid = str((img.labels or {}).get(PRELOAD_LABEL, "")).rpartition("-")
+        return list(dockerutil.client().api.images())
+    except (BackendError, docker.errors.DockerException, requests.RequestException):
+        return []
+
+
+def remove_abandoned_preloads(listing: EngineImages) -> None:
+    """Remove preloaded images whose run was killed on this host (normally each run removes its own)."""
+    for img in listing:
+        host, _, pid = str((img.get("Labels") or {}).get(PRELOAD_LABEL, "")).rpartition("-")
         if pid.isdigit() and journal.gone(host, int(pid)):
-            drop(str(img.id))
+            drop(str(img["Id"]))
 
 
 _HELD_PREFIX = "held-by-"
@@ -590,7 +600,7 @@ def release_held(image_id: str) -> None:
             drop(tag)
 
 
-def prune_app_images(app: str, keep: int, current: str, repository: str) -> list[str]:
+def prune_app_images(app: str, keep: int, current: str, repository: str, listing: EngineImages) -> list[str]:
     """Delete this app's older images from the engine: all but the ``keep`` newest (``current``, the
     image just built, always among them); returns the IDs of the images the engine deleted.
 
@@ -607,12 +617,19 @@ def prune_app_images(app: str, keep: int, current: str, repository: str) -> list
     a run that has not ended loaded (another run of the app on this engine,
     between its load and its verify: :func:`held_tag`); the
     registry keeps every image, and the chain index (:func:`present_chains`)
-    notices what is gone.
+    notices what is gone. ``listing``: :func:`engine_images`, read once for
+    every clean-up after a run.
     """
+    app_ids = [str(img["Id"]) for img in listing if (img.get("Labels") or {}).get(labels.APP) == app]
+    if len(app_ids) <= max(keep, 1):
+        return []  # nothing to delete: no need to ask the engine more
     try:
         client = dockerutil.client()
-        found = client.images.list(filters={"label": f"{labels.APP}={app}"})
         used = {str(c.get("ImageID")) for c in client.api.containers(all=True)}
+        found = []
+        for image_id in app_ids:
+            with contextlib.suppress(docker.errors.ImageNotFound):  # gone since the listing
+                found.append(client.images.get(image_id))
     except (BackendError, docker.errors.DockerException, requests.RequestException):
         return []
     ours = [

@@ -501,25 +501,24 @@ _PUSH_TAG = re.compile(r"^build-(?P<host>[A-Za-z0-9_.-]+)-(?P<pid>\d+)-[0-9a-f]{
 
 
 def _push_tag() -> str:
-    """The tag a push goes out under: it names this host and process, so the next export on this host can
+    """The tag a push goes out under: it names this host and process, so a later run on this host can
     tell one a killed run left (the run removes its own however the push ends)."""
     return f"build-{journal.tag_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def remove_abandoned_push_tags() -> list[str]:
+def remove_abandoned_push_tags(listing: list[dict[str, Any]]) -> list[str]:
     """Remove the staging push tags that runs of this host which have ended left in the engine (a killed
-    run's tag would keep its app image, and its layers, in the engine for ever); returns them."""
-    client = dockerutil.client()
-    try:
-        found = client.api.images(filters={"reference": f"*/{_STAGING_REPOSITORY}/*"})
-    except (docker.errors.DockerException, OSError):
-        return []
+    run's tag would keep its app image, and its layers, in the engine for ever); returns them.
+    ``listing``: the engine's images (:func:`shipway.image.engine_images`)."""
     removed = []
-    for tag in [t for img in found for t in img.get("RepoTags") or []]:
-        m = _PUSH_TAG.match(tag.rpartition(":")[2])
-        if m and m["host"] == journal.tag_host() and journal.gone(socket.gethostname(), int(m["pid"])):
-            with contextlib.suppress(docker.errors.DockerException, OSError):
-                client.api.remove_image(tag, noprune=True)
+    for tag in [t for img in listing for t in img.get("RepoTags") or []]:
+        repository, _, name = tag.rpartition(":")
+        m = _PUSH_TAG.match(name)
+        if m is None or f"/{_STAGING_REPOSITORY}/" not in repository or m["host"] != journal.tag_host():
+            continue  # not a push tag of this host's
+        if journal.gone(socket.gethostname(), int(m["pid"])):
+            with contextlib.suppress(BackendError, docker.errors.DockerException, OSError):
+                dockerutil.client().api.remove_image(tag, noprune=True)
                 removed.append(tag)
     return removed
 
@@ -531,7 +530,6 @@ def export(image_id: str, root: Path, app: str) -> StagedImage:
     except OSError as exc:
         raise BackendError(f"cannot start the staging registry in {root}: {exc}") from None
     client = dockerutil.client()
-    remove_abandoned_push_tags()
     repository = f"{reg.address}/{_STAGING_REPOSITORY}/{_repo_name(app)}"
     tag = _push_tag()
     try:
