@@ -9,6 +9,7 @@ code 7, in bounded time; a stall ends in a timeout.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -116,30 +117,64 @@ def test_a_stall_ends_in_a_timeout(shipway_fake_k8s: FakeApiServer, proxy: Fault
     assert proxy.count("stall") == 2
 
 
-def test_a_release_that_cannot_renew_its_lease_stops_writing_when_it_expires(
+def test_a_release_that_cannot_renew_its_lease_stops_writing_before_it_expires(
     shipway_fake_k8s: FakeApiServer, proxy: FaultProxy, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Renewals the API server never answers do not outlast the Lease (the client's retries would take
-    minutes here); once it expired, and another release took it over, the first makes no more writes."""
+    minutes here): the holder stops writing before it expires, the next release takes it over once it
+    has, and the first one's clean-up leaves the new holder's Lease alone."""
     leases = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
     app = f"renew-{uuid.uuid4().hex[:6]}"
     first = orchestrator(
         shipway_fake_k8s, proxy, tmp_path, lease_seconds=3, attempts=5, read_timeout=30, max_seconds=120
     )
     second = orchestrator(shipway_fake_k8s, None, tmp_path, lease_seconds=3)
-    with first.lock(app):
+    with contextlib.ExitStack() as first_holds:
+        first_holds.enter_context(first.lock(app))
         proxy.stall(path=leases)  # every renewal from now on hangs
         started = time.monotonic()
-        while "expired: not renewed for 3s" not in capfd.readouterr().err:
-            assert time.monotonic() - started < 4, "the lost Lease was not noticed when it expired"
+        while "ran out: not renewed within lease_seconds" not in capfd.readouterr().err:
+            assert time.monotonic() - started < 6, "the holder did not stop when its Lease ran out"
             time.sleep(0.1)
-        with second.lock(app):  # the API server answers the other runner: it takes the expired Lease over
-            with pytest.raises(LockedError, match=f"Lease shipway-{app} expired.*stopped before POST"):
-                first.request("POST", SERVICES, body={"metadata": {"name": app}}, content_type="application/json")
-            assert first.request("GET", SERVICES)["kind"] == "ServiceList"  # reads go on
-        assert proxy.count("stall", path=leases) >= 1
+        assert time.monotonic() - started < 2.8  # a margin before the 3 s Lease expires
+        write = {"body": {"metadata": {"name": app}}, "content_type": "application/json"}
+        with pytest.raises(LockedError, match=f"Lease shipway-{app} ran out.*stopped before POST"):
+            first.request("POST", SERVICES, **write)
+        assert first.request("GET", SERVICES)["kind"] == "ServiceList"  # reads go on
+        while True:  # the API server answers the other runner: it takes the Lease over once it expired
+            try:
+                second_holds = second.lock(app)
+                second_holds.__enter__()
+                break
+            except LockedError:
+                assert time.monotonic() - started < 8, "the expired Lease was not taken over"
+                time.sleep(0.2)
+        try:
+            proxy.clear()
+            first_holds.close()  # the first release ends: it must not delete the Lease the second holds
+            held = shipway_fake_k8s.objects[("leases", "default", f"shipway-{app}")]
+            assert second._lease is not None
+            assert held["spec"]["holderIdentity"] == second._lease.holder
+        finally:
+            second_holds.__exit__(None, None, None)
+    assert proxy.count("stall", path=leases) >= 1
     assert ("services", "default", app) not in shipway_fake_k8s.objects
-    proxy.clear()
     with first.lock(app):  # the next release through the same orchestrator holds a Lease of its own
-        first.request("POST", SERVICES, body={"metadata": {"name": app}}, content_type="application/json")
+        first.request("POST", SERVICES, **write)
     assert ("services", "default", app) in shipway_fake_k8s.objects
+
+
+def test_a_lease_is_deleted_only_as_the_version_its_holder_saw(shipway_fake_k8s: FakeApiServer, tmp_path: Path) -> None:
+    """The DELETE that ends a lock carries a resourceVersion precondition, which the API server honours."""
+    orch = orchestrator(shipway_fake_k8s, None, tmp_path)
+    leases = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "pre"}, "spec": {}}
+    created = orch.request("POST", leases, body=lease, content_type="application/json")
+    version = created["metadata"]["resourceVersion"]
+    stale = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"resourceVersion": version + "0"}}
+    with pytest.raises(BackendError, match="Precondition failed: ResourceVersion"):
+        orch.request("DELETE", f"{leases}/pre", body=stale, content_type="application/json")
+    assert ("leases", "default", "pre") in shipway_fake_k8s.objects
+    current = {**stale, "preconditions": {"resourceVersion": version}}
+    orch.request("DELETE", f"{leases}/pre", body=current, content_type="application/json")
+    assert ("leases", "default", "pre") not in shipway_fake_k8s.objects

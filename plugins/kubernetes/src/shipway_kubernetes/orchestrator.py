@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -101,6 +102,33 @@ def _with_retries(api_client: Any, policy: retry.RetrySettings) -> Any:
 
 LEASE_RETRY_SECONDS = 1.0
 """How soon a release Lease renewal that failed is tried again."""
+LEASE_MARGIN_SECONDS = 1.0
+"""How long before a release Lease would expire its holder stops writing, unless it renewed it: room for
+a write already sent, and for another runner's clock running ahead (at least a tenth of the Lease)."""
+
+
+@dataclass
+class _HeldLease:
+    """A release Lease this process holds: when it was last renewed, and whether it was lost."""
+
+    name: str
+    path: str
+    holder: str
+    seconds: int
+    renewed: float
+    """``time.monotonic()`` at or before the renewTime the Lease carries."""
+    lost: str | None = None
+
+    def time_left(self) -> float:
+        """Seconds the holder may still write (and renew) before the margin ahead of expiry."""
+        margin = max(LEASE_MARGIN_SECONDS, self.seconds / 10)
+        return self.renewed + self.seconds - margin - time.monotonic()
+
+    def lost_because(self) -> str | None:
+        """Why the holder may no longer write (None: it may)."""
+        if self.lost is None and self.time_left() <= 0:
+            return f"the release Lease {self.name} ran out: not renewed within lease_seconds"
+        return self.lost
 
 
 class RolloutFailed(BackendError):
@@ -126,8 +154,8 @@ class KubernetesOrchestrator(Orchestrator):
         super().__init__(settings, context)
         self._client: Any = None
         self._proxies: dict[str, ServiceProxy] = {}
-        self._lease_lost: str | None = None
-        """Why the release Lease this orchestrator held was lost: its writes to the cluster stop then."""
+        self._lease: _HeldLease | None = None
+        """The release Lease the running :meth:`lock` holds: writes to the cluster stop when it is lost."""
 
     # -- connection ----------------------------------------------------------------------
     def describe(self) -> str:
@@ -187,15 +215,17 @@ class KubernetesOrchestrator(Orchestrator):
     ) -> Any:
         """One API call through the official client (its auth, TLS and kubeconfig handling).
 
-        ``within``: one try, answered within that many seconds, instead of the
-        ``retries`` policy. A write after the release Lease was lost raises
-        LockedError: another release may be changing the app then.
+        ``within``: one try, instead of the ``retries`` policy, whose answer
+        must start within that many seconds (a stalled server; not one that
+        trickles its answer byte by byte). A write after the release Lease was
+        lost raises LockedError: another release may be changing the app then.
         """
         from urllib3 import Timeout
         from urllib3.exceptions import HTTPError
 
-        if self._lease_lost is not None and method != "GET":
-            raise LockedError(f"{self._lease_lost}; stopped before {method} {path}")
+        lease = self._lease
+        if lease is not None and method != "GET" and path != lease.path and (why := lease.lost_because()):
+            raise LockedError(f"{why}; stopped before {method} {path}")
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -512,26 +542,26 @@ class KubernetesOrchestrator(Orchestrator):
         The holder renews it every third of ``lease_seconds`` while the release runs;
         a holder that stops renewing (a killed runner, or one the API server no
         longer answers) loses it ``lease_seconds`` after its last renewal, and the
-        next release takes it over. A holder that lost it makes no more writes to
-        the cluster (LockedError): the other release owns the app then.
+        next release takes it over. A holder stops its own writes to the cluster
+        (LockedError) a margin before then (:data:`LEASE_MARGIN_SECONDS`), or as
+        soon as it sees the Lease changed hands.
         """
-        self._lease_lost = None  # a Lease an earlier lock() lost does not stop this one
         name = f"shipway-{render.object_name(app, environment)}"
         path = f"/apis/coordination.k8s.io/v1/namespaces/{self.settings.namespace}/leases/{name}"
-        now = datetime.now(UTC)
-        stamp = _stamp(now)
         holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        started = time.monotonic()  # at or before the stamp the Lease gets
+        now = datetime.now(UTC)
         body: dict[str, Any] = {
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name},
             "spec": {"holderIdentity": holder, "leaseDurationSeconds": self.settings.lease_seconds,
-                     "acquireTime": stamp, "renewTime": stamp},
+                     "acquireTime": _stamp(now), "renewTime": _stamp(now)},
         }  # fmt: skip
         try:
             self.request("POST", path.rsplit("/", 1)[0], body=body, content_type="application/json")
         except Conflict:
             held = self.request("GET", path)
             spec = held.get("spec", {})
-            renewed = datetime.strptime(spec.get("renewTime", stamp), _STAMP).replace(tzinfo=UTC)
+            renewed = datetime.strptime(spec.get("renewTime", _stamp(now)), _STAMP).replace(tzinfo=UTC)
             if (now - renewed).total_seconds() < float(spec.get("leaseDurationSeconds", 0)):
                 raise LockedError(
                     f"another release of {app} ({environment}) holds Lease {self.settings.namespace}/{name} "
@@ -542,6 +572,8 @@ class KubernetesOrchestrator(Orchestrator):
                 f"  taking over Lease {name}: holder {spec.get('holderIdentity')} stopped renewing it at {renewed}"
             )
             body["metadata"]["resourceVersion"] = held["metadata"]["resourceVersion"]  # take over an expired lease
+            started = time.monotonic()  # stamped again: the read may have taken a while
+            body["spec"]["acquireTime"] = body["spec"]["renewTime"] = _stamp(datetime.now(UTC))
             try:
                 self.request("PUT", path, body=body, content_type="application/json")
             except Conflict:
@@ -549,62 +581,73 @@ class KubernetesOrchestrator(Orchestrator):
                     f"another release of {app} ({environment}) took over the expired Lease "
                     f"{self.settings.namespace}/{name} first"
                 ) from None
+        lease = _HeldLease(name=name, path=path, holder=holder, seconds=self.settings.lease_seconds, renewed=started)
+        self._lease = lease
         stop = threading.Event()
-        renewer = threading.Thread(target=self._renew, args=(path, holder, stop), daemon=True, name="shipway-lease")
+        renewer = threading.Thread(target=self._renew, args=(lease, stop), daemon=True, name="shipway-lease")
         renewer.start()
         try:
             yield
         finally:
             stop.set()
             renewer.join(timeout=30)
-            # Never let the clean-up hide how the release ended; a Lease not deleted expires anyway.
+            self._lease = None
+            # Never let the clean-up hide how the release ended; a Lease not deleted expires anyway. Deleted
+            # only as the version this holder last saw: never one another release took over meanwhile.
             with suppress(BackendError):
-                if (
-                    self._lease_lost is None
-                    and (self.request("GET", path).get("spec") or {}).get("holderIdentity") == holder
-                ):
-                    self.request("DELETE", path)
+                held = self.request("GET", path, within=lease.time_left())
+                version = held["metadata"]["resourceVersion"]
+                if (held.get("spec") or {}).get("holderIdentity") == holder and lease.lost_because() is None:
+                    options = {
+                        "kind": "DeleteOptions",
+                        "apiVersion": "v1",
+                        "preconditions": {"resourceVersion": version},
+                    }
+                    self.request(
+                        "DELETE", path, body=options, content_type="application/json", within=lease.time_left()
+                    )
 
-    def _renew(self, path: str, holder: str, stop: threading.Event) -> None:
-        """Renew the Lease at ``path`` every third of its duration until ``stop``.
+    def _renew(self, lease: _HeldLease, stop: threading.Event) -> None:
+        """Renew ``lease`` every third of its duration until ``stop``.
 
         A renewal that fails is tried again every :data:`LEASE_RETRY_SECONDS`, each
-        try answered within the time the Lease has left (the client's retries
-        could outlast it); once it expired, or changed hands, the Lease is lost.
+        try answered within the time the holder may still write (the client's
+        retries could outlast the Lease); once that ran out, or the Lease changed
+        hands, it is lost.
         """
-        name = path.rsplit("/", 1)[1]
-        duration = self.settings.lease_seconds
-        renewed = time.monotonic()  # the Lease's renewTime was stamped at or before this
-
-        def left() -> float:
-            return renewed + duration - time.monotonic()
-
-        wait = duration / 3
+        wait = lease.seconds / 3
         while not stop.wait(wait):
-            if left() <= 0:
-                self._lose(f"the release Lease {name} expired: not renewed for {duration}s (lease_seconds)")
+            if lease.time_left() <= 0:
+                self._lose(lease, stop, f"the release Lease {lease.name} ran out: not renewed within lease_seconds")
                 return
             started = time.monotonic()
             try:
-                held = self.request("GET", path, within=left())
-                if (held.get("spec") or {}).get("holderIdentity") != holder:
+                held = self.request("GET", lease.path, within=lease.time_left())
+                if (held.get("spec") or {}).get("holderIdentity") != lease.holder:
                     who = (held.get("spec") or {}).get("holderIdentity")
-                    self._lose(f"the release Lease {name} was taken over by another release ({who})")
+                    self._lose(lease, stop, f"the release Lease {lease.name} was taken over by another release ({who})")
                     return
                 held["spec"]["renewTime"] = _stamp(datetime.now(UTC))
-                if left() <= 0:
-                    wait = 0  # expired while it was read: said at the top
+                if lease.time_left() <= 0:
+                    wait = 0  # ran out while it was read: said at the top
                     continue
-                self.request("PUT", path, body=held, content_type="application/json", within=left())
+                self.request("PUT", lease.path, body=held, content_type="application/json", within=lease.time_left())
             except BackendError as exc:  # tried again soon, while the Lease has time left
-                self.context.reporter.info(f"  could not renew the release Lease {name} ({left():.0f}s left): {exc}")
-                wait = min(LEASE_RETRY_SECONDS, max(left(), 0.0))
+                self.context.reporter.info(
+                    f"  could not renew the release Lease {lease.name} ({lease.time_left():.0f}s left): {exc}"
+                )
+                wait = min(LEASE_RETRY_SECONDS, max(lease.time_left(), 0.0))
                 continue
-            renewed = started
-            wait = duration / 3
+            except Exception as exc:  # noqa: BLE001 - an answer not understood: no renewal can be counted on
+                self._lose(lease, stop, f"the release Lease {lease.name} could not be renewed ({type(exc).__name__})")
+                return
+            lease.renewed = started
+            wait = lease.seconds / 3
 
-    def _lose(self, why: str) -> None:
-        self._lease_lost = why
+    def _lose(self, lease: _HeldLease, stop: threading.Event, why: str) -> None:
+        if stop.is_set():
+            return  # the lock ended meanwhile: nothing of this release is left to stop
+        lease.lost = why
         self.context.reporter.info(f"  {why}: this release makes no more changes to the cluster")
 
     def remove(self, app: str, environment: str = "default") -> None:

@@ -30,7 +30,9 @@ models what a rollout needs and nothing more:
   HorizontalPodAutoscalers and Leases are stored;
 - server-side apply with field managers: conflicts (409) unless ``force``,
   fields dropped from an apply are removed; a write that changes nothing keeps
-  the ``resourceVersion``; merge patches; bearer-token auth.
+  the ``resourceVersion``; merge patches; a DELETE honours its DeleteOptions'
+  ``preconditions`` (409 when ``resourceVersion`` or ``uid`` differ);
+  bearer-token auth.
 """
 
 from __future__ import annotations
@@ -378,6 +380,16 @@ class FakeApiServer:
         if method == "DELETE":
             if live is None:
                 raise ApiError(404, "NotFound", f'{resource} "{name}" not found')
+            wanted = (self._parse(body) if body else {}).get("preconditions") or {}
+            for field_name in ("resourceVersion", "uid"):
+                have = live["metadata"].get(field_name)
+                if field_name in wanted and wanted[field_name] != have:
+                    raise ApiError(
+                        409,
+                        "Conflict",
+                        f"Precondition failed: {field_name[0].upper() + field_name[1:]} in precondition: "
+                        f"{wanted[field_name]}, {field_name} in object meta: {have}",
+                    )
             self._delete_object(key)
             return {"kind": "Status", "apiVersion": "v1", "status": "Success"}
         if method == "PUT":
