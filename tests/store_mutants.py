@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -204,6 +205,9 @@ class SqliteNoWriteLock(SqliteModelStore):
         if any(v.version == number for v in existing):
             raise ModelError(f"model {name!r} version {number!r} already exists; versions are immutable")
         mv = ModelVersion(name=name, version=number, created=utcnow(), files=files, metadata=metadata or {})
+        # A writer as slow as one over a network: the window between the two transactions stays open long
+        # enough that writers started together always meet in it (on a busy 2-core runner they could miss).
+        time.sleep(0.05)
         with self._db() as db:
             db.execute("INSERT OR REPLACE INTO versions VALUES (?, ?, ?)", (name, number, json.dumps(mv.manifest())))
             for alias in aliases:
