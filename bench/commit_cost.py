@@ -321,7 +321,7 @@ class Bench:
             stages = "  (" + ", ".join(f"{s['name']} {s['seconds']:.1f}" for s in found["stages"]) + ")"
             if self.model_only:  # where each stage's time went, for the one scenario this mode measures
                 stages += "".join(f"\n      {s['name']}: {s.get('detail', '')}" for s in found["stages"])
-        print(f"  {name:<18} {seconds:7.2f} s  {(stored_bytes(self.reg) - before) / 1e6:9.1f} MB{stages}", flush=True)
+        print(f"  {name:<24} {seconds:7.2f} s  {(stored_bytes(self.reg) - before) / 1e6:9.1f} MB{stages}", flush=True)
 
     def cold_cache(self, app: str) -> str:
         cache = self.work / f"cold-{app}-{uuid.uuid4().hex[:6]}"
@@ -441,9 +441,10 @@ class Bench:
             yield b"\0" * 1024
 
         def load() -> None:
-            for line in docker.from_env(timeout=600).api.load_image(archive()):
-                if "error" in line:
-                    raise SystemExit(f"docker load failed: {line['error']}")
+            with docker.from_env(timeout=600) as client:
+                for line in client.api.load_image(archive()):
+                    if "error" in line:
+                        raise SystemExit(f"docker load failed: {line['error']}")
 
         try:
             self.measure("plain download into load", load)

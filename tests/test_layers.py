@@ -144,6 +144,10 @@ def test_dockerfile_copies_see_a_global_arg_only_where_a_stage_brings_it_in() ->
     assert not dockerfile.copies_path(dockerfile.parse(text, {}), "weights")
     assert dockerfile.copies_path(dockerfile.parse(text.replace("COPY", "ARG WEIGHTS\nCOPY"), {}), "weights")
     assert dockerfile.copies_path(dockerfile.parse(text.replace("COPY", "ARG WEIGHTS\nCOPY"), {"WEIGHTS": "m"}), "m")
+    assert not dockerfile.copies_path(dockerfile.parse(text, {"WEIGHTS": "m"}), "m")  # a build arg needs the ARG too
+    # A stage's ARG default does not see a global ARG either.
+    defaulted = "ARG W=weights\nFROM python:3.11-slim\nARG SRC=${W}\nCOPY ${SRC}/ /srv/w/\n"
+    assert not dockerfile.copies_path(dockerfile.parse(defaulted, {}), "weights")
 
 
 def test_dockerfile_final_workdir_follows_stages_args_and_the_base() -> None:

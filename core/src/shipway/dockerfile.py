@@ -72,8 +72,8 @@ def parse(text: str, build_args: dict[str, str]) -> list[Stage]:
         if instr == "ARG":
             name, eq, default = rest.partition("=")
             name = name.strip()
-            if eq:
-                value = build_args.get(name, _expand(default.strip().strip('"'), {**global_args, **stage_env}))
+            if eq:  # a default sees the ARGs in scope where it stands: the global ones before the first FROM
+                value = build_args.get(name, _expand(default.strip().strip('"'), stage_env if stages else global_args))
             else:  # inside a stage, a bare ARG brings a global one (and its default) into scope
                 value = build_args.get(name, global_args.get(name, "") if stages else "")
             (global_args if not stages else stage_env)[name] = value
