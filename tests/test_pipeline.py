@@ -24,9 +24,9 @@ import docker.errors
 import pytest
 import requests
 
-from shipway import dockerutil
+from shipway import dockerutil, journal
 from shipway.testing.project import AppProject, project_env
-from shipway.testing.services import RegistryService, free_port
+from shipway.testing.services import RegistryService, ensure_tiny_image, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "flask_app"
@@ -127,6 +127,21 @@ def _tags(reg: RegistryService, repository: str) -> list[str]:
     return sorted(resp.json().get("tags") or [])
 
 
+def _verify_containers(image_id: str) -> list[str]:
+    """The verify containers of ``image_id`` the engine holds, running or not."""
+    filters = {"label": "io.shipway.verify=digits-api", "ancestor": image_id}
+    return [str(c.id) for c in dockerutil.client().containers.list(all=True, filters=filters)]
+
+
+def _abandoned_push_tag() -> str:
+    """A staging push tag as a run of this host that was killed leaves it."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    name = f"127.0.0.1:1/shipway-staging/digits-api:build-{journal.tag_host()}-{dead.pid}-0badc0de"
+    dockerutil.client().api.tag(ensure_tiny_image(), *name.rsplit(":", 1))
+    return name
+
+
 def test_publish_run_release_serves_the_model(example: Example, models: dict[str, Path], tmp_path: Path) -> None:
     pub = example.shipway("model", "publish", str(models["good"]), "--name", "digits", "--alias", "production")
     assert pub.returncode == 0
@@ -143,6 +158,7 @@ def test_publish_run_release_serves_the_model(example: Example, models: dict[str
     assert record["action"] == "built"
     assert all(c["ok"] for c in record["checks"])
     assert len(record["checks"]) == 5
+    assert _verify_containers(record["local_image_id"]) == []  # removed beside the push, before the run ended
     digest = record["image"]["digest"]
     assert record["image"]["tag"] == f"{head[:12]}-m1"
 
@@ -303,6 +319,7 @@ def test_failing_verify_blocks_the_push(
     tags_before = _tags(shipway_registry, example.repository)
     assert tags_before  # the released build is there
     example.publish(models["bad"])
+    abandoned = _abandoned_push_tag()
     run = example.shipway("run", "--skip-tests", "-o", str(tmp_path / "bad.json"))
     assert run.returncode == EXIT["verify"]
     assert "verify checks failed against the built image" in run.stderr
@@ -312,6 +329,8 @@ def test_failing_verify_blocks_the_push(
     assert record["image"] is None
     assert [s["name"] for s in record["stages"]][-1] == "verify"
     assert _tags(shipway_registry, example.repository) == tags_before
+    assert _verify_containers(record["local_image_id"]) == []
+    assert abandoned not in dockerutil.client().images.get(ensure_tiny_image()).tags  # a failed run tidies too
     assert example.score("seven.json")["label"] == 7  # the live release is untouched
     # A model change replaces the model layer and keeps the dependency layers.
     above_base = len(dockerutil.client().images.get(BASE_IMAGE).attrs["RootFS"]["Layers"])

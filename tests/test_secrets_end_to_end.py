@@ -79,6 +79,9 @@ def test_no_secret_reaches_an_image_a_record_or_a_log(
 
         values = {"app secret": api_key, "registry password": shipway_registry.password}
         record = json.loads((tmp_path / "run.json").read_text())
+        # verify's container was removed (beside the push) before the run ended
+        verifying = {"label": "io.shipway.verify", "ancestor": record["local_image_id"]}
+        assert dockerutil.client().containers.list(all=True, filters=verifying) == []
         pushed = record["image"]["repository"] + "@" + record["image"]["digest"]
         client = dockerutil.client()
         image = client.images.get(pushed)
@@ -91,6 +94,11 @@ def test_no_secret_reaches_an_image_a_record_or_a_log(
         places.update(_members(saved))
         live = [c for c in client.containers.list() if c.labels.get("io.shipway.app") == "lexicon"]
         assert live, "the release left no running container"
+        # ... and its secret files with it: the only ones left are those the live release mounts
+        mounted = {str(Path(m["Source"]).parent) for c in live for m in c.attrs["Mounts"]}
+        left = {str(f) for f in (Path(env["SHIPWAY_CACHE_DIR"]) / "secrets").iterdir()}
+        assert left, "the live release's secret files are missing"
+        assert left <= mounted, (left, mounted)
         places.update({f"container {c.name} config": json.dumps(c.attrs) for c in live})
         assert len(places) > 10
         for what, value in values.items():

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -258,76 +259,105 @@ def _build_verify_push(
             uploads.append(_BlobUpload(project.registry, assembly.image, stream))
 
     built: builder.BuiltImage | None = None
-    try:
-        # The model layer (or, on the Dockerfile path, the build context) reads the store's verified,
-        # read-only cache in place: no copy of the model per run, and an unchanged model moves no byte.
-        with st.stage("model") as detail:
-            try:
-                files = project.store.verified_blobs(model)
-            finally:
-                fetched.set()
-            detail.append(f"{model.name}:{model.version} ({model.size / 1e6:.1f} MB, {model.digest[:19]})")
-        with st.stage("build") as detail:
-            built = builder.build(
-                project.loaded,
-                bp,
-                model,
-                files,
-                image_labels,
-                created,
-                tag,
-                project.context.cache_dir,
-                project.reporter,
-                on_assembled=start_upload,
-                app_build=app_build,
-                early=early,
-            )
-            record.local_image_id = built.image_id
-            record.layers = built.layers
-            record.model_layer = built.model_layer
-            detail.append(
-                f"{built.image_id[:19]}, {len(built.layers)} layers ({bp.mode} model layer; {built.describe()})"
-            )
-        uploading = uploads[0] if uploads else None
-        with st.stage("verify") as detail:
-            record.checks = verify_image(project, built.image_id)
-            _raise_on_failed(record.checks, "the built image")
-            detail.append(f"{len(record.checks)} checks passed")
-    except BaseException:
-        if app_build is not None:
-            app_build.cancel()
-        if early is not None:
-            early.cancel()
-        if stream is not None:
-            stream.cancel()
-        for upload in uploads:
-            upload.cancel()
-        if built is not None:
-            built.cleanup()  # what the export spooled (docker save's layers) is not needed any more
+    # What may finish while the run goes on (the verify container's removal, the listing of the engine's
+    # images for the clean-ups): done before the run ends, however it ends.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="shipway-meanwhile") as meanwhile:
+        try:
+            # The model layer (or, on the Dockerfile path, the build context) reads the store's verified,
+            # read-only cache in place: no copy of the model per run, and an unchanged model moves no byte.
+            with st.stage("model") as detail:
+                try:
+                    files = project.store.verified_blobs(model)
+                finally:
+                    fetched.set()
+                detail.append(f"{model.name}:{model.version} ({model.size / 1e6:.1f} MB, {model.digest[:19]})")
+            with st.stage("build") as detail:
+                built = builder.build(
+                    project.loaded,
+                    bp,
+                    model,
+                    files,
+                    image_labels,
+                    created,
+                    tag,
+                    project.context.cache_dir,
+                    project.reporter,
+                    on_assembled=start_upload,
+                    app_build=app_build,
+                    early=early,
+                )
+                record.local_image_id = built.image_id
+                record.layers = built.layers
+                record.model_layer = built.model_layer
+                detail.append(
+                    f"{built.image_id[:19]}, {len(built.layers)} layers ({bp.mode} model layer; {built.describe()})"
+                )
+            uploading = uploads[0] if uploads else None
+            with st.stage("verify") as detail:
+                record.checks = verify_image(
+                    project, built.image_id, defer=lambda remove: meanwhile.submit(_reported(project, remove))
+                )
+                _raise_on_failed(record.checks, "the built image")
+                detail.append(f"{len(record.checks)} checks passed")
+        except BaseException as exc:
+            if app_build is not None:
+                app_build.cancel()
+            if early is not None:
+                early.cancel()
+            if stream is not None:
+                stream.cancel()
+            for upload in uploads:
+                upload.cancel()
+            if built is not None:
+                built.cleanup()  # what the export spooled (docker save's layers) is not needed any more
+                image.release_held(built.image_id)
+            if isinstance(exc, Exception):  # a failed run tidies too (a killed one cannot)
+                _remove_abandoned(meanwhile.submit(image.engine_images))
+            raise
+        listed = meanwhile.submit(image.engine_images)  # while the image is pushed
+        try:
+            if uploading is None:
+                st.skip("push", "--no-push")
+            else:
+                _push(project, st, record, bp, built, uploading, tag, stream, uploaded_before)
+        finally:
+            built.cleanup()
             image.release_held(built.image_id)
-        raise
-    try:
-        if uploading is None:
-            st.skip("push", "--no-push")
-        else:
-            _push(project, st, record, bp, built, uploading, tag, stream, uploaded_before)
-    finally:
-        built.cleanup()
-        image.release_held(built.image_id)
-    # Clean-ups, from one listing of the engine's images: what killed runs on this host left, then the
-    # app's older images.
-    cfg = project.loaded.config
-    listing = image.engine_images()
-    image.remove_abandoned_preloads(listing)
-    staging.remove_abandoned_push_tags(listing)
-    deleted = image.prune_app_images(
-        cfg.app.name, cfg.build.keep_images, built.image_id, project.registry.repository(), listing
-    )
-    if deleted:
-        project.reporter.info(
-            f"deleted {len(deleted)} older image(s) of {cfg.app.name} from the engine "
-            f"(build.keep_images: {cfg.build.keep_images}): {', '.join(d[7:19] for d in deleted)}"
+            _remove_abandoned(listed)  # pushed or not
+        # The app's older images, from the same listing.
+        cfg = project.loaded.config
+        listing = listed.result()
+        deleted = image.prune_app_images(
+            cfg.app.name, cfg.build.keep_images, built.image_id, project.registry.repository(), listing
         )
+        if deleted:
+            project.reporter.info(
+                f"deleted {len(deleted)} older image(s) of {cfg.app.name} from the engine "
+                f"(build.keep_images: {cfg.build.keep_images}): {', '.join(d[7:19] for d in deleted)}"
+            )
+
+
+def _remove_abandoned(listing: Future[image.EngineImages]) -> None:
+    """Remove what runs killed on this host left in the engine: preloaded model layers, push tags.
+    Best effort: nothing here may hide how the run ended."""
+    try:
+        found = listing.result()
+        image.remove_abandoned_preloads(found)
+        staging.remove_abandoned_push_tags(found)
+    except Exception:  # noqa: BLE001 - the next run tries again
+        pass
+
+
+def _reported(project: Project, remove: Callable[[], None]) -> Callable[[], None]:
+    """The verify container's removal, saying if it fails (the run's outcome stands)."""
+
+    def removing() -> None:
+        try:
+            remove()
+        except Exception as exc:  # noqa: BLE001 - reported, not raised: it runs beside the push
+            project.reporter.info(f"could not remove the verify container (label io.shipway.verify): {exc}")
+
+    return removing
 
 
 def _push(
@@ -467,9 +497,11 @@ def _run_tests(project: Project) -> None:
         raise TestsFailed(f"tests failed (exit {proc.returncode}): {' '.join(test.command)}")
 
 
-def verify_image(project: Project, image_id: str) -> list[CheckResult]:
+def verify_image(
+    project: Project, image_id: str, defer: Callable[[Callable[[], None]], object] | None = None
+) -> list[CheckResult]:
     """The verify stage's work: run the built image and its checks (:mod:`shipway.imagecheck`)."""
-    return verify_built_image(project.loaded, image_id, project.context.cache_dir)
+    return verify_built_image(project.loaded, image_id, project.context.cache_dir, defer)
 
 
 def _raise_on_failed(results: list[CheckResult], target: str) -> None:
