@@ -27,7 +27,8 @@ models what a rollout needs and nothing more:
 - Secrets (validated keys, base64 ``data``, ``stringData`` folded into
   ``data``, dockerconfigjson checked), Services, and the API server's service
   proxy (``…/services/NAME:PORT/proxy/…``) to ready pods;
-  HorizontalPodAutoscalers and Leases are stored;
+  HorizontalPodAutoscalers and Leases are stored (a Lease request is answered
+  while the controller starts or stops pods, as a real API server does);
 - server-side apply with field managers: conflicts (409) unless ``force``,
   fields dropped from an apply are removed; a write that changes nothing keeps
   the ``resourceVersion``; merge patches; a DELETE honours its DeleteOptions'
@@ -258,6 +259,9 @@ class FakeApiServer:
         self.requests: list[tuple[str, str]] = []
         self._rv = itertools.count(1)
         self._lock = threading.RLock()
+        self._lease_lock = threading.Lock()
+        """Taken for Lease requests instead of ``_lock``: whatever walks ``objects`` under ``_lock`` walks a
+        copy of it, so a Lease written meanwhile never breaks the walk."""
         self._stop = threading.Event()
         self._server: LocalServer | None = None
         self._controller: threading.Thread | None = None
@@ -338,7 +342,9 @@ class FakeApiServer:
                         return self._proxy(
                             method, m.group("ns"), m.group("name"), m.group("path") or "/", url.query, headers, body
                         )
-                    with self._lock:
+                    # Leases do not wait for the controller, which holds its lock while it starts or stops
+                    # pods: a real API server answers a Lease renewal while the kubelets work.
+                    with self._lease_lock if resource == "leases" else self._lock:
                         result = self._dispatch(method, resource, m.group("ns"), m.group("name"), query, headers, body)
                     return 200 if method != "POST" else 201, json_headers, json.dumps(result).encode()
             raise ApiError(404, "NotFound", f"the server could not find the requested resource ({url.path})")
@@ -362,7 +368,7 @@ class FakeApiServer:
             return self._list(api_version, kind, items, query)
         if name is None:
             if method == "GET":
-                items = [o for (r, n, _), o in self.objects.items() if r == resource and n == ns]
+                items = [o for (r, n, _), o in list(self.objects.items()) if r == resource and n == ns]
                 return self._list(api_version, kind, items, query)
             if method == "POST":
                 obj = self._parse(body)
@@ -529,7 +535,7 @@ class FakeApiServer:
         if key[0] == "deployments":
             for rs_key in [
                 k
-                for k, o in self.objects.items()
+                for k, o in list(self.objects.items())
                 if k[0] == "replicasets" and self._owner_name(o) == key[2] and k[1] == key[1]
             ]:
                 self.objects.pop(rs_key, None)
@@ -554,7 +560,7 @@ class FakeApiServer:
         for key, dep in list(self.objects.items()):
             if key[0] == "deployments":
                 self._reconcile_deployment(key[1], dep)
-        wanted_rs = {(k[1], k[2]): o for k, o in self.objects.items() if k[0] == "replicasets"}
+        wanted_rs = {(k[1], k[2]): o for k, o in list(self.objects.items()) if k[0] == "replicasets"}
         for pod in list(self.pods.values()):
             if (pod.namespace, pod.rs) not in wanted_rs:
                 self._kill(pod)
@@ -570,7 +576,7 @@ class FakeApiServer:
         tmpl_hash = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
         owned = {
             k: o
-            for k, o in self.objects.items()
+            for k, o in list(self.objects.items())
             if k[0] == "replicasets" and k[1] == ns and self._owner_name(o) == name
         }
         revisions = [int(o["metadata"]["annotations"].get(REVISION, "0")) for o in owned.values()]
