@@ -441,10 +441,13 @@ class Bench:
             yield b"\0" * 1024
 
         def load() -> None:
-            with docker.from_env(timeout=600) as client:
+            client = docker.from_env(timeout=600)
+            try:
                 for line in client.api.load_image(archive()):
                     if "error" in line:
                         raise SystemExit(f"docker load failed: {line['error']}")
+            finally:
+                client.close()
 
         try:
             self.measure("plain download into load", load)
