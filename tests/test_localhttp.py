@@ -44,3 +44,27 @@ def test_local_server_and_quiet_handler_answer_with_a_length() -> None:
         assert head.content == b""
     finally:
         server.stop()
+
+
+def test_an_answer_that_ends_the_connection_says_so() -> None:
+    """A client asking for ``Connection: close`` is told the connection ends, so its pool never reuses it.
+
+    Told nothing, urllib3 keeps the connection and may send the next request on it while the server
+    closes: that request fails with RemoteDisconnected (a load test counted such a drop once).
+    """
+
+    class Keep(QuietHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.answer(200, b"ok")
+
+    server = LocalServer(Keep)
+    try:
+        with requests.Session() as session:
+            closing = session.get(server.url, headers={"Connection": "close"}, timeout=5)
+            kept = session.get(server.url, timeout=5)
+        assert closing.headers.get("Connection") == "close"
+        assert "Connection" not in kept.headers  # a kept connection is not said to close
+    finally:
+        server.stop()

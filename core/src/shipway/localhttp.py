@@ -45,10 +45,17 @@ class QuietHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def answer(self, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None) -> None:
-        """Send ``status``, ``headers`` and ``body`` with its ``Content-Length`` (to HEAD: the length, no body)."""
+        """Send ``status``, ``headers`` and ``body`` with its ``Content-Length`` (to HEAD: the length, no body).
+
+        When the connection ends after this answer (the client asked for ``Connection: close``, or spoke
+        HTTP/1.0), the answer says so: a client told nothing keeps the connection in its pool and may send
+        its next request on it while this side closes, and that request gets no answer.
+        """
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
+        if self.close_connection and not any(k.lower() == "connection" for k in headers or {}):
+            self.send_header("Connection", "close")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":

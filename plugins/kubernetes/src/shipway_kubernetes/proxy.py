@@ -7,11 +7,10 @@ kubeconfig credentials, which is all verify checks need.
 
 from __future__ import annotations
 
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl
 
-from shipway.localhttp import LocalServer
+from shipway.localhttp import LocalServer, QuietHandler
 from shipway_kubernetes import rawapi
 
 
@@ -26,15 +25,11 @@ class ServiceProxy:
     def start(self) -> ServiceProxy:
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
             def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
+                body = self.read_body() or None
                 headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "accept")}
                 path, _, query = self.path.partition("?")
                 params = parse_qsl(query, keep_blank_values=True)
@@ -45,12 +40,7 @@ class ServiceProxy:
                 except Exception as exc:  # noqa: BLE001 - the cluster went away: answer like a proxy
                     status, data, resp_headers = 502, f"proxy error: {type(exc).__name__}".encode(), {}
                 ctype = next((v for k, v in resp_headers.items() if k.lower() == "content-type"), "")
-                self.send_response(status)
-                if ctype:
-                    self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.answer(status, data, {"Content-Type": ctype} if ctype else {})
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 
