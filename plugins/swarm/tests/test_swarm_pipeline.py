@@ -33,7 +33,7 @@ def test_example_run_release_rollback_on_swarm(
         drop=("DIGITS_", "SWARM_", "MODEL_SELECT"),
         SHIPWAY_ENVIRONMENT=environment,
         DIGITS_PORT=str(port),
-        SWARM_MONITOR="3",
+        SWARM_MONITOR="1",
         SWARM_DEADLINE="120",
         BASE_IMAGE=BASE_IMAGE,
     )

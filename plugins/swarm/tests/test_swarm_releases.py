@@ -77,6 +77,28 @@ def test_good_release_and_rollback_drop_no_request(
         orch.remove(app)
 
 
+def test_a_release_ends_only_once_no_old_task_runs(
+    swarm_factory: Any, images: dict[str, ImageRef], shipway_contract_registry: Any
+) -> None:
+    """Swarm calls an update complete when its monitor window ends, which can be before the old task has
+    stopped (here it ignores SIGTERM, so it runs until stop_grace_period). Until then it can still be sent
+    requests, so the checks that follow a deploy could pass against the old revision: deploy waits."""
+    orch = swarm_factory(monitor=0, stop_grace_period=4)
+    app = unique("done")
+    auth = shipway_contract_registry.credentials()
+    try:
+        orch.deploy(release(app, images["v1"]), auth=auth)
+        orch.deploy(release(app, images["v2"]), auth=auth)
+        tasks = dockerutil.client().api.tasks(filters={"service": spec.service_name(app, "default")})
+        old = [t for t in tasks if images["v1"].digest in t["Spec"]["ContainerSpec"]["Image"]]
+        assert old, "the first release's task is not listed"
+        assert [t["Status"]["State"] for t in old if t["Status"]["State"] == "running"] == []
+        answers = {requests.get(orch.endpoint(app) + "/version", timeout=5).text.strip() for _ in range(10)}
+        assert answers == {"v2"}
+    finally:
+        orch.remove(app)
+
+
 def test_unhealthy_image_is_rolled_back_by_swarm_and_v1_serves_throughout(
     swarm_factory: Any, images: dict[str, ImageRef], shipway_contract_registry: Any, load: Any
 ) -> None:

@@ -148,6 +148,10 @@ class SwarmOrchestrator(Orchestrator):
         """Wait until ``replicas`` tasks of task template ``target`` run and no other task does, and Swarm's
         update is complete (tasks are told apart by ``spec.stamp``, so an env-only change is awaited too).
 
+        An old task Swarm is stopping still runs, and may still be sent requests, until its container
+        exits: Swarm can call an update complete before that (its monitor period is shorter than the
+        stop), and checks made then could pass against the old revision.
+
         ``action`` is create, update or rollback. A rollback Swarm started by
         itself ends an update as RolloutFailed, with the tasks' errors.
         """
@@ -163,13 +167,14 @@ class SwarmOrchestrator(Orchestrator):
             tasks = self.api.tasks(name)
             running = [t for t in tasks if t.get("DesiredState") == "running" and t["Status"]["State"] == "running"]
             on_image = [t for t in running if _tid(t) == tid]
+            old = [t for t in tasks if t["Status"]["State"] == "running" and _tid(t) != tid]  # stopping or not
             message = f"{state or action}: {len(on_image)}/{replicas} tasks running the new revision"
-            if len(running) > len(on_image):
-                message += f", {len(running) - len(on_image)} old"
+            if old:
+                message += f", {len(old)} old"
             if message != last:
                 self._say(message)
                 last = message
-            settled = len(on_image) == replicas and len(running) == replicas
+            settled = len(on_image) == replicas and len(running) == replicas and not old
             if action != "rollback" and state in _ROLLED_BACK:
                 if state != "rollback_started":
                     raise RolloutFailed(self._failure(name, image, tid, status, tasks, "Swarm rolled back the update"))
