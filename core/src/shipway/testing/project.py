@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,8 @@ class AppProject:
         return project
 
     def shipway(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        """Run ``shipway ARGS`` in the project (a subprocess, like CI); output is echoed for pytest."""
+        """Run ``shipway ARGS`` in the project (a subprocess, like CI); output and time are echoed for pytest."""
+        started = time.monotonic()
         proc = subprocess.run(
             [sys.executable, "-m", "shipway.cli", *args],
             cwd=self.root,
@@ -82,7 +84,8 @@ class AppProject:
             text=True,
             timeout=900,
         )
-        print(f"$ shipway {' '.join(args)} -> {proc.returncode}\n{proc.stdout}{proc.stderr}")
+        took = time.monotonic() - started
+        print(f"$ shipway {' '.join(args)} -> {proc.returncode} in {took:.1f}s\n{proc.stdout}{proc.stderr}")
         return proc
 
     def git(self, *args: str) -> str:
