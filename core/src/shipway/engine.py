@@ -259,8 +259,19 @@ def _build_verify_push(
             uploads.append(_BlobUpload(project.registry, assembly.image, stream))
 
     built: builder.BuiltImage | None = None
-    # What may finish while the run goes on (the verify container's removal, the listing of the engine's
-    # images for the clean-ups): done before the run ends, however it ends.
+    tidying: list[Future[list[str]]] = []
+
+    def tidy(keep: str | None) -> Future[list[str]]:
+        """Start the engine's clean-up once (see :func:`_tidy_engine`); the one started."""
+        if not tidying:
+            cfg = project.loaded.config
+            tidying.append(
+                meanwhile.submit(_tidy_engine, cfg.app.name, cfg.build.keep_images, keep, project.registry.repository())
+            )
+        return tidying[0]
+
+    # What may finish while the run goes on (the verify container's removal, the clean-up of the engine):
+    # done before the run ends, however it ends.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="shipway-meanwhile") as meanwhile:
         try:
             # The model layer (or, on the Dockerfile path, the build context) reads the store's verified,
@@ -294,8 +305,14 @@ def _build_verify_push(
                 )
             uploading = uploads[0] if uploads else None
             with st.stage("verify") as detail:
+                # Once the verify container runs, the engine's layer work for this run is done: deleting
+                # older images then (the engine holds its layer store's lock while it deletes a layer)
+                # slows nothing, and the app's start, the checks and the push hide it.
                 record.checks = verify_image(
-                    project, built.image_id, defer=lambda remove: meanwhile.submit(_reported(project, remove))
+                    project,
+                    built.image_id,
+                    defer=lambda remove: meanwhile.submit(_reported(project, remove)),
+                    on_running=lambda: tidy(built.image_id if built is not None else None),
                 )
                 _raise_on_failed(record.checks, "the built image")
                 detail.append(f"{len(record.checks)} checks passed")
@@ -312,9 +329,8 @@ def _build_verify_push(
                 built.cleanup()  # what the export spooled (docker save's layers) is not needed any more
                 image.release_held(built.image_id)
             if isinstance(exc, Exception):  # a failed run tidies too (a killed one cannot)
-                _remove_abandoned(meanwhile.submit(image.engine_images))
+                tidy(None)
             raise
-        listed = meanwhile.submit(image.engine_images)  # while the image is pushed
         try:
             if uploading is None:
                 st.skip("push", "--no-push")
@@ -323,29 +339,27 @@ def _build_verify_push(
         finally:
             built.cleanup()
             image.release_held(built.image_id)
-            _remove_abandoned(listed)  # pushed or not
-        # The app's older images, from the same listing.
-        cfg = project.loaded.config
-        listing = listed.result()
-        deleted = image.prune_app_images(
-            cfg.app.name, cfg.build.keep_images, built.image_id, project.registry.repository(), listing
-        )
+        deleted = tidy(built.image_id).result()
         if deleted:
+            cfg = project.loaded.config
             project.reporter.info(
                 f"deleted {len(deleted)} older image(s) of {cfg.app.name} from the engine "
                 f"(build.keep_images: {cfg.build.keep_images}): {', '.join(d[7:19] for d in deleted)}"
             )
 
 
-def _remove_abandoned(listing: Future[image.EngineImages]) -> None:
-    """Remove what runs killed on this host left in the engine: preloaded model layers, push tags.
-    Best effort: nothing here may hide how the run ended."""
+def _tidy_engine(app: str, keep_images: int, keep: str | None, repository: str) -> list[str]:
+    """Remove what runs killed on this host left in the engine (preloaded model layers, push tags) and,
+    when ``keep`` is the image this run built, the app's images beyond ``keep_images``: one listing of
+    the engine's images for all of it. Returns the IDs of the app images deleted. Best effort: nothing
+    here may hide how the run ended (the next run tries again)."""
     try:
-        found = listing.result()
-        image.remove_abandoned_preloads(found)
-        staging.remove_abandoned_push_tags(found)
+        listing = image.engine_images()
+        image.remove_abandoned_preloads(listing)
+        staging.remove_abandoned_push_tags(listing)
+        return image.prune_app_images(app, keep_images, keep, repository, listing) if keep else []
     except Exception:  # noqa: BLE001 - the next run tries again
-        pass
+        return []
 
 
 def _reported(project: Project, remove: Callable[[], None]) -> Callable[[], None]:
@@ -498,10 +512,13 @@ def _run_tests(project: Project) -> None:
 
 
 def verify_image(
-    project: Project, image_id: str, defer: Callable[[Callable[[], None]], object] | None = None
+    project: Project,
+    image_id: str,
+    defer: Callable[[Callable[[], None]], object] | None = None,
+    on_running: Callable[[], object] | None = None,
 ) -> list[CheckResult]:
     """The verify stage's work: run the built image and its checks (:mod:`shipway.imagecheck`)."""
-    return verify_built_image(project.loaded, image_id, project.context.cache_dir, defer)
+    return verify_built_image(project.loaded, image_id, project.context.cache_dir, defer, on_running)
 
 
 def _raise_on_failed(results: list[CheckResult], target: str) -> None:

@@ -25,12 +25,15 @@ def verify_built_image(
     image_id: str,
     cache_dir: Path,
     defer: Callable[[Callable[[], None]], object] | None = None,
+    on_running: Callable[[], object] | None = None,
 ) -> list[CheckResult]:
     """Run ``image_id`` and its verify checks; VerifyFailed if it never becomes ready, else every check's result.
 
     ``defer``: hands over the container's removal (and its secret files') to
     run while the caller goes on, e.g. ``executor.submit``; the caller waits
     for it before it ends. None: removed before this returns.
+    ``on_running``: called once the container runs, while the app starts and
+    is checked (the engine has no more layer work to do for it).
     """
     cfg = loaded.config
     client = dockerutil.client()
@@ -57,6 +60,8 @@ def verify_built_image(
         except docker.errors.APIError as exc:
             raise VerifyFailed(f"cannot start the built image: {exc.explanation or exc}") from None
         started.append(container)
+        if on_running is not None:
+            on_running()
         container.reload()
         bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{cfg.app.port}/tcp") or []
         if not bindings:
