@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -259,20 +259,17 @@ def _build_verify_push(
             uploads.append(_BlobUpload(project.registry, assembly.image, stream))
 
     built: builder.BuiltImage | None = None
-    tidying: list[Future[list[str]]] = []
+    listings: list[Future[image.EngineImages | None]] = []
 
-    def tidy(keep: str | None) -> Future[list[str]]:
-        """Start the engine's clean-up once (see :func:`_tidy_engine`); the one started."""
-        if not tidying:
-            cfg = project.loaded.config
-            tidying.append(
-                meanwhile.submit(_tidy_engine, cfg.app.name, cfg.build.keep_images, keep, project.registry.repository())
-            )
-        return tidying[0]
+    def listing() -> Future[image.EngineImages | None]:
+        """The engine's images, listed once (and what killed runs left removed) beside the run's work."""
+        if not listings:
+            listings.append(meanwhile.submit(_list_and_remove_abandoned))
+        return listings[0]
 
-    # What may finish while the run goes on (the verify container's removal, the clean-up of the engine):
-    # done before the run ends, however it ends.
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="shipway-meanwhile") as meanwhile:
+    # What may finish while the run goes on (the verify container's removal, the engine's listing and
+    # clean-ups): done before the run ends, however it ends.
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="shipway-meanwhile") as meanwhile:
         try:
             # The model layer (or, on the Dockerfile path, the build context) reads the store's verified,
             # read-only cache in place: no copy of the model per run, and an unchanged model moves no byte.
@@ -305,14 +302,13 @@ def _build_verify_push(
                 )
             uploading = uploads[0] if uploads else None
             with st.stage("verify") as detail:
-                # Once the verify container runs, the engine's layer work for this run is done: deleting
-                # older images then (the engine holds its layer store's lock while it deletes a layer)
-                # slows nothing, and the app's start, the checks and the push hide it.
+                # The listing (and the removal of what killed runs left) once the verify container runs:
+                # the engine's layer work for this run is done by then, and the app's start hides it.
                 record.checks = verify_image(
                     project,
                     built.image_id,
                     defer=lambda remove: meanwhile.submit(_reported(project, remove)),
-                    on_running=lambda: tidy(built.image_id if built is not None else None),
+                    on_running=listing,
                 )
                 _raise_on_failed(record.checks, "the built image")
                 detail.append(f"{len(record.checks)} checks passed")
@@ -329,8 +325,13 @@ def _build_verify_push(
                 built.cleanup()  # what the export spooled (docker save's layers) is not needed any more
                 image.release_held(built.image_id)
             if isinstance(exc, Exception):  # a failed run tidies too (a killed one cannot)
-                tidy(None)
+                listing()
             raise
+        # Verified: the app's older images go while the image is pushed (the push does not use the engine).
+        cfg = project.loaded.config
+        pruning = meanwhile.submit(
+            _prune, cfg.app.name, cfg.build.keep_images, built.image_id, project.registry.repository(), listing()
+        )
         try:
             if uploading is None:
                 st.skip("push", "--no-push")
@@ -339,25 +340,36 @@ def _build_verify_push(
         finally:
             built.cleanup()
             image.release_held(built.image_id)
-        deleted = tidy(built.image_id).result()
-        if deleted:
-            cfg = project.loaded.config
-            project.reporter.info(
-                f"deleted {len(deleted)} older image(s) of {cfg.app.name} from the engine "
-                f"(build.keep_images: {cfg.build.keep_images}): {', '.join(d[7:19] for d in deleted)}"
-            )
+            deleted = pruning.result()
+            if deleted:
+                project.reporter.info(
+                    f"deleted {len(deleted)} older image(s) of {cfg.app.name} from the engine "
+                    f"(build.keep_images: {cfg.build.keep_images}): {', '.join(d[7:19] for d in deleted)}"
+                )
 
 
-def _tidy_engine(app: str, keep_images: int, keep: str | None, repository: str) -> list[str]:
-    """Remove what runs killed on this host left in the engine (preloaded model layers, push tags) and,
-    when ``keep`` is the image this run built, the app's images beyond ``keep_images``: one listing of
-    the engine's images for all of it. Returns the IDs of the app images deleted. Best effort: nothing
-    here may hide how the run ended (the next run tries again)."""
+def _list_and_remove_abandoned() -> image.EngineImages | None:
+    """The engine's images, after removing what runs killed on this host left there (preloaded model
+    layers, push tags); None when the engine could not be asked. Best effort: nothing here may hide how
+    the run ended (the next run tries again)."""
     try:
-        listing = image.engine_images()
-        image.remove_abandoned_preloads(listing)
-        staging.remove_abandoned_push_tags(listing)
-        return image.prune_app_images(app, keep_images, keep, repository, listing) if keep else []
+        found = image.engine_images()
+    except Exception:  # noqa: BLE001 - the next run tries again
+        return None
+    with suppress(Exception):
+        image.remove_abandoned_preloads(found)
+    with suppress(Exception):
+        staging.remove_abandoned_push_tags(found)
+    return found
+
+
+def _prune(
+    app: str, keep_images: int, current: str, repository: str, listed: Future[image.EngineImages | None]
+) -> list[str]:
+    """:func:`shipway.image.prune_app_images` from the run's listing; the IDs deleted (best effort)."""
+    try:
+        found = listed.result()
+        return image.prune_app_images(app, keep_images, current, repository, found) if found is not None else []
     except Exception:  # noqa: BLE001 - the next run tries again
         return []
 
