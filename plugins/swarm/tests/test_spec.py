@@ -44,6 +44,13 @@ def test_dnsrr_cannot_publish_through_the_routing_mesh() -> None:
     assert settings(endpoint_mode="dnsrr", publish_mode="host", published_port=8080).publish_mode == "host"
 
 
+def test_the_deadline_outlasts_the_old_tasks_stop() -> None:
+    """A release waits for the old tasks to stop: a deadline within stop_grace_period could never be met."""
+    with pytest.raises(ValidationError, match=r"deadline \(10s\) must be longer than stop_grace_period \(10s\)"):
+        settings(deadline=10, stop_grace_period=10)
+    assert settings(deadline=11, stop_grace_period=10).deadline == 11
+
+
 def test_unknown_keys_and_bad_memory_are_refused() -> None:
     with pytest.raises(ValidationError, match="replica"):
         settings(replica=2)

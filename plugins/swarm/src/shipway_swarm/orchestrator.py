@@ -33,6 +33,8 @@ from shipway_swarm.state import SwarmState
 L_SECRET = "io.shipway.swarm.secret"
 L_SALT = "io.shipway.swarm.secret-salt"
 L_FINGERPRINT = "io.shipway.swarm.secret-fingerprint"
+STOP_MARGIN = 10.0
+"""Seconds past ``stop_grace_period`` a release waits for a stopping old task to report its exit."""
 _ROLLED_BACK = ("rollback_started", "rollback_paused", "rollback_completed")
 
 
@@ -150,13 +152,16 @@ class SwarmOrchestrator(Orchestrator):
 
         An old task Swarm is stopping still runs, and may still be sent requests, until its container
         exits: Swarm can call an update complete before that (its monitor period is shorter than the
-        stop), and checks made then could pass against the old revision.
+        stop), and checks made then could pass against the old revision. So its exit is awaited too, for
+        ``stop_grace_period`` plus :data:`STOP_MARGIN` at most: a task on a node that is down reports
+        nothing more, and would otherwise hold the release until its deadline.
 
         ``action`` is create, update or rollback. A rollback Swarm started by
         itself ends an update as RolloutFailed, with the tasks' errors.
         """
         end = time.monotonic() + self.settings.deadline
         last = ""
+        stopping_since: float | None = None
         image, tid = str(target["ContainerSpec"]["Image"]), spec.template_id(target)
         while True:
             service = self.api.service(name)
@@ -174,14 +179,22 @@ class SwarmOrchestrator(Orchestrator):
             if message != last:
                 self._say(message)
                 last = message
-            settled = len(on_image) == replicas and len(running) == replicas and not old
+            converged = len(on_image) == replicas and len(running) == replicas
             if action != "rollback" and state in _ROLLED_BACK:
                 if state != "rollback_started":
                     raise RolloutFailed(self._failure(name, image, tid, status, tasks, "Swarm rolled back the update"))
             elif state in ("paused", "rollback_paused"):
                 raise RolloutFailed(self._failure(name, image, tid, status, tasks, f"the {action} paused"))
-            elif settled and state in ("", "completed", "rollback_completed"):
-                return
+            elif converged and state in ("", "completed", "rollback_completed"):
+                if not old:
+                    return
+                stopping_since = stopping_since or time.monotonic()
+                if time.monotonic() - stopping_since > self.settings.stop_grace_period + STOP_MARGIN:
+                    self._say(
+                        f"{len(old)} old task(s) still reported running {STOP_MARGIN:.0f}s past stop_grace_period "
+                        "(their node may be down): going on"
+                    )
+                    return
             elif action == "create":
                 failed = [t for t in tasks if _tid(t) == tid and t["Status"]["State"] in ("failed", "rejected")]
                 if len(failed) >= 3:

@@ -98,4 +98,9 @@ class SwarmSettings(BackendSettings):
                 "endpoint_mode dnsrr cannot publish through the ingress routing mesh: "
                 "use publish_mode host, or proxy.enabled"
             )
+        if self.deadline <= self.stop_grace_period:
+            raise ValueError(
+                f"deadline ({self.deadline:g}s) must be longer than stop_grace_period ({self.stop_grace_period:g}s): "
+                "a release waits for the old tasks to stop"
+            )
         return self
