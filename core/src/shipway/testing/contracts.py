@@ -1063,8 +1063,11 @@ class OrchestratorContract:
     def served_version(self, orchestrator: Orchestrator, app: str) -> str:
         """What the endpoint serves, asked over 5 new connections: one answer (a revision that was
         replaced and still answers some requests fails it)."""
-        answers = {requests.get(orchestrator.endpoint(app) + "/version", timeout=5).text.strip() for _ in range(5)}
-        assert len(answers) == 1, f"the endpoint serves several revisions at once: {sorted(answers)}"
+        answers = set()
+        for _ in range(5):
+            resp = requests.get(orchestrator.endpoint(app) + "/version", timeout=5)
+            answers.add(resp.text.strip() if resp.status_code == 200 else f"HTTP {resp.status_code}")
+        assert len(answers) == 1, f"the endpoint gives several answers at once: {sorted(answers)}"
         return answers.pop()
 
     def test_status_of_unknown_app_is_absent(self, orchestrator: Orchestrator, app: str) -> None:
