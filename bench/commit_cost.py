@@ -313,7 +313,8 @@ class Bench:
     def measure(self, name: str, action: Callable[[], object]) -> None:
         before = stored_bytes(self.reg)
         # Every scenario starts on a settled disk: a scenario that loads 1 GiB leaves gigabytes of dirty
-        # pages, and their writeback would slow whichever scenario comes next.
+        # pages, and none should pay for another's writeback. (It does not settle the page cache: the later
+        # repetitions' first runs still start with evicted files, bench/RESULTS.md "Latest".)
         os.sync()
         start = time.monotonic()
         found = action()
