@@ -18,7 +18,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_CONFIG = REPO / "examples" / "flask_app" / "shipway.yaml"  # local store, oci registry, docker engine
 CLOUD_SDKS = ("azure", "boto3", "botocore", "kubernetes")
-WATCHED = (*CLOUD_SDKS, "docker", "rich", "shipway.engine")
+# What a backend needs once it talks to something: the Docker SDK, HTTP, retries, file locks.
+CALL_LIBRARIES = ("docker", "requests", "urllib3", "tenacity", "filelock")
+WATCHED = (*CLOUD_SDKS, *CALL_LIBRARIES, "rich", "shipway.engine")
 
 CHILD = """
 import json, sys
@@ -61,6 +63,14 @@ def test_local_config_paths_import_no_cloud_sdk_and_no_rich(argv: list[str]) -> 
     assert not loaded & set(CLOUD_SDKS), f"`shipway {argv[0]}` imported cloud SDKs {sorted(loaded & set(CLOUD_SDKS))}"
     # rich (the console, progress bars) is for commands that print progress, not for a check of the config
     assert "rich" not in loaded, f"`shipway {argv[0]}` imported {sorted(loaded)}"
+
+
+@pytest.mark.parametrize("argv", [["validate", "-c", str(LOCAL_CONFIG)], ["plugins"]])
+def test_config_paths_load_no_library_a_backend_calls_with(argv: list[str]) -> None:
+    # Every installed plugin loads here (the test environment has them all): their backend modules import
+    # the Docker SDK, requests, tenacity and filelock where a call needs them, so reading a config does not.
+    loaded = imported_by(*argv)
+    assert not loaded & set(CALL_LIBRARIES), f"`shipway {argv[0]}` imported {sorted(loaded & set(CALL_LIBRARIES))}"
 
 
 def test_validate_reads_the_config_without_the_engine() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterable
-from typing import Any
-
-import docker
-import docker.errors
+from typing import TYPE_CHECKING, Any
 
 from shipway.errors import AuthError, BackendError
+
+if TYPE_CHECKING:
+    import docker
 
 _AUTH_WORDS = ("unauthorized", "authentication required", "denied", "no basic auth credentials")
 
@@ -18,6 +18,8 @@ _AUTH_WORDS = ("unauthorized", "authentication required", "denied", "no basic au
 @functools.lru_cache(maxsize=1)
 def client() -> docker.DockerClient:
     """A Docker client from the environment (DOCKER_HOST etc.), or a clear BackendError."""
+    import docker  # loaded by the first engine call, not by every module that may make one
+
     where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
         c = docker.from_env(timeout=300)

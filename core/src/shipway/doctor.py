@@ -17,8 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from shipway.errors import BackendError, ConfigError, ShipwayError
 
 LIVE_TIMEOUT = 5.0
@@ -202,6 +200,8 @@ def _orchestrator(project: Any) -> Iterator[DoctorCheck]:
         return
 
     def answers() -> str:
+        import requests  # loaded when doctor asks the live release, not with the plugins that import this module
+
         url = orch.endpoint(project.app, project.environment).rstrip("/") + project.loaded.config.app.health
         started = time.monotonic()
         response = requests.get(url, timeout=LIVE_TIMEOUT)

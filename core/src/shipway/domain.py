@@ -22,7 +22,16 @@ def utcnow() -> datetime:
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """Base of the value objects: immutable, unknown fields are errors."""
+
+    # defer_build: compiled when first used, so reading a config does not pay for every model here
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+
+class Record(BaseModel):
+    """Base of the results and records a command writes (compiled when first used, as :class:`Frozen`)."""
+
+    model_config = ConfigDict(defer_build=True)
 
 
 def valid_model_name(name: str) -> bool:
@@ -236,7 +245,7 @@ class SourceInfo(Frozen):
 StageStatus = Literal["ok", "failed", "skipped"]
 
 
-class StageResult(BaseModel):
+class StageResult(Record):
     """One stage of a run or release: its outcome, duration and a short detail."""
 
     name: str
@@ -245,7 +254,7 @@ class StageResult(BaseModel):
     detail: str = ""
 
 
-class CheckResult(BaseModel):
+class CheckResult(Record):
     """The outcome of one verify check."""
 
     check: str
@@ -255,7 +264,7 @@ class CheckResult(BaseModel):
     """The start of the response body (for reports), whitespace collapsed."""
 
 
-class BuildRecord(BaseModel):
+class BuildRecord(Record):
     """Traces one image to its commit and model version. Written as JSON after a run."""
 
     kind: Literal["build"] = "build"
@@ -281,7 +290,7 @@ class BuildRecord(BaseModel):
     error: str | None = None
 
 
-class Release(BaseModel):
+class Release(Record):
     """What to run where: one image, by digest, for one app and environment."""
 
     app: str
@@ -301,7 +310,7 @@ class Release(BaseModel):
 RolloutState = Literal["absent", "progressing", "healthy", "failed", "rolled_back", "stopped"]
 
 
-class Deployment(BaseModel):
+class Deployment(Record):
     """What an orchestrator reports for an app: the image live, readiness and revisions."""
 
     app: str
@@ -323,7 +332,7 @@ class Deployment(BaseModel):
         return self.image.digest if self.image else None
 
 
-class ReleaseRecord(BaseModel):
+class ReleaseRecord(Record):
     """The outcome of `shipway release`. Written as JSON."""
 
     kind: Literal["release"] = "release"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from shipway.domain import CheckResult, StageResult
@@ -10,6 +9,8 @@ from shipway.domain import CheckResult, StageResult
 
 def write(path: Path, suite: str, stages: list[StageResult], checks: list[CheckResult], error: str | None) -> None:
     """Write a JUnit report; a failed stage carries the error that ended the command."""
+    import xml.etree.ElementTree as ET  # only a run asked for --junit loads it
+
     root = ET.Element("testsuites")
     failures = sum(s.status == "failed" for s in stages) + sum(not c.ok for c in checks)
     skipped = sum(s.status == "skipped" for s in stages)

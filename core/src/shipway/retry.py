@@ -29,14 +29,15 @@ import logging
 import re
 import time
 from collections.abc import Callable, Collection
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import requests
 from pydantic import BaseModel, ConfigDict, Field
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_before_delay
-from tenacity.wait import wait_random_exponential
 
 from shipway.errors import BackendError
+
+if TYPE_CHECKING:  # requests and tenacity load on the first network call, not with the config
+    import requests
+    from tenacity import RetryCallState
 
 log = logging.getLogger("shipway.retry")
 T = TypeVar("T")
@@ -127,6 +128,9 @@ def call(
     (:class:`Transient` always is); ``what`` names the endpoint and operation in
     the :class:`GaveUp` message; ``describe(exc)`` words the last failure.
     """
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay
+    from tenacity.wait import wait_random_exponential
+
     deadline = Deadline(policy)
     jitter = wait_random_exponential(multiplier=policy.backoff, max=policy.max_backoff)
 
@@ -176,6 +180,8 @@ def call(
 
 def requests_transient(method: str) -> Callable[[BaseException], bool]:
     """Which exceptions of a ``requests`` call with ``method`` are worth another try."""
+    import requests
+
     idempotent = method.upper() in IDEMPOTENT_METHODS
 
     def check(exc: BaseException) -> bool:
@@ -198,6 +204,8 @@ def describe_requests(exc: BaseException) -> str:
     """A short wording of a failed try: ``answered 503``, ``connection refused``, ``no answer within 5.0s``."""
     if isinstance(exc, Transient):
         return exc.reason
+    import requests
+
     if isinstance(exc, requests.ConnectTimeout):
         return "could not connect in time (connect timeout)"
     if isinstance(exc, requests.ReadTimeout):

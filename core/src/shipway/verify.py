@@ -6,13 +6,14 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from shipway.config import VerifyCheck
 from shipway.domain import CheckResult
 from shipway.errors import ConfigError
+
+if TYPE_CHECKING:
+    import requests
 
 FAST_POLL_SECONDS = 3.0
 """How long :func:`wait_ready` polls every 50 ms before it backs off."""
@@ -29,6 +30,8 @@ def wait_ready(
     ``problem`` is asked between polls and returns a reason to stop early (a
     container that exited, say). Returns None when ready, else why not.
     """
+    import requests  # loaded when a check runs, not with the orchestrators that import this module
+
     start = time.monotonic()
     end = start + deadline
     delay = 0.05
@@ -72,6 +75,8 @@ def run_checks(base_url: str, checks: list[VerifyCheck], base: Path) -> list[Che
 
 
 def run_check(base_url: str, check: VerifyCheck, base: Path) -> CheckResult:
+    import requests
+
     body = load_body(check, base)
     try:
         resp = requests.request(

@@ -45,7 +45,8 @@ class BackendSettings(BaseModel):
     ``username: ${REGISTRY_USER:-}`` and leave the variable unset.
     """
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a deadline of .inf would never end
+    # defer_build: a settings model is compiled when a config first uses it, not when its plugin loads
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)  # .inf would never end
     kind: str
     retries: RetrySettings = Field(
         default_factory=RetrySettings,

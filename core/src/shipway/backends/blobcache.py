@@ -22,8 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from filelock import FileLock
-
+from shipway.backends.hoststate import file_lock
 from shipway.domain import ModelFile, ModelVersion
 from shipway.errors import REPUBLISH, IntegrityError, ModelError
 from shipway.layers import sort_key
@@ -128,7 +127,7 @@ class BlobCache:
         """
         self.dir.mkdir(parents=True, exist_ok=True)
         for f in self.missing(version) if missing is None else missing:
-            with FileLock(str(self.dir / f"{f.sha256}.lock")):
+            with file_lock(self.dir / f"{f.sha256}.lock"):
                 if not self.holds(f):  # another process may have finished it meanwhile
                     self._download(version, f, download)
             advance(f.size)
@@ -180,7 +179,7 @@ def place_version(version: ModelVersion, blobs: dict[str, Path], dest: Path) -> 
             shutil.copyfile(blobs[f.path], target)
             os.chmod(target, 0o444)
         marker = dest.parent / f".{dest.name}{FETCH_MARK}"
-        with FileLock(str(dest.parent / f".{dest.name}.lock")):
+        with file_lock(dest.parent / f".{dest.name}.lock"):
             old = None
             if dest.is_symlink() or dest.is_file():
                 raise ModelError(f"cannot fetch into {dest}: it is a file or a link, not a folder")

@@ -15,9 +15,8 @@ with the revision's container.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import docker.errors
-from docker.models.containers import Container
 from pydantic import Field
 
 from shipway import dockerutil, labels, secretfiles
@@ -26,6 +25,9 @@ from shipway.domain import Deployment, ImageRef, Release
 from shipway.errors import BackendError, NotFound
 from shipway.hookspecs import hookimpl
 from shipway.verify import wait_ready
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
 
 L_APP = labels.APP  # the same app label as on the image, from its one definition
 L_ENV = "io.shipway.environment"
@@ -126,6 +128,8 @@ class DockerOrchestrator(Orchestrator):
         return self._url(live)
 
     def deploy(self, release: Release, auth: dict[str, str] | None = None) -> Deployment:
+        import docker.errors  # the SDK loads on first use, not with the plugin (validate, --help)
+
         client = dockerutil.client()
         image = self._ensure_image(release.image, auth)
         revisions = self._revisions(release.app, release.environment)
@@ -211,6 +215,8 @@ class DockerOrchestrator(Orchestrator):
 
     # -- helpers -----------------------------------------------------------------
     def _ensure_image(self, ref: ImageRef, auth: dict[str, str] | None) -> str:
+        import docker.errors
+
         client = dockerutil.client()
         pinned = ref.pinned
         try:
@@ -250,6 +256,8 @@ def _remove(rev: _Revision) -> None:
 
 
 def _exited(container: Container) -> str | None:
+    import docker.errors
+
     try:
         container.reload()
     except docker.errors.NotFound:

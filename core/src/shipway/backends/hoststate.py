@@ -13,10 +13,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-from filelock import FileLock, Timeout
+from typing import TYPE_CHECKING
 
 from shipway.errors import LockedError
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 
 def read_failed(path: Path) -> dict[str, str]:
@@ -32,11 +34,20 @@ def write_failed(path: Path, found: dict[str, str]) -> None:
     os.replace(partial, path)
 
 
+def file_lock(path: Path, timeout: float = -1) -> FileLock:
+    """An inter-process lock on the file ``path`` (``timeout`` -1 waits as long as it takes)."""
+    from filelock import FileLock  # loaded by the first lock, not with every backend module
+
+    return FileLock(str(path), timeout=timeout)
+
+
 @contextmanager
 def host_lock(path: Path, busy: str) -> Iterator[None]:
     """Hold the lock file ``path`` for the block; LockedError(``busy``) at once if another process holds it."""
+    from filelock import Timeout
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path), timeout=0)
+    lock = file_lock(path, timeout=0)
     try:
         lock.acquire()
     except Timeout:

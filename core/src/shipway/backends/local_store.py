@@ -25,7 +25,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
 from pydantic import Field
 
 from shipway.backends.base import (
@@ -39,6 +38,7 @@ from shipway.backends.base import (
     parse_manifest,
     version_order,
 )
+from shipway.backends.hoststate import file_lock
 from shipway.domain import ModelFile, ModelVersion, utcnow, valid_model_name, valid_version
 from shipway.errors import REPUBLISH, ModelError
 from shipway.hookspecs import hookimpl
@@ -165,7 +165,7 @@ class LocalModelStore(ModelStore):
     def _lock(self, name: str) -> Iterator[None]:
         model_dir = self._model_dir(name)
         model_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(model_dir / ".lock")):
+        with file_lock(model_dir / ".lock"):
             yield
 
 

@@ -16,9 +16,8 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import docker.auth
 from pydantic import Field, SecretStr
 
 from shipway import dockerutil, inputs, labels
@@ -27,7 +26,9 @@ from shipway.domain import ImageRef
 from shipway.errors import BackendError, NotFound, TagExists
 from shipway.hookspecs import hookimpl
 from shipway.manifest import MANIFEST_V2, Image
-from shipway.oci import OciClient, config_labels
+
+if TYPE_CHECKING:
+    from shipway.oci import OciClient
 
 
 class OciRegistrySettings(BackendSettings):
@@ -81,6 +82,8 @@ class OciRegistry(Registry):
             from shipway.errors import ConfigError
 
             raise ConfigError("registry: give both username and password, or neither (to use the docker config)")
+        import docker.auth  # the SDK loads on first use, not with the plugin (validate, --help)
+
         found = docker.auth.resolve_authconfig(docker.auth.load_config(), self.address)
         if found and found.get("username") and found.get("password"):
             auth = {"username": found["username"], "password": found["password"], "serveraddress": self.address}
@@ -95,6 +98,8 @@ class OciRegistry(Registry):
     @property
     def api(self) -> OciClient:
         if self._client is None:
+            from shipway.oci import OciClient  # requests loads with the first registry call
+
             auth = self.credentials()
             assert self._creds is not None
             self._client = OciClient(
@@ -112,6 +117,8 @@ class OciRegistry(Registry):
 
     # -- images --------------------------------------------------------------
     def push(self, local_image: str, tag: str) -> ImageRef:
+        import docker.errors
+
         client = dockerutil.client()
         repo = self.repository()
         try:
@@ -249,6 +256,8 @@ class OciRegistry(Registry):
         cache = self.context.cache_dir / "oci-configs" / config_digest.replace(":", "-")
         if cache.is_file():
             return dict(json.loads(cache.read_text()))
+        from shipway.oci import config_labels
+
         found = config_labels(self.api.blob(repo, config_digest))
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(found))

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
 from pydantic import Field, SecretStr, field_validator
 
 from shipway import retry
 from shipway.backends.base import BackendSettings, ModelStore, parse_manifest, version_order
 from shipway.domain import ModelFile, ModelVersion, valid_model_name
 from shipway.errors import BackendError, ModelError, ReadOnlyStore
+
+if TYPE_CHECKING:  # requests loads when the store is built for a command, not with the plugin (docs/plugins.md)
+    import requests
 
 
 class HttpStoreSettings(BackendSettings):
@@ -47,6 +49,8 @@ class HttpModelStore(ModelStore):
     read_only = True
 
     def __init__(self, settings: BackendSettings, context: Any = None) -> None:
+        import requests
+
         super().__init__(settings, context)
         self.session = requests.Session()
         if self.settings.token is not None:
@@ -62,6 +66,8 @@ class HttpModelStore(ModelStore):
 
     def _get(self, path: str, deadline: retry.Deadline | None = None, stream: bool = False) -> requests.Response | None:
         """GET ``path``: None for 404. Retried, or (with ``deadline``) one try of an operation retried whole."""
+        import requests
+
         url = f"{self.settings.url}/{path}"
         try:
             if deadline is None:
@@ -125,6 +131,8 @@ class HttpModelStore(ModelStore):
             with resp, dest.open("wb") as out:  # a try cut short starts the file over
                 for chunk in resp.iter_content(chunk_size=1 << 20):
                     out.write(chunk)
+
+        import requests
 
         try:
             retry.call(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import requests
 from pydantic import Field, SecretStr, model_validator
 
 from shipway.backends.oci_registry import OciRegistry, OciRegistrySettings
@@ -83,6 +82,8 @@ class AcrRegistry(OciRegistry):
         form: dict[str, Any] = {"grant_type": "access_token", "service": self.address, "access_token": aad_token}
         if self.settings.tenant_id:
             form["tenant"] = self.settings.tenant_id
+        import requests  # loaded by the first token exchange, not with the plugin
+
         try:
             resp = requests.post(url, data=form, timeout=30)
         except requests.RequestException as exc:

@@ -12,9 +12,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import docker.auth
-import requests
-
 from shipway import dockerutil
 from shipway.errors import BackendError, NotFound
 
@@ -38,6 +35,9 @@ class SwarmApi:
         auth: dict[str, str] | None = None,
     ) -> Any:
         """One Engine API call; 404 → NotFound, 409 → Conflict, other errors → BackendError with the message."""
+        import docker.auth
+        import requests
+
         api = self.client.api
         headers = {"Content-Type": "application/json"}
         if auth:

@@ -15,10 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any, ClassVar
-
-import docker.errors
-from docker import types
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from shipway import labels as L
 from shipway.backends.base import BackendSettings, Orchestrator
@@ -29,6 +26,9 @@ from shipway_swarm import proxy, spec
 from shipway_swarm.engineapi import SwarmApi
 from shipway_swarm.settings import SwarmSettings
 from shipway_swarm.state import SwarmState
+
+if TYPE_CHECKING:  # the SDK loads when a release runs, not with the plugin
+    from docker import types
 
 L_SECRET = "io.shipway.swarm.secret"
 L_SALT = "io.shipway.swarm.secret-salt"
@@ -227,6 +227,8 @@ class SwarmOrchestrator(Orchestrator):
 
     # -- the pieces beside the service ---------------------------------------------------------
     def _ensure_network(self, name: str, release: Release) -> str:
+        import docker.errors
+
         net = spec.network_name(name)
         client = self.api.client
         if any(n.name == net for n in client.networks.list(names=[net])):
@@ -272,6 +274,9 @@ class SwarmOrchestrator(Orchestrator):
 
     def _secrets(self, release: Release, name: str) -> list[types.SecretReference]:
         """Docker secrets for ``release.secrets``: reused while the value is unchanged, else a new one."""
+        import docker.errors
+        from docker import types
+
         refs = []
         client = self.api.client
         for key, value in sorted(release.secrets.items()):
@@ -317,6 +322,8 @@ class SwarmOrchestrator(Orchestrator):
         self._remove_secrets(release.app, release.environment, keep=used)
 
     def _remove_secrets(self, app: str, environment: str, keep: set[Any]) -> None:
+        import docker.errors
+
         filters = {"label": [f"{spec.L_APP}={app}", f"{spec.L_ENV}={environment}", L_SECRET]}
         for secret in self.api.client.secrets.list(filters=filters):
             if secret.id not in keep:
@@ -421,6 +428,8 @@ class SwarmOrchestrator(Orchestrator):
         raise NotFound(f"service {name} publishes no port (set orchestrator.published_port)")
 
     def remove(self, app: str, environment: str = "default") -> None:
+        import docker.errors
+
         name = spec.service_name(app, environment)
         self.api.remove_service(spec.proxy_name(name))
         self.api.remove_service(name)

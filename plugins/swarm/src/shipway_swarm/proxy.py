@@ -18,9 +18,6 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-import docker.errors
-from docker import types
-
 from shipway.errors import BackendError
 from shipway_swarm import spec
 from shipway_swarm.settings import SwarmSettings
@@ -38,6 +35,8 @@ def image_tag(base_image_id: str) -> str:
 
 def ensure_image(client: Any, base_image: str) -> str:
     """Build the proxy image from ``base_image`` if this engine does not have it yet; returns its tag."""
+    import docker.errors
+
     try:
         base = client.images.get(base_image)
     except docker.errors.ImageNotFound:
@@ -83,6 +82,8 @@ def service_body(
     labels: dict[str, str],
 ) -> dict[str, Any]:
     """The proxy service: one task on this node, the stable port published, dnsrr (no VIP, no IPVS)."""
+    from docker import types
+
     assert settings.published_port is not None
     port = settings.published_port
     container = types.ContainerSpec(

@@ -11,13 +11,14 @@ import hashlib
 import json
 import re
 import shlex
-from typing import Any
-
-from docker import types
+from typing import TYPE_CHECKING, Any
 
 from shipway import labels
 from shipway.domain import Release
 from shipway_swarm.settings import Limits, SwarmSettings, memory_bytes
+
+if TYPE_CHECKING:  # the SDK loads when a release runs, not with the plugin
+    from docker import types
 
 L_MANAGED = "io.shipway.managed-by"
 L_APP = labels.APP  # the same app label as on the image, from its one definition
@@ -72,6 +73,8 @@ def health_test(port: int, path: str, settings: SwarmSettings) -> list[str]:
 
 def update_config(settings: SwarmSettings) -> types.UpdateConfig:
     """Start-first, one task at a time by default, Swarm rolls back a failed update by itself."""
+    from docker import types
+
     return types.UpdateConfig(
         parallelism=settings.parallelism,
         delay=0,
@@ -84,6 +87,8 @@ def update_config(settings: SwarmSettings) -> types.UpdateConfig:
 
 def rollback_config(settings: SwarmSettings) -> types.RollbackConfig:
     """Rollbacks are start-first too, so undoing a release drops nothing either."""
+    from docker import types
+
     return types.RollbackConfig(
         parallelism=settings.parallelism,
         delay=0,
@@ -113,6 +118,8 @@ def _limits(found: Limits) -> dict[str, int]:
 
 
 def resources(settings: SwarmSettings) -> types.Resources | None:
+    from docker import types
+
     if settings.resources is None:
         return None
     limits, reservations = _limits(settings.resources.limits), _limits(settings.resources.reservations)
@@ -129,6 +136,8 @@ def endpoint_spec(
 ) -> types.EndpointSpec:
     """Endpoint mode (vip/dnsrr) and, when ``publish``, the target port published in ingress or host mode:
     on ``published``, or on a port Swarm picks (per task in host mode) when that is None."""
+    from docker import types
+
     if not publish:
         return types.EndpointSpec(mode=mode)
     if published is None:
@@ -183,6 +192,8 @@ def task_template(
     secrets: list[types.SecretReference],
 ) -> types.TaskTemplate:
     """The app's task: pinned image, env, labels, health check, secrets, resources, placement, networks."""
+    from docker import types
+
     container = types.ContainerSpec(
         image=release.image.pinned,
         env=[f"{k}={v}" for k, v in sorted(release.env.items())],
@@ -217,6 +228,8 @@ def service_body(
     settings: SwarmSettings,
 ) -> dict[str, Any]:
     """A whole service spec as the Engine API takes it (create, or update with the policy kept)."""
+    from docker import types
+
     return {
         "Name": name,
         "Labels": labels,

@@ -19,8 +19,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import docker.errors
-
 from shipway.backends.base import remember_failed
 from shipway.errors import BackendError, LockedError
 from shipway_swarm.spec import L_APP, L_ENV, L_MANAGED, MANAGER
@@ -44,6 +42,8 @@ class SwarmState:
         self.where = f"{app} ({environment})"
 
     def _configs(self, kind: str) -> list[Any]:
+        import docker.errors
+
         filters = {"label": [f"{L_STATE}={kind}", f"{L_APP}={self.labels[L_APP]}", f"{L_ENV}={self.labels[L_ENV]}"]}
         try:
             return list(self.client.configs.list(filters=filters))
@@ -56,6 +56,8 @@ class SwarmState:
         return f"shipway-lock-{self.service}"
 
     def _try_lock(self, ttl: float) -> Any:
+        import docker.errors
+
         holder = {"holder": f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}", "since": time.time()}
         labels = {**self.labels, L_STATE: "lock", L_EXPIRES: str(int(time.time() + ttl))}
         try:
@@ -104,6 +106,8 @@ class SwarmState:
 
     @staticmethod
     def _remove(config: Any) -> None:
+        import docker.errors
+
         try:
             config.remove()
         except docker.errors.NotFound:
@@ -126,6 +130,8 @@ class SwarmState:
 
     def mark_failed(self, digest: str, reason: str) -> None:
         """Write the list (newest 20) as a new config object, then drop the older ones (configs are immutable)."""
+        import docker.errors
+
         found = remember_failed(self.failed(), digest, reason)
         old = self._failed_configs()
         seq = int(old[-1].attrs["Spec"]["Labels"].get(L_SEQ, "0")) + 1 if old else 1
