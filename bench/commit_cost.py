@@ -184,7 +184,13 @@ class Bench:
 
     # -- setup -------------------------------------------------------------------
     def env(self, app: str, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SHIPWAY_", "SOURCE_DATE_EPOCH"))}
+        # Without PYTHONDONTWRITEBYTECODE (tox and some shells set it): an installed shipway runs from bytecode,
+        # where with it set every run compiles shipway's edited or never-run modules again.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SHIPWAY_", "SOURCE_DATE_EPOCH")) and k != "PYTHONDONTWRITEBYTECODE"
+        }
         env.update(
             SHIPWAY_REGISTRY=self.reg.address,
             SHIPWAY_REGISTRY_USERNAME=self.reg.username,

@@ -10,7 +10,11 @@ alternating run by run; the table shows medians (and the spread). ``python -c
 pass`` is the interpreter's own floor. ``--baseline DIR`` runs the same
 commands on another copy of ``core/src`` too, alternating, e.g. before a
 change: ``git archive HEAD~1 core/src | tar -x -C /tmp/before``, then
-``--baseline /tmp/before/core/src``. One untimed run of each command first
+``--baseline /tmp/before/core/src``. ``--baseline-python PY`` runs them with
+another interpreter instead, e.g. a venv installed from another checkout with
+its plugins (a change to plugins needs that one). Run this script with the
+interpreter of the venv to measure: its installed plugins load with
+``validate`` and ``plugins``. One untimed run of each command first
 writes the bytecode, as any first run does (``PYTHONDONTWRITEBYTECODE`` is
 dropped from the children's environment: with it set and no bytecode, every
 run compiles shipway's sources again).
@@ -37,7 +41,7 @@ SDKS = ("azure", "boto3", "botocore", "kubernetes", "docker")
 TARGETS = {"--help": 0.25, "validate": 0.5}
 
 
-def commands(baseline: Path | None) -> dict[str, list[str]]:
+def commands(baseline: Path | None, baseline_python: Path | None = None) -> dict[str, list[str]]:
     py = sys.executable
     found = {
         "python -c pass": [py, "-c", "pass"],
@@ -54,6 +58,9 @@ def commands(baseline: Path | None) -> dict[str, list[str]]:
                 "-c",
                 sys_path + f"sys.argv = ['shipway', *{args!r}]; runpy.run_module('shipway.cli', run_name='__main__')",
             ]
+    if baseline_python is not None:  # the same commands in another venv (its own shipway and plugins)
+        for name in ("--help", "validate", "plugins"):
+            found[f"{name} (baseline)"] = [str(baseline_python), *found[name][1:]]
     return found
 
 
@@ -101,9 +108,14 @@ def main() -> None:
     parser.add_argument(
         "--baseline", type=Path, help="also run each command on this copy of core/src (alternating), e.g. a commit's"
     )
+    parser.add_argument(
+        "--baseline-python", type=Path, help="also run each command with this interpreter (another venv), alternating"
+    )
     args = parser.parse_args()
+    if args.baseline and args.baseline_python:
+        parser.error("give --baseline or --baseline-python, not both")
     env = child_env()
-    cmds = commands(args.baseline)
+    cmds = commands(args.baseline, args.baseline_python)
     for cmd in cmds.values():
         run(cmd, env)  # writes bytecode; not timed
     times: dict[str, list[float]] = {name: [] for name in cmds}
