@@ -61,6 +61,7 @@ import argparse
 import base64
 import contextlib
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -83,7 +84,6 @@ import requests
 
 from shipway.oci import OciClient
 from shipway.testing.services import RegistryService, free_port, start_registry, stop_process, wait_for_http
-from shipway_http_store.store import write_index
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "flask_app"
@@ -240,6 +240,8 @@ class Bench:
         self.shipway(app, "model", "publish", str(folder), "--name", "digits")
         shutil.rmtree(folder)
         if self.store_server is not None:
+            from shipway_http_store.store import write_index  # --link-mbit only (checked in main)
+
             write_index(self.served / f"store-{app}")
 
     def _app(self, name: str) -> str:
@@ -588,6 +590,8 @@ def main() -> None:
         parser.error("--link-mbit must be 0 (loopback) or a rate in Mbit/s")
     if args.link_mbit > 0:
         link.check()  # before minutes of setup
+        if importlib.util.find_spec("shipway_http_store") is None:
+            parser.error("--link-mbit serves the models over http: pip install -e examples/plugin_http_store first")
     work = Path(tempfile.mkdtemp(prefix="shipway-bench-"))
     bench = None
     try:
