@@ -19,8 +19,9 @@ writes the bytecode, as any first run does (``PYTHONDONTWRITEBYTECODE`` is
 dropped from the children's environment: with it set and no bytecode, every
 run compiles shipway's sources again).
 
-Then each command once more under ``python -X importtime``: which cloud SDKs
-(azure, boto3, botocore, kubernetes, docker) it imported, and where its import
+Then each command once more under ``python -X importtime``: which SDKs and
+call libraries (azure, boto3, botocore, kubernetes, docker, requests, urllib3,
+tenacity, filelock) it imported, and where its import
 time goes: each top-level package's own import time, summed over its modules.
 """
 
@@ -37,7 +38,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "examples" / "flask_app" / "shipway.yaml"
-SDKS = ("azure", "boto3", "botocore", "kubernetes", "docker")
+# What a backend loads to make calls: not needed to read a config (tests/test_startup_imports.py).
+SDKS = ("azure", "boto3", "botocore", "kubernetes", "docker", "requests", "urllib3", "tenacity", "filelock")
 TARGETS = {"--help": 0.25, "validate": 0.5}
 
 
@@ -114,6 +116,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.baseline and args.baseline_python:
         parser.error("give --baseline or --baseline-python, not both")
+    if args.baseline_python and not os.access(args.baseline_python, os.X_OK):
+        parser.error(f"--baseline-python {args.baseline_python}: not an executable")
     env = child_env()
     cmds = commands(args.baseline, args.baseline_python)
     for cmd in cmds.values():
@@ -147,7 +151,7 @@ def main() -> None:
         sdks = [sdk for sdk in SDKS if any(package == sdk for _, _, package in packages)]
         total = sum(own for own, _ in found)
         print(f"{name}: {len(found)} modules, {total / 1e3:.0f} ms importing (under importtime)", end="")
-        print(f"; cloud SDKs: {sdks or 'none'}")
+        print(f"; SDKs and call libraries: {sdks or 'none'}")
         for own, count, package in packages[: args.top]:
             print(f"  {own / 1e3:7.1f} ms  {package} ({count} modules)")
 

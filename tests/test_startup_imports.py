@@ -20,7 +20,16 @@ LOCAL_CONFIG = REPO / "examples" / "flask_app" / "shipway.yaml"  # local store, 
 CLOUD_SDKS = ("azure", "boto3", "botocore", "kubernetes")
 # What a backend needs once it talks to something: the Docker SDK, HTTP, retries, file locks.
 CALL_LIBRARIES = ("docker", "requests", "urllib3", "tenacity", "filelock")
-WATCHED = (*CLOUD_SDKS, *CALL_LIBRARIES, "rich", "shipway.engine")
+# Every in-repo plugin, installed by tox (README: scripts/test.sh), so the checks below cover their modules too.
+IN_REPO_PLUGINS = (
+    "shipway_kubernetes",
+    "shipway_azure",
+    "shipway_aws",
+    "shipway_swarm",
+    "shipway_http_store",
+    "shipway_sqlite_store",
+)
+WATCHED = (*CLOUD_SDKS, *CALL_LIBRARIES, *IN_REPO_PLUGINS, "rich", "shipway.engine")
 
 CHILD = """
 import json, sys
@@ -70,6 +79,8 @@ def test_config_paths_load_no_library_a_backend_calls_with(argv: list[str]) -> N
     # Every installed plugin loads here (the test environment has them all): their backend modules import
     # the Docker SDK, requests, tenacity and filelock where a call needs them, so reading a config does not.
     loaded = imported_by(*argv)
+    missing = set(IN_REPO_PLUGINS) - loaded
+    assert not missing, f"not loaded, so not checked: {sorted(missing)} (run the tests as README says: tox)"
     assert not loaded & set(CALL_LIBRARIES), f"`shipway {argv[0]}` imported {sorted(loaded & set(CALL_LIBRARIES))}"
 
 

@@ -56,7 +56,7 @@ _PLURALS = {
 class AutoscaleSettings(BaseModel):
     """Render a HorizontalPodAutoscaler (the HPA then owns the replica count)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # compiled with the settings that use it
     min_replicas: int = Field(1, ge=1)
     max_replicas: int = Field(3, ge=1)
     cpu_percent: int = Field(70, ge=1, le=100)

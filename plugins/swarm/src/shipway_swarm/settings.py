@@ -26,7 +26,7 @@ def memory_bytes(text: str | int) -> int:
 class Limits(BaseModel):
     """CPU (cores, e.g. 0.5) and memory (e.g. 256M) for a task."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # compiled with the settings that use it
     cpus: float | None = Field(None, gt=0)
     memory: str | int | None = None
 
@@ -40,7 +40,7 @@ class Limits(BaseModel):
 class Resources(BaseModel):
     """``resources: {limits: {cpus: 1, memory: 512M}, reservations: {cpus: 0.25, memory: 128M}}``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # compiled with the settings that use it
     limits: Limits = Field(default_factory=Limits)
     reservations: Limits = Field(default_factory=Limits)
 
@@ -48,7 +48,7 @@ class Resources(BaseModel):
 class ProxySettings(BaseModel):
     """The front proxy that gives one stable, zero-downtime address on a single node (see README)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # compiled with the settings that use it
     enabled: bool = False
     base_image: str = Field(
         "python:3-slim", description="Image with python3 the proxy image is built FROM, on the engine shipway uses"
