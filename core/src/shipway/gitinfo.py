@@ -7,6 +7,7 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
+from shipway.context import ALWAYS_SKIPPED
 from shipway.domain import SourceInfo
 
 
@@ -28,8 +29,10 @@ def source_info(path: Path) -> SourceInfo:
     commit = _git(path, "rev-parse", "HEAD")
     if commit is None:
         return SourceInfo(commit="unknown", dirty=True)
-    # shipway's own records (.shipway/) never make a tree dirty.
-    status = _git(path, "status", "--porcelain", "--untracked-files=normal", "--", ".", ":(exclude,glob)**/.shipway/**")
+    # What never enters a build context (shipway's records in .shipway/, bytecode and test caches the test
+    # stage may write, virtualenvs) never makes a tree dirty either, .gitignore or not.
+    skipped = [f":(exclude,glob)**/{name}/**" for name in ALWAYS_SKIPPED if name != ".git"]
+    status = _git(path, "status", "--porcelain", "--untracked-files=normal", "--", ".", *skipped)
     branch = _git(path, "rev-parse", "--abbrev-ref", "HEAD")
     url = _git(path, "remote", "get-url", "origin")
     epoch = _git(path, "show", "-s", "--format=%ct", "HEAD")
