@@ -31,7 +31,7 @@ def source_info(path: Path) -> SourceInfo:
         return SourceInfo(commit="unknown", dirty=True)
     # What never enters a build context (shipway's records in .shipway/, bytecode and test caches the test
     # stage may write, virtualenvs) never makes a tree dirty either, .gitignore or not.
-    skipped = [f":(exclude,glob)**/{name}/**" for name in ALWAYS_SKIPPED if name != ".git"]
+    skipped = [f":(exclude,glob)**/{name}/**" for name in ALWAYS_SKIPPED]
     status = _git(path, "status", "--porcelain", "--untracked-files=normal", "--", ".", *skipped)
     branch = _git(path, "rev-parse", "--abbrev-ref", "HEAD")
     url = _git(path, "remote", "get-url", "origin")
