@@ -16,6 +16,7 @@ from shipway.domain import ImageRef, Release
 from shipway.hookspecs import hookimpl
 from shipway.plugins import PluginHost
 from shipway.testing.contracts import unique
+from shipway.testing.services import free_port
 
 BASE_IMAGE = os.environ.get("SHIPWAY_BASE_IMAGE", "shipway-base:bookworm")
 SHIPWAY_HOME = Path(os.environ.get("SHIPWAY_HOME", Path.home() / ".local/share/shipway-dev"))
@@ -189,7 +190,8 @@ def test_a_live_release_must_answer_its_health_path(
     expected: str,
 ) -> None:
     config = write_config(tmp_path)
-    config.write_text(config.read_text().replace("port: 7070, health: /up", f"port: 8000, health: {health}"))
+    text = config.read_text().replace("port: 7070, health: /up", f"port: 8000, health: {health}")
+    config.write_text(text + f"orchestrator: {{kind: docker, host_port: {free_port()}}}\n")  # 8000 may be taken
     _publish(config, tmp_path)
     project = cli.State(config, debug=False, quiet=True).project()
     release = Release(app=project.app, image=shipway_contract_images["good"], port=8000, health="/version")

@@ -92,7 +92,8 @@ def test_no_secret_reaches_an_image_a_record_or_a_log(
         places["image config"] = json.dumps(image.attrs)
         places["image history"] = json.dumps(client.api.history(image.id))
         places.update(_members(saved))
-        live = [c for c in client.containers.list() if c.labels.get("io.shipway.app") == "lexicon"]
+        mine = ["io.shipway.app=lexicon", f"io.shipway.environment={env['SHIPWAY_ENVIRONMENT']}"]
+        live = client.containers.list(filters={"label": mine})  # this test's release, not another test's
         assert live, "the release left no running container"
         # ... and its secret files with it: the only ones left are those the live release mounts
         mounted = {str(Path(m["Source"]).parent) for c in live for m in c.attrs["Mounts"]}

@@ -406,7 +406,7 @@ def _load(assembly: Assembly, send_from: int) -> int:
     layers = [(i, assembly.loadable(i)) for i in range(send_from, len(image.layers))]
     # A second tag says a live run holds the image: another run's prune spares it until this run ends.
     tags = [assembly.tag, held_tag(assembly.tag.rpartition(":")[0], image.local_id)]
-    _docker_load(image.config, [b.digest for b in image.layers], layers, tags)
+    docker_load(image.config, [b.digest for b in image.layers], layers, tags)
     client = dockerutil.client()
     try:
         loaded = client.images.get(assembly.tag)
@@ -417,7 +417,7 @@ def _load(assembly: Assembly, send_from: int) -> int:
     return sum(b.size for _, b in layers)
 
 
-def _docker_load(config: bytes, diff_ids: list[str], layers: list[tuple[int, Blob]], tags: list[str]) -> None:
+def docker_load(config: bytes, diff_ids: list[str], layers: list[tuple[int, Blob]], tags: list[str]) -> None:
     """``docker load`` an image archive holding ``config`` and only the layers given (index, blob).
 
     The engine looks a layer up by its chain before it opens the layer's file,
@@ -468,7 +468,7 @@ def preload(
     image_id = sha256(config)
     # Recorded first: an entry naming an image that never loaded is only a miss for present_chains.
     _remember_chains(chains[len(base) :], image_id, cache_dir)
-    _docker_load(config, diff_ids, [(len(base), Blob(layer.digest, layer.size, opener=chunks))], [])
+    docker_load(config, diff_ids, [(len(base), Blob(layer.digest, layer.size, opener=chunks))], [])
     return image_id
 
 

@@ -7,6 +7,7 @@ says what to install, never a skipped test.
 from __future__ import annotations
 
 import io
+import json
 import os
 import secrets
 import shutil
@@ -159,23 +160,44 @@ def build_tiny_image(
     files: dict[str, str] | None = None,
     command: list[str] | None = None,
 ) -> str:
-    """Build a tiny image serving ``files`` over HTTP on port 8000 (busybox httpd). Returns its ID.
+    """Make a tiny image serving ``files`` over HTTP on port 8000 (busybox httpd). Returns its ID.
 
     It also serves ``/secrets/<name>``: the secret files an orchestrator mounts at ``/run/secrets``.
 
     ``command`` replaces the server, e.g. ``["sh", "-c", "exit 3"]`` for an image that fails.
-    """
-    import json as _json
 
-    base = ensure_tiny_image()
-    # /www/secrets/<name> serves the file /run/secrets/<name>: how contract tests read a delivered secret
-    lines = [f"FROM {base}", "RUN mkdir -p /www", 'RUN ["/bin/busybox", "ln", "-s", "/run/secrets", "/www/secrets"]']
+    The image is the busybox base plus one layer holding ``/www``, loaded into
+    the engine with its config: what a two-step Dockerfile would give, without
+    a build container per step (a build took about 1.2 s, a load takes a tenth).
+    """
+    from datetime import UTC, datetime
+
+    from shipway import image
+    from shipway.layers import Entry, tar_chunks, with_parents
+    from shipway.manifest import Blob, sha256
+
+    base = dockerutil.client().api.inspect_image(ensure_tiny_image())
+    www = [Entry(name="www/secrets", kind="symlink", linkname="/run/secrets")]
     for name, content in (files or {"healthz": "ok"}).items():
-        lines.append(f"RUN echo {_json.dumps(content)} > /www/{name}")
-    for key, value in (labels or {}).items():
-        lines.append(f"LABEL {_json.dumps(key)}={_json.dumps(value)}")
-    lines.append("USER 65534:65534")  # a well-behaved image: not root
-    lines.append(f"CMD {_json.dumps(command or ['httpd', '-f', '-p', '8000', '-h', '/www'])}")
-    client = dockerutil.client()
-    image, _ = client.images.build(fileobj=io.BytesIO("\n".join(lines).encode()), tag=tag, rm=True, pull=False)
-    return str(image.id)
+        data = f"{content}\n".encode()  # what `echo` in a RUN step writes
+        www.append(Entry(name=f"www/{name}", size=len(data), data=data))
+    layer = b"".join(tar_chunks(with_parents(www)))
+    diff_ids = [*base["RootFS"]["Layers"], sha256(layer)]
+    settings = base["Config"] or {}
+    config = {
+        "architecture": base["Architecture"],
+        "os": base["Os"],
+        "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "config": {
+            "Env": settings.get("Env") or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Entrypoint": settings.get("Entrypoint"),
+            "Cmd": command or ["httpd", "-f", "-p", "8000", "-h", "/www"],
+            "User": "65534:65534",  # a well-behaved image: not root
+            "Labels": {**(settings.get("Labels") or {}), **(labels or {})},
+        },
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }
+    raw = json.dumps(config, sort_keys=True).encode()
+    blob = Blob(diff_ids[-1], len(layer), opener=lambda: [layer])
+    image.docker_load(raw, diff_ids, [(len(diff_ids) - 1, blob)], [tag])  # the engine holds the base's layers
+    return sha256(raw)
