@@ -198,7 +198,10 @@ def test_the_example_gives_the_same_results_on_every_backend_set(
         assert f"published digits:1 {digest}" in pub.stdout
 
         first_commit = app.git("rev-parse", "HEAD")
-        run1 = app.shipway(*cfg, "run", "-o", str(tmp_path / "build1.json"))
+        # The test stage is the same on every set (the files differ only in their backend sections, as
+        # the next test proves): the app's tests run on the local set, the others go straight to the build.
+        tests = [] if backend_set.config == "shipway.yaml" else ["--skip-tests"]
+        run1 = app.shipway(*cfg, "run", *tests, "-o", str(tmp_path / "build1.json"))
         assert run1.returncode == 0, run1.stderr
         build1 = app.record(tmp_path / "build1.json")
         assert build1["status"] == "ok"

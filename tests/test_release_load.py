@@ -18,6 +18,7 @@ Lease, which the holder renews, expires).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
@@ -38,6 +39,7 @@ from shipway.testing.load import Load
 from shipway.testing.services import RegistryService, free_port
 
 LOCKED = 9
+SLOW_START_3S = ["sh", "-c", "sleep 3 && exec httpd -f -p 8000 -h /www"]
 
 
 @pytest.fixture
@@ -183,15 +185,19 @@ def test_docker_releases_from_two_processes_never_interleave(
     images: dict[str, ImageRef],
     shipway_registry: RegistryService,
     shipway_contract_registry: Any,
+    shipway_tiny_image: Any,
     shipway_docker: None,
 ) -> None:
     port = free_port()
     orchestrator = {"kind": "docker", "host_port": port, "stop_timeout": 2, "deadline": 20}
     project = release_project(tmp_path / "p", shipway_registry, shipway_contract_registry, orchestrator)
     app = project.root.joinpath("shipway.yaml").read_text().split('"name": "')[1].split('"')[0]
+    # v2 that takes 3 s to serve: the first release surely still holds the lock when the second asks
+    files = {"version": "v2", "info": json.dumps({"ok": True})}
+    slow_v2 = shipway_contract_registry.push(shipway_tiny_image(files=files, command=SLOW_START_3S), "v2-slow")
     try:
         assert project.shipway("release", "--image", images["v1"].pinned).returncode == 0
-        first = spawn(project, "release", "--image", images["v2"].pinned)
+        first = spawn(project, "release", "--image", slow_v2.pinned)
         end = time.monotonic() + 30
         while not in_progress(project).exists() and first.poll() is None and time.monotonic() < end:
             time.sleep(0.02)
@@ -205,7 +211,7 @@ def test_docker_releases_from_two_processes_never_interleave(
         print(f"[first] {out}{err}")
         assert first.returncode == 0, err
         live = status(project)
-        assert live["image"]["digest"] == images["v2"].digest
+        assert live["image"]["digest"] == slow_v2.digest
         assert live["revision"] == 2  # the refused release created nothing
         assert len(_containers(app)) == 2
         assert version(f"http://127.0.0.1:{port}") == "v2"

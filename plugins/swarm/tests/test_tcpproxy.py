@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
 
 from shipway.testing.services import free_port
-from shipway_swarm.tcpproxy import Address, Proxy, Upstreams
+from shipway_swarm.tcpproxy import DRAIN, Address, Proxy, Upstreams
 
 REQUEST = b"POST /score HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello"
 
@@ -123,3 +130,45 @@ def test_a_task_that_failed_recently_is_picked_last() -> None:
         assert await upstreams.pick({("10.0.0.2", 8000), ("10.0.0.3", 8000)}) is None
 
     asyncio.run(scenario())
+
+
+def _start_proxy(upstream_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    """The proxy as Swarm runs it: its own process, stopped by SIGTERM."""
+    port = free_port()
+    args = ["--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{upstream_port}"]
+    proc = subprocess.Popen([sys.executable, "-m", "shipway_swarm.tcpproxy", *args], stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    line = proc.stderr.readline().decode()  # no probe connection: it would be an open one to drain
+    if "listening on" not in line:
+        proc.kill()
+        raise AssertionError(f"the proxy did not start: {line}{proc.communicate()[1].decode()}")
+    return proc, port
+
+
+def test_sigterm_stops_an_idle_proxy_at_once() -> None:
+    proc, _ = _start_proxy(free_port())
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=5) == 0
+    assert time.monotonic() - started < DRAIN  # nothing open: no drain, no wait for SIGKILL
+
+
+def test_sigterm_lets_an_open_request_finish_and_refuses_new_ones() -> None:
+    upstream = socket.create_server(("127.0.0.1", 0))
+    proc, port = _start_proxy(upstream.getsockname()[1])
+    try:
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        client.sendall(REQUEST)
+        task, _ = upstream.accept()  # the request reached the task ...
+        assert task.recv(len(REQUEST)) == REQUEST
+        proc.send_signal(signal.SIGTERM)  # ... then Swarm stops the proxy
+        time.sleep(0.3)
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        task.sendall(b"HTTP/1.0 200 OK\r\n\r\ndone")
+        task.close()
+        assert client.recv(1024).endswith(b"done")
+        assert proc.wait(timeout=5) == 0
+    finally:
+        proc.kill()
+        upstream.close()

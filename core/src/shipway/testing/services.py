@@ -25,6 +25,9 @@ from shipway import dockerutil
 
 TINY_IMAGE = os.environ.get("SHIPWAY_TINY_IMAGE", "shipway-busybox:latest")
 BUSYBOX_APPLETS = ("sh", "httpd", "wget", "sleep", "cat", "echo", "mkdir", "ls")
+SERVE = ["sh", "-c", "trap 'exit 0' TERM; httpd -f -p 8000 -h /www & wait"]
+"""A tiny image's server: it stops on SIGTERM, as a real app does (httpd alone, the container's first
+process, would ignore it and every stop would wait out the orchestrator's grace period)."""
 
 
 class ServiceError(RuntimeError):
@@ -191,7 +194,7 @@ def build_tiny_image(
         "config": {
             "Env": settings.get("Env") or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
             "Entrypoint": settings.get("Entrypoint"),
-            "Cmd": command or ["httpd", "-f", "-p", "8000", "-h", "/www"],
+            "Cmd": command or SERVE,
             "User": "65534:65534",  # a well-behaved image: not root
             "Labels": {**(settings.get("Labels") or {}), **(labels or {})},
         },

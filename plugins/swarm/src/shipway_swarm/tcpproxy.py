@@ -10,6 +10,11 @@ and the connection moves to another task, re-sending the request bytes read so
 far (up to ``--replay-limit``; HAProxy's ``retry-on conn-failure
 empty-response``). Once a task has answered, bytes are never replayed.
 
+On SIGTERM (Swarm stopping the proxy's task) it stops accepting, lets open
+connections finish for up to ``DRAIN`` seconds, and exits: as the container's
+first process it would otherwise ignore the signal and wait out its stop
+grace period for SIGKILL.
+
     python3 tcpproxy.py --listen 0.0.0.0:8080 --upstream tasks.app-prod:8000
 """
 
@@ -20,12 +25,15 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import signal
 import socket
 import sys
 import time
 
 log = logging.getLogger("shipway-proxy")
 CHUNK = 65536
+DRAIN = 1.5
+"""Seconds a stopping proxy lets open connections finish (under the proxy service's 2 s stop grace period)."""
 Address = tuple[str, int]
 
 
@@ -75,8 +83,16 @@ class Proxy:
         self.retry_window = retry_window
         self.replay_limit = replay_limit
         self.retries = 0
+        self.open = 0
 
     async def handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        self.open += 1
+        try:
+            await self._handle(client_r, client_w)
+        finally:
+            self.open -= 1
+
+    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
         end = loop.time() + self.retry_window
         sent = bytearray()  # request bytes a task took but did not answer: replayed on the next task
@@ -177,9 +193,16 @@ async def serve(listen: str, upstream: str, args: argparse.Namespace) -> None:
     up_host, _, up_port = upstream.rpartition(":")
     proxy = Proxy(Upstreams(up_host, int(up_port)), args.connect_timeout, args.retry_window, args.replay_limit)
     server = await asyncio.start_server(proxy.handle, host or "0.0.0.0", int(port), reuse_address=True, backlog=512)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
     log.info("listening on %s, upstream %s", listen, upstream)
-    async with server:
-        await server.serve_forever()
+    await stopping.wait()
+    server.close()
+    log.info("SIGTERM: no new connections, %d open", proxy.open)
+    end = loop.time() + DRAIN
+    while proxy.open and loop.time() < end:
+        await asyncio.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:
