@@ -1,10 +1,10 @@
 """The kit tests itself: the writable store contract rejects stores broken one promise at a time.
 
 Each mutant in ``store_mutants.py`` is a passing store (``local``, or the
-``sqlite`` example plugin) with one fault. The contract runs against it in a
-pytester subprocess, limited to the tests that check the broken promise, and
-every one of those must fail; the unmutated stores pass the whole contract
-through the same harness.
+``sqlite`` example plugin) with one fault. The contract runs against it
+limited to the tests that check the broken promise, and every one of those
+must fail; the unmutated stores pass the whole contract through the same
+harness: one subprocess for the module (tests/contract_runs.py).
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-pytest_plugins = ["pytester"]
+from contract_runs import Backend, Verdicts, run_contracts
 
 MUTANTS = Path(__file__).with_name("store_mutants.py")
 
@@ -40,35 +39,31 @@ EXPECTED = {
 }
 
 
-def run_contract(pytester: pytest.Pytester, base: str, store_class: str, *args: str) -> pytest.RunResult:
-    """Run the writable store contract (``base`` test class from store_mutants) against ``store_class``."""
-    pytester.makepyfile(store_mutants=MUTANTS.read_text())
-    pytester.makepyfile(
-        test_contract=f"""
-from store_mutants import {base}, {store_class}
+BASES = {"Local": ("LocalContract", "LocalModelStore"), "Sqlite": ("SqliteContract", "SqliteModelStore")}
 
 
-class TestStore({base}):
-    store_class = {store_class}
-"""
-    )
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", "-rf", *args)
+@pytest.fixture(scope="module")
+def verdicts(tmp_path_factory: pytest.TempPathFactory) -> Verdicts:
+    """Every store of this module, unmutated (the whole contract) and mutated (the tests it must fail), in one run."""
+    backends, selection = [], {}
+    for base, (contract, store) in BASES.items():
+        backends.append(Backend(f"Test{store}", contract, "store_class", store))
+        selection[f"Test{store}"] = []
+        for mutant, tests in EXPECTED.items():
+            backends.append(Backend(f"Test{base}{mutant}", contract, "store_class", f"{base}{mutant}"))
+            selection[f"Test{base}{mutant}"] = tests
+    return run_contracts(tmp_path_factory.mktemp("store-contracts"), MUTANTS, backends, selection)
 
 
-@pytest.mark.parametrize(
-    ("base", "store"), [("LocalContract", "LocalModelStore"), ("SqliteContract", "SqliteModelStore")]
-)
-def test_the_contract_accepts_the_unmutated_store(pytester: pytest.Pytester, base: str, store: str) -> None:
-    result = run_contract(pytester, base, store)
-    outcomes = result.parseoutcomes()
-    assert outcomes.get("failed", 0) == 0, result.stdout.str()
-    assert outcomes["passed"] >= 50
+@pytest.mark.parametrize("store", ["LocalModelStore", "SqliteModelStore"])
+def test_the_contract_accepts_the_unmutated_store(verdicts: Verdicts, store: str) -> None:
+    outcomes = verdicts.of(f"Test{store}")
+    assert [t for t, o in outcomes.items() if o != "passed"] == [], verdicts.output
+    assert len(outcomes) >= 50
 
 
 @pytest.mark.parametrize("base", ["Local", "Sqlite"])
 @pytest.mark.parametrize("mutant", sorted(EXPECTED))
-def test_the_contract_rejects_the_mutant(pytester: pytest.Pytester, base: str, mutant: str) -> None:
-    ids = [f"test_contract.py::TestStore::{test}" for test in EXPECTED[mutant]]
-    result = run_contract(pytester, f"{base}Contract", f"{base}{mutant}", *ids)
-    failed = {line.split(" ")[1] for line in result.stdout.lines if line.startswith("FAILED ")}
-    assert failed == set(ids), result.stdout.str()
+def test_the_contract_rejects_the_mutant(verdicts: Verdicts, base: str, mutant: str) -> None:
+    outcomes = verdicts.of(f"Test{base}{mutant}")
+    assert outcomes == dict.fromkeys(EXPECTED[mutant], "failed"), verdicts.output

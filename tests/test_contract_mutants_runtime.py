@@ -2,10 +2,10 @@
 
 Each mutant in ``runtime_mutants.py`` is a passing backend (the ``oci``
 registry, the ``docker`` orchestrator) with one fault. The contract runs
-against it in a pytester subprocess, limited to the tests that check the
-broken promise, and every one of those must fail; the unmutated backends pass
-the same selection through the same harness (their full contract runs in
-test_oci_registry.py and test_docker_orchestrator.py).
+against it limited to the tests that check the broken promise, and every one
+of those must fail; the unmutated backends pass the same selection through
+the same harness (their full contract runs in test_oci_registry.py and
+test_docker_orchestrator.py). One subprocess runs them all (tests/contract_runs.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-pytest_plugins = ["pytester"]
+from contract_runs import Backend, Verdicts, run_contracts
 
 MUTANTS = Path(__file__).with_name("runtime_mutants.py")
 
@@ -44,48 +43,39 @@ ORCHESTRATOR = {
 ATTRIBUTE = {"OciContract": "registry_class", "DockerContract": "orchestrator_class"}
 
 
-def run_contract(pytester: pytest.Pytester, base: str, backend: str, tests: list[str]) -> set[str]:
-    """Run ``tests`` of contract class ``base`` (from runtime_mutants) against ``backend``; the ids that failed."""
-    pytester.makepyfile(runtime_mutants=MUTANTS.read_text())
-    pytester.makepyfile(
-        test_contract=f"""
-from runtime_mutants import {base}, {backend}
+UNMUTATED = {
+    "oci": ("OciContract", "OciRegistry", [t for ts in REGISTRY.values() for t in ts]),
+    "oci-builds-rewritten": (
+        "OciContract",
+        "OciBuildsRewritten",
+        ["test_builds_are_verified_builds_of_the_app_newest_first"],
+    ),
+    "docker": ("DockerContract", "DockerOrchestrator", [t for ts in ORCHESTRATOR.values() for t in ts]),
+}
 
 
-class TestBackend({base}):
-    {ATTRIBUTE[base]} = {backend}
-"""
-    )
-    ids = [f"test_contract.py::TestBackend::{test}" for test in sorted(set(tests))]
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", "-rf", *ids)
-    outcomes = result.parseoutcomes()
-    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == len(ids), result.stdout.str()
-    return {line.split(" ")[1] for line in result.stdout.lines if line.startswith("FAILED ")}
+@pytest.fixture(scope="module")
+def verdicts(tmp_path_factory: pytest.TempPathFactory, shipway_docker: None) -> Verdicts:
+    """Every backend of this module, unmutated and mutated, limited to its selection, in one run."""
+    backends, selection = [], {}
+    for base, backend, tests in UNMUTATED.values():
+        backends.append(Backend(f"Test{backend}", base, ATTRIBUTE[base], backend))
+        selection[f"Test{backend}"] = sorted(set(tests))
+    for base, mutants in (("OciContract", REGISTRY), ("DockerContract", ORCHESTRATOR)):
+        for mutant, tests in mutants.items():
+            backends.append(Backend(f"Test{mutant}", base, ATTRIBUTE[base], mutant))
+            selection[f"Test{mutant}"] = sorted(set(tests))
+    return run_contracts(tmp_path_factory.mktemp("runtime-contracts"), MUTANTS, backends, selection)
 
 
-@pytest.mark.parametrize(
-    ("base", "backend", "tests"),
-    [
-        ("OciContract", "OciRegistry", [t for ts in REGISTRY.values() for t in ts]),
-        ("OciContract", "OciBuildsRewritten", ["test_builds_are_verified_builds_of_the_app_newest_first"]),
-        ("DockerContract", "DockerOrchestrator", [t for ts in ORCHESTRATOR.values() for t in ts]),
-    ],
-    ids=["oci", "oci-builds-rewritten", "docker"],
-)
-def test_the_contract_accepts_the_unmutated_backend(
-    pytester: pytest.Pytester, shipway_docker: None, base: str, backend: str, tests: list[str]
-) -> None:
-    assert run_contract(pytester, base, backend, tests) == set()
+@pytest.mark.parametrize("name", list(UNMUTATED))
+def test_the_contract_accepts_the_unmutated_backend(verdicts: Verdicts, name: str) -> None:
+    _, backend, tests = UNMUTATED[name]
+    assert verdicts.of(f"Test{backend}") == dict.fromkeys(tests, "passed"), verdicts.output
 
 
 @pytest.mark.parametrize(
-    ("base", "mutant"),
-    [("OciContract", m) for m in REGISTRY] + [("DockerContract", m) for m in ORCHESTRATOR],
-    ids=[*REGISTRY, *ORCHESTRATOR],
+    ("mutant", "tests"), [*REGISTRY.items(), *ORCHESTRATOR.items()], ids=[*REGISTRY, *ORCHESTRATOR]
 )
-def test_the_contract_rejects_the_mutant(
-    pytester: pytest.Pytester, shipway_docker: None, base: str, mutant: str
-) -> None:
-    expected = (REGISTRY if base == "OciContract" else ORCHESTRATOR)[mutant]
-    failed = run_contract(pytester, base, mutant, expected)
-    assert failed == {f"test_contract.py::TestBackend::{test}" for test in expected}
+def test_the_contract_rejects_the_mutant(verdicts: Verdicts, mutant: str, tests: list[str]) -> None:
+    assert verdicts.of(f"Test{mutant}") == dict.fromkeys(tests, "failed"), verdicts.output

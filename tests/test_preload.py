@@ -102,7 +102,7 @@ def _labelled(owner: str, tmp_path: Path) -> str:
             "rootfs": {"type": "layers", "diff_ids": base},
         }
     ).encode()
-    image._docker_load(config, base, [], [])
+    image.docker_load(config, base, [], [])
     return sha256(config)
 
 

@@ -58,7 +58,7 @@ def _load_final(app: str, tag: str | None, created: str) -> str:
             "rootfs": {"type": "layers", "diff_ids": base},
         }
     ).encode()
-    image._docker_load(config, base, [], [f"shipway/{app}:{tag}"] if tag else [])
+    image.docker_load(config, base, [], [f"shipway/{app}:{tag}"] if tag else [])
     return sha256(config)
 
 
