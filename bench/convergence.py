@@ -40,7 +40,7 @@ from shipway.backends.base import BackendContext, Orchestrator
 from shipway.backends.docker_orchestrator import DockerOrchestrator, DockerOrchestratorSettings
 from shipway.backends.oci_registry import OciRegistry, OciRegistrySettings
 from shipway.domain import ImageRef, Release
-from shipway.testing.services import build_tiny_image, free_port
+from shipway.testing.services import IGNORES_SIGTERM, build_tiny_image, free_port
 
 BASE = os.environ.get("SHIPWAY_BASE_IMAGE", "shipway-base:bookworm")
 REGISTRY_ENV = Path.home() / ".local" / "share" / "shipway-dev" / "registry.env"
@@ -66,7 +66,7 @@ class Bench:
         for version in ("v1", "v2"):
             tag = f"shipway-bench/tiny:{nonce}-{version}"
             self.local_tags.append(tag)
-            local = build_tiny_image(tag, files={"healthz": "ok", "version": version})
+            local = build_tiny_image(tag, files={"healthz": "ok", "version": version}, command=IGNORES_SIGTERM)
             self.images[version] = self.registry.push(local, f"{nonce}-{version}")
             self.local_tags.append(f"{self.registry.repository()}:{nonce}-{version}")
         self.fake_k8s: Any = None

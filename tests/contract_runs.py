@@ -51,8 +51,9 @@ def run_contracts(folder: Path, support: Path, backends: list[Backend], selectio
     for name, tests in selection.items():
         ids += [f"test_contract.py::{name}::{t}" for t in tests] or [f"test_contract.py::{name}"]
     report = folder / "report.xml"
+    options = ["-p", "no:cacheprovider", "-q", "-rfE", f"--junitxml={report}", f"--basetemp={folder / 'tmp'}"]
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE", f"--junitxml={report}", *ids],
+        [sys.executable, "-m", "pytest", *options, *ids],
         cwd=folder,
         capture_output=True,
         text=True,
@@ -61,10 +62,16 @@ def run_contracts(folder: Path, support: Path, backends: list[Backend], selectio
     output = proc.stdout + proc.stderr
     if not report.is_file():
         raise AssertionError(f"the contract run wrote no report (exit {proc.returncode}):\n{output}")
-    outcomes: dict[str, str] = {}
+    # A test that fails and then errors in its teardown has two testcase elements: it failed.
+    found: dict[str, set[str]] = {}
     for case in ET.parse(report).getroot().iter("testcase"):
         cls = case.get("classname", "").rpartition(".")[2]
-        found = {child.tag for child in case}
-        outcome = next((o for o in ("error", "failure", "skipped") if o in found), "passed")
-        outcomes[f"test_contract.py::{cls}::{case.get('name')}"] = "failed" if outcome == "failure" else outcome
+        found.setdefault(f"test_contract.py::{cls}::{case.get('name')}", set()).update(c.tag for c in case)
+    outcomes = {test: _outcome(tags) for test, tags in found.items()}
     return Verdicts(outcomes, output)
+
+
+def _outcome(tags: set[str]) -> str:
+    if "failure" in tags:
+        return "failed"
+    return next((o for o in ("error", "skipped") if o in tags), "passed")

@@ -1,7 +1,7 @@
 """Deliberately broken registries and orchestrators: each breaks one promise of its contract.
 
 ``tests/test_contract_mutants_runtime.py`` runs the registry and orchestrator
-contracts against each of them (in a pytester subprocess) and asserts that the
+contracts against each of them (one subprocess: tests/contract_runs.py) and asserts that the
 contract tests for the broken promise fail. Each mutant is a subclass of a
 backend that passes (the built-in ``oci`` registry, the ``docker``
 orchestrator) with one fault.

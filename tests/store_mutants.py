@@ -1,7 +1,7 @@
 """Deliberately broken model stores: each breaks one promise of the writable store contract.
 
-``tests/test_contract_mutants.py`` runs the contract against each of them (in a
-pytester subprocess) and asserts that the contract rejects it. The mutants are
+``tests/test_contract_mutants.py`` runs the contract against each of them (one
+subprocess: tests/contract_runs.py) and asserts that the contract rejects it. The mutants are
 subclasses of two stores that pass: the built-in ``local`` store and the
 ``sqlite`` example plugin, so each one differs from a passing store by one fault.
 """

@@ -65,13 +65,33 @@ def verdicts(tmp_path_factory: pytest.TempPathFactory, shipway_docker: None) -> 
         for mutant, tests in mutants.items():
             backends.append(Backend(f"Test{mutant}", base, ATTRIBUTE[base], mutant))
             selection[f"Test{mutant}"] = sorted(set(tests))
+    # Controls that run last: the shared registry and engine still serve an unmutated backend after the
+    # mutants, so no mutant was "rejected" by a run whose services had gone bad.
+    for name, (base, backend, test) in CONTROLS.items():
+        backends.append(Backend(name, base, ATTRIBUTE[base], backend))
+        selection[name] = [test]
     return run_contracts(tmp_path_factory.mktemp("runtime-contracts"), MUTANTS, backends, selection)
+
+
+CONTROLS = {
+    "TestOciRegistryLast": (
+        "OciContract",
+        "OciRegistry",
+        "test_a_failed_push_leaves_no_tag_and_the_next_push_completes",
+    ),
+    "TestDockerOrchestratorLast": ("DockerContract", "DockerOrchestrator", "test_update_then_rollback"),
+}
 
 
 @pytest.mark.parametrize("name", list(UNMUTATED))
 def test_the_contract_accepts_the_unmutated_backend(verdicts: Verdicts, name: str) -> None:
     _, backend, tests = UNMUTATED[name]
     assert verdicts.of(f"Test{backend}") == dict.fromkeys(tests, "passed"), verdicts.output
+
+
+@pytest.mark.parametrize("name", list(CONTROLS))
+def test_the_unmutated_backends_still_pass_after_the_mutants(verdicts: Verdicts, name: str) -> None:
+    assert verdicts.of(name) == {CONTROLS[name][2]: "passed"}, verdicts.output
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from shipway import dockerutil
 from shipway.domain import ImageRef, Release
 from shipway.errors import LockedError
 from shipway.testing.contracts import unique
+from shipway.testing.services import IGNORES_SIGTERM
 from shipway_swarm import spec
 from shipway_swarm.orchestrator import RolloutFailed
 
@@ -78,7 +79,7 @@ def test_good_release_and_rollback_drop_no_request(
 
 
 def test_a_release_ends_only_once_no_old_task_runs(
-    swarm_factory: Any, images: dict[str, ImageRef], shipway_contract_registry: Any
+    swarm_factory: Any, images: dict[str, ImageRef], shipway_contract_registry: Any, shipway_tiny_image: Any
 ) -> None:
     """Swarm calls an update complete when its monitor window ends, which can be before the old task has
     stopped (here it ignores SIGTERM, so it runs until stop_grace_period). Until then it can still be sent
@@ -86,11 +87,12 @@ def test_a_release_ends_only_once_no_old_task_runs(
     orch = swarm_factory(monitor=0, stop_grace_period=4)
     app = unique("done")
     auth = shipway_contract_registry.credentials()
+    v1 = shipway_contract_registry.push(shipway_tiny_image(files={"version": "v1"}, command=IGNORES_SIGTERM), "v1-term")
     try:
-        orch.deploy(release(app, images["v1"]), auth=auth)
+        orch.deploy(release(app, v1), auth=auth)
         orch.deploy(release(app, images["v2"]), auth=auth)
         tasks = dockerutil.client().api.tasks(filters={"service": spec.service_name(app, "default")})
-        old = [t for t in tasks if images["v1"].digest in t["Spec"]["ContainerSpec"]["Image"]]
+        old = [t for t in tasks if v1.digest in t["Spec"]["ContainerSpec"]["Image"]]
         assert old, "the first release's task is not listed"
         assert [t["Status"]["State"] for t in old if t["Status"]["State"] == "running"] == []
         answers = {requests.get(orch.endpoint(app) + "/version", timeout=5).text.strip() for _ in range(10)}

@@ -24,10 +24,16 @@ import requests
 from shipway import dockerutil
 
 TINY_IMAGE = os.environ.get("SHIPWAY_TINY_IMAGE", "shipway-busybox:latest")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+IMAGE_SETTINGS = ("Env", "WorkingDir", "ExposedPorts", "Healthcheck", "StopSignal", "Volumes", "Labels")
+"""What a tiny image keeps of its base's settings (Cmd, Entrypoint and User are the kit's own)."""
 BUSYBOX_APPLETS = ("sh", "httpd", "wget", "sleep", "cat", "echo", "mkdir", "ls")
-SERVE = ["sh", "-c", "trap 'exit 0' TERM; httpd -f -p 8000 -h /www & wait"]
-"""A tiny image's server: it stops on SIGTERM, as a real app does (httpd alone, the container's first
-process, would ignore it and every stop would wait out the orchestrator's grace period)."""
+SERVE = ["sh", "-c", "trap 'sleep 1; exit 0' TERM; httpd -f -p 8000 -h /www & wait $!"]
+"""A tiny image's server. On SIGTERM it goes on answering for a second, then exits, as a real server
+drains (httpd alone, the container's first process, would ignore the signal and every stop would wait
+out the orchestrator's grace period). Its exit status is httpd's when httpd ends by itself."""
+IGNORES_SIGTERM = ["httpd", "-f", "-p", "8000", "-h", "/www"]
+"""The tiny server as the first process: it ignores SIGTERM and serves until SIGKILL."""
 
 
 class ServiceError(RuntimeError):
@@ -167,11 +173,13 @@ def build_tiny_image(
 
     It also serves ``/secrets/<name>``: the secret files an orchestrator mounts at ``/run/secrets``.
 
-    ``command`` replaces the server, e.g. ``["sh", "-c", "exit 3"]`` for an image that fails.
+    ``command`` (a whole argv: the image has no entrypoint) replaces :data:`SERVE`, e.g.
+    ``["sh", "-c", "exit 3"]`` for an image that fails, or :data:`IGNORES_SIGTERM`.
 
-    The image is the busybox base plus one layer holding ``/www``, loaded into
-    the engine with its config: what a two-step Dockerfile would give, without
-    a build container per step (a build took about 1.2 s, a load takes a tenth).
+    The image is the base (``SHIPWAY_TINY_IMAGE``) plus one layer holding
+    ``/www``, loaded into the engine with its config, the base's settings kept:
+    no build container per Dockerfile step (a build took about 1.2 s, a load
+    takes a tenth).
     """
     from datetime import UTC, datetime
 
@@ -179,28 +187,39 @@ def build_tiny_image(
     from shipway.layers import Entry, tar_chunks, with_parents
     from shipway.manifest import Blob, sha256
 
-    base = dockerutil.client().api.inspect_image(ensure_tiny_image())
+    client = dockerutil.client()
+    base = client.api.inspect_image(ensure_tiny_image())
     www = [Entry(name="www/secrets", kind="symlink", linkname="/run/secrets")]
     for name, content in (files or {"healthz": "ok"}).items():
         data = f"{content}\n".encode()  # what `echo` in a RUN step writes
         www.append(Entry(name=f"www/{name}", size=len(data), data=data))
     layer = b"".join(tar_chunks(with_parents(www)))
     diff_ids = [*base["RootFS"]["Layers"], sha256(layer)]
-    settings = base["Config"] or {}
+    settings = {k: v for k, v in (base["Config"] or {}).items() if k in IMAGE_SETTINGS and v}
+    env = settings.get("Env") or []
+    created = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     config = {
         "architecture": base["Architecture"],
         "os": base["Os"],
-        "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "created": created,
         "config": {
-            "Env": settings.get("Env") or ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            "Entrypoint": settings.get("Entrypoint"),
+            **settings,
+            "Env": env if any(e.startswith("PATH=") for e in env) else [*env, f"PATH={DEFAULT_PATH}"],
+            "Entrypoint": None,
             "Cmd": command or SERVE,
             "User": "65534:65534",  # a well-behaved image: not root
             "Labels": {**(settings.get("Labels") or {}), **(labels or {})},
         },
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [
+            {"created": created, "created_by": f"layer {i + 1} of {TINY_IMAGE}"} for i in range(len(diff_ids) - 1)
+        ]
+        + [{"created": created, "created_by": "shipway.testing: /www and the image's settings"}],
     }
     raw = json.dumps(config, sort_keys=True).encode()
     blob = Blob(diff_ids[-1], len(layer), opener=lambda: [layer])
     image.docker_load(raw, diff_ids, [(len(diff_ids) - 1, blob)], [tag])  # the engine holds the base's layers
-    return sha256(raw)
+    loaded = str(client.images.get(tag).id)
+    if loaded != sha256(raw):
+        raise ServiceError(f"docker load of {tag} gave {loaded}, not the image written ({sha256(raw)})")
+    return loaded

@@ -11,7 +11,8 @@ far (up to ``--replay-limit``; HAProxy's ``retry-on conn-failure
 empty-response``). Once a task has answered, bytes are never replayed.
 
 On SIGTERM (Swarm stopping the proxy's task) it stops accepting, lets open
-connections finish for up to ``DRAIN`` seconds, and exits: as the container's
+connections finish for up to ``DRAIN`` seconds, cuts those still open, and
+exits: as the container's
 first process it would otherwise ignore the signal and wait out its stop
 grace period for SIGKILL.
 
@@ -83,14 +84,16 @@ class Proxy:
         self.retry_window = retry_window
         self.replay_limit = replay_limit
         self.retries = 0
-        self.open = 0
+        self.clients: set[asyncio.StreamWriter] = set()
 
     async def handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        self.open += 1
+        self.clients.add(client_w)
         try:
             await self._handle(client_r, client_w)
+        except asyncio.CancelledError:  # still open when the stopping proxy ended: cut, as SIGKILL would
+            client_w.transport.abort()
         finally:
-            self.open -= 1
+            self.clients.discard(client_w)
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
@@ -199,9 +202,9 @@ async def serve(listen: str, upstream: str, args: argparse.Namespace) -> None:
     log.info("listening on %s, upstream %s", listen, upstream)
     await stopping.wait()
     server.close()
-    log.info("SIGTERM: no new connections, %d open", proxy.open)
+    log.info("SIGTERM: no new connections, %d open", len(proxy.clients))
     end = loop.time() + DRAIN
-    while proxy.open and loop.time() < end:
+    while proxy.clients and loop.time() < end:
         await asyncio.sleep(0.05)
 
 
