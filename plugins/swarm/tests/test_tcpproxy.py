@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 from shipway.testing.services import free_port
 from shipway_swarm.tcpproxy import DRAIN, Address, Proxy, Upstreams
@@ -173,32 +175,35 @@ def test_sigterm_stops_an_idle_proxy_at_once() -> None:
         proc.kill()
 
 
-def test_sigterm_lets_an_open_request_finish_and_refuses_new_ones() -> None:
+@contextlib.contextmanager
+def _request_in_flight() -> Iterator[tuple[subprocess.Popen[bytes], int, socket.socket, socket.socket]]:
+    """A proxy carrying one request that reached its task, unanswered: (proxy, its port, client, task)."""
     upstream = socket.create_server(("127.0.0.1", 0))
     proc, port = _start_proxy(upstream.getsockname()[1])
     try:
         client = socket.create_connection(("127.0.0.1", port), timeout=5)
         client.sendall(REQUEST)
-        task, _ = upstream.accept()  # the request reached the task ...
+        task, _ = upstream.accept()
         assert task.recv(len(REQUEST)) == REQUEST
-        proc.send_signal(signal.SIGTERM)  # ... then Swarm stops the proxy
-        assert _refused(port, within=DRAIN), "the stopping proxy still accepts connections"
-        task.sendall(b"HTTP/1.0 200 OK\r\n\r\ndone")
-        task.close()
-        assert _read_all(client) == b"HTTP/1.0 200 OK\r\n\r\ndone"
-        assert proc.wait(timeout=5) == 0
+        with task, client:
+            yield proc, port, client, task
     finally:
         proc.kill()
         upstream.close()
 
 
+def test_sigterm_lets_an_open_request_finish_and_refuses_new_ones() -> None:
+    with _request_in_flight() as (proc, port, client, task):
+        proc.send_signal(signal.SIGTERM)  # Swarm stops the proxy while a request is open
+        assert _refused(port, within=DRAIN), "the stopping proxy still accepts connections"
+        task.sendall(b"HTTP/1.0 200 OK\r\n\r\ndone")
+        task.close()
+        assert _read_all(client) == b"HTTP/1.0 200 OK\r\n\r\ndone"
+        assert proc.wait(timeout=5) == 0
+
+
 def test_sigterm_cuts_a_request_still_open_after_the_drain() -> None:
-    upstream = socket.create_server(("127.0.0.1", 0))
-    proc, port = _start_proxy(upstream.getsockname()[1])
-    try:
-        client = socket.create_connection(("127.0.0.1", port), timeout=5)
-        client.sendall(REQUEST)
-        task, _ = upstream.accept()  # a task that never answers
+    with _request_in_flight() as (proc, _, client, _task):  # a task that never answers
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
@@ -206,7 +211,3 @@ def test_sigterm_cuts_a_request_still_open_after_the_drain() -> None:
         assert _read_all(client) == b""  # cut, not answered
         assert proc.stderr is not None
         assert "Traceback" not in proc.stderr.read().decode()
-        task.close()
-    finally:
-        proc.kill()
-        upstream.close()
