@@ -188,6 +188,7 @@ def test_init_never_overwrites_without_force(tmp_path: Path, capsys: pytest.Capt
     assert "Dockerfile" in capsys.readouterr().err
     assert (tmp_path / "Dockerfile").read_text() == "FROM mine\n"
     assert not (tmp_path / "shipway.yaml").exists()
+    assert not (tmp_path / ".gitignore").exists()
 
 
 def test_init_force_overwrites(tmp_path: Path) -> None:
@@ -197,6 +198,48 @@ def test_init_force_overwrites(tmp_path: Path) -> None:
     written = (tmp_path / "Dockerfile").read_text()
     assert "shipway\n# writes the model version" in written
     assert "COPY model" not in written
+
+
+def _git(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True)
+
+
+def test_init_makes_git_ignore_records_models_and_reports(tmp_path: Path) -> None:
+    """With the default local store the model versions live under .shipway/: a `git add .` must not take them."""
+    make_app(tmp_path)
+    assert _git(tmp_path, "init", "-q").returncode == 0
+    assert init(tmp_path, "--ci", "github") == 0
+    leftovers = [
+        ".shipway/models/tiny/1/weights.bin",
+        ".shipway/builds/run.json",
+        "scorer/__pycache__/app.cpython-311.pyc",
+        ".pytest_cache/v/cache/lastfailed",
+        "shipway-build.json",
+        "shipway-run.xml",
+        "shipway-run.html",
+    ]
+    for name in leftovers:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    untracked = _git(tmp_path, "status", "--porcelain", "--untracked-files=all").stdout.split("\n")
+    listed = {line[3:] for line in untracked if line}
+    assert listed.isdisjoint(leftovers), listed & set(leftovers)
+    assert {"shipway.yaml", "Dockerfile", ".dockerignore", ".gitignore", "scorer/__init__.py"} <= listed
+
+
+def test_init_only_adds_the_missing_lines_to_a_gitignore(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_app(tmp_path)
+    mine = "# mine\n/.shipway\n**/__pycache__/\n!shipway-*.html\n*.log"  # no newline at the end
+    (tmp_path / ".gitignore").write_text(mine)
+    assert init(tmp_path) == 0
+    text = (tmp_path / ".gitignore").read_text()
+    assert text.startswith(mine + "\n")
+    added = [line for line in text[len(mine) :].splitlines() if line and not line.startswith("#")]
+    assert added == [".pytest_cache/", "shipway-*.json", "shipway-*.xml"]  # a negation is the project's choice
+    assert "added to" in capsys.readouterr().out
+    assert init(tmp_path, "--force") == 0  # everything is there now: the file stays as it is
+    assert (tmp_path / ".gitignore").read_text() == text
+    assert "added to" not in capsys.readouterr().out
 
 
 def test_bad_answer_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,6 +3,8 @@
 shipway.yaml (commented, validated before init returns), a Dockerfile in the
 layer order shipway needs, a .dockerignore, and CI files for GitHub Actions
 and/or Azure Pipelines. Existing files are never overwritten without --force.
+The project's .gitignore is only ever added to: the lines shipway needs that
+it lacks, below a comment.
 """
 
 from __future__ import annotations
@@ -19,7 +21,22 @@ from shipway.scaffold.answers import Answers
 GITHUB_WORKFLOW = Path(".github/workflows/shipway.yml")
 AZURE_PIPELINE = Path("azure-pipelines.yml")
 
-__all__ = ["AZURE_PIPELINE", "GITHUB_WORKFLOW", "Answers", "files", "validate", "write"]
+GITIGNORE = Path(".gitignore")
+GIT_IGNORED = (".shipway/", "__pycache__/", ".pytest_cache/", "shipway-*.json", "shipway-*.xml", "shipway-*.html")
+"""What a project must not commit: shipway's records, cache and (by default) local model store, what the test
+stage leaves next to the code, and the records and reports the CI files write."""
+
+__all__ = [
+    "AZURE_PIPELINE",
+    "GITHUB_WORKFLOW",
+    "GITIGNORE",
+    "GIT_IGNORED",
+    "Answers",
+    "files",
+    "ignore_in_git",
+    "validate",
+    "write",
+]
 
 
 def files(a: Answers) -> dict[Path, str]:
@@ -48,6 +65,34 @@ def write(folder: Path, a: Answers, force: bool = False) -> list[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
     return list(planned)
+
+
+def ignore_in_git(folder: Path) -> list[str]:
+    """Add to ``folder``'s .gitignore (made if missing) the :data:`GIT_IGNORED` patterns it lacks; returns them.
+
+    A line counts as present whatever its leading ``/`` or ``**/`` and
+    trailing ``/``, and so does a negated one (``!``: the project's own
+    choice, which a later line would overturn); nothing the file holds is
+    changed or reordered.
+    """
+    path = folder / GITIGNORE
+    text = path.read_text() if path.is_file() else ""
+    have = {_pattern(line) for line in text.splitlines()}
+    missing = [line for line in GIT_IGNORED if _pattern(line) not in have]
+    if missing:
+        lead = "\n" if text and not text.endswith("\n") else ""
+        gap = "\n" if text.strip() else ""
+        block = "# shipway: records, cache, local model store, test leftovers, CI reports\n" + "\n".join(missing)
+        path.write_text(f"{text}{lead}{gap}{block}\n")
+    return missing
+
+
+def _pattern(line: str) -> str:
+    """A .gitignore line as compared: no surrounding blanks, ``!``, leading ``/`` or ``**/``, or trailing ``/``."""
+    line = line.strip().removeprefix("!")
+    for prefix in ("**/", "/"):
+        line = line.removeprefix(prefix)
+    return line.rstrip("/")
 
 
 class _WithSamples(Mapping[str, str]):

@@ -62,7 +62,7 @@ def init(
     force: bool,
     no_input: bool,
 ) -> None:
-    """Write shipway.yaml, a Dockerfile, .dockerignore and CI files for a new app."""
+    """Write shipway.yaml, Dockerfile, .dockerignore, CI files, .gitignore lines for an app."""
     from shipway import scaffold
 
     interactive = not no_input and sys.stdin.isatty()
@@ -97,6 +97,9 @@ def init(
     written = scaffold.write(folder, answers, force=force)
     for path in written:
         click.echo(f"wrote {folder / path}")
+    ignored = scaffold.ignore_in_git(folder)
+    if ignored:
+        click.echo(f"added to {folder / scaffold.GITIGNORE}: {' '.join(ignored)}")
     kinds = {"model_store": answers.store, "registry": answers.registry, "orchestrator": answers.orchestrator}
     missing = [kind for section, kind in kinds.items() if kind not in state.host.kinds(section)]
     if missing:
