@@ -201,7 +201,10 @@ def test_init_force_overwrites(tmp_path: Path) -> None:
 
 
 def _git(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True)
+    """git with no user or system settings: no excludes file of the machine's may hide a missing line."""
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
+    cmd = ["git", "-c", "core.excludesFile=/dev/null", "-C", str(folder), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env)
 
 
 def test_init_makes_git_ignore_records_models_and_reports(tmp_path: Path) -> None:
@@ -240,6 +243,43 @@ def test_init_only_adds_the_missing_lines_to_a_gitignore(tmp_path: Path, capsys:
     assert init(tmp_path, "--force") == 0  # everything is there now: the file stays as it is
     assert (tmp_path / ".gitignore").read_text() == text
     assert "added to" not in capsys.readouterr().out
+
+
+def test_init_appends_in_the_files_own_line_ending(tmp_path: Path) -> None:
+    make_app(tmp_path)
+    mine = b"# mine\r\n.shipway/\r\ncaf\xe9/\r\n"  # CRLF, and a name that is not UTF-8
+    (tmp_path / ".gitignore").write_bytes(mine)
+    assert init(tmp_path) == 0
+    data = (tmp_path / ".gitignore").read_bytes()
+    assert data.startswith(mine + b"\r\n# shipway")
+    assert data.count(b"\n") == data.count(b"\r\n")
+
+
+def test_init_adds_what_a_narrower_line_leaves_to_git(tmp_path: Path) -> None:
+    """`/__pycache__/` holds for the root only and ` .shipway/` (a leading blank) for another name: both
+    patterns are still added; a `!` line a pattern would overturn keeps that pattern out."""
+    make_app(tmp_path)
+    assert _git(tmp_path, "init", "-q").returncode == 0
+    (tmp_path / ".gitignore").write_text("/__pycache__/\n .shipway/\n!shipway-release.json\n")
+    assert init(tmp_path) == 0
+    added = (tmp_path / ".gitignore").read_text().split("# shipway:", 1)[1].splitlines()[1:]
+    assert added == [".shipway/", "__pycache__/", ".pytest_cache/", "shipway-*.xml", "shipway-*.html"]
+    for name in ("scorer/__pycache__/a.pyc", ".shipway/x", "shipway-release.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    ignored = _git(tmp_path, "check-ignore", "--no-index", "scorer/__pycache__/a.pyc", ".shipway/x")
+    assert ignored.stdout.split() == ["scorer/__pycache__/a.pyc", ".shipway/x"]
+    assert _git(tmp_path, "check-ignore", "-q", "--no-index", "shipway-release.json").returncode == 1
+
+
+def test_init_says_what_to_ignore_when_it_cannot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_app(tmp_path)
+    (tmp_path / ".gitignore").mkdir()
+    assert init(tmp_path) == 0  # the project's files are written: init does not fail over .gitignore
+    out = capsys.readouterr().out
+    assert "could not add to" in out
+    assert ".shipway/ __pycache__/" in out
+    assert (tmp_path / "shipway.yaml").is_file()
 
 
 def test_bad_answer_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

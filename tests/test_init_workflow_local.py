@@ -59,7 +59,6 @@ def app_dir(tmp_path: Path) -> Path:
     (folder / "scorer").mkdir(parents=True)
     (folder / "scorer" / "__init__.py").write_text(quickstart_app())
     (folder / "requirements.txt").write_text("gunicorn==23.0.0\n")
-    (folder / ".gitignore").write_text(".shipway/\nshipway-*\n")
     return folder
 
 

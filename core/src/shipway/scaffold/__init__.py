@@ -9,6 +9,7 @@ it lacks, below a comment.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,8 @@ GITIGNORE = Path(".gitignore")
 GIT_IGNORED = (".shipway/", "__pycache__/", ".pytest_cache/", "shipway-*.json", "shipway-*.xml", "shipway-*.html")
 """What a project must not commit: shipway's records, cache and (by default) local model store, what the test
 stage leaves next to the code, and the records and reports the CI files write."""
+_AT_ROOT = {".shipway/", ".pytest_cache/", "shipway-*.json", "shipway-*.xml", "shipway-*.html"}
+"""The patterns for what only ever appears at the project's root, so an anchored line (``/x``) holds too."""
 
 __all__ = [
     "AZURE_PIPELINE",
@@ -68,31 +71,44 @@ def write(folder: Path, a: Answers, force: bool = False) -> list[Path]:
 
 
 def ignore_in_git(folder: Path) -> list[str]:
-    """Add to ``folder``'s .gitignore (made if missing) the :data:`GIT_IGNORED` patterns it lacks; returns them.
+    """Append to ``folder``'s .gitignore (made if missing) the :data:`GIT_IGNORED` patterns it lacks; returns them.
 
-    A line counts as present whatever its leading ``/`` or ``**/`` and
-    trailing ``/``, and so does a negated one (``!``: the project's own
-    choice, which a later line would overturn); nothing the file holds is
-    changed or reordered.
+    A pattern is present when a line says the same to git (``x/`` also as
+    ``x`` or ``**/x/``; ``/x`` only for what lives at the root). A negated
+    line the pattern would cover (``!shipway-release.json``) is the
+    project's choice, which a later line would overturn: that pattern is
+    not added. Nothing the file holds is changed; its line ending is kept.
     """
     path = folder / GITIGNORE
-    text = path.read_text() if path.is_file() else ""
-    have = {_pattern(line) for line in text.splitlines()}
-    missing = [line for line in GIT_IGNORED if _pattern(line) not in have]
+    data = path.read_bytes() if path.exists() else b""
+    text = data.decode("utf-8", errors="surrogateescape")
+    lines = [line.rstrip() for line in text.splitlines()]
+    kept = {line for line in lines if not line.startswith("!")}
+    negated = [line[1:].lstrip("/") for line in lines if line.startswith("!")]
+    missing = [p for p in GIT_IGNORED if not _variants(p) & kept and not any(_covers(p, n) for n in negated)]
     if missing:
-        lead = "\n" if text and not text.endswith("\n") else ""
-        gap = "\n" if text.strip() else ""
-        block = "# shipway: records, cache, local model store, test leftovers, CI reports\n" + "\n".join(missing)
-        path.write_text(f"{text}{lead}{gap}{block}\n")
+        eol = "\r\n" if "\r\n" in text else "\n"
+        lead = eol if text and not text.endswith("\n") else ""
+        gap = eol if text.strip() and not text.rstrip(" \t").endswith(("\n\n", "\r\n\r\n")) else ""
+        block = ["# shipway: records, cache, local model store, test leftovers, CI reports", *missing]
+        with path.open("ab") as f:
+            f.write((lead + gap + eol.join(block) + eol).encode("utf-8", errors="surrogateescape"))
     return missing
 
 
-def _pattern(line: str) -> str:
-    """A .gitignore line as compared: no surrounding blanks, ``!``, leading ``/`` or ``**/``, or trailing ``/``."""
-    line = line.strip().removeprefix("!")
-    for prefix in ("**/", "/"):
-        line = line.removeprefix(prefix)
-    return line.rstrip("/")
+def _variants(pattern: str) -> set[str]:
+    """The lines that ignore what ``pattern`` ignores, for the places it occurs."""
+    names = {pattern, pattern.rstrip("/")}
+    out = names | {"**/" + n for n in names}
+    if pattern in _AT_ROOT:
+        out |= {"/" + n for n in names}
+    return out
+
+
+def _covers(pattern: str, path: str) -> bool:
+    """Whether ``pattern`` ignores ``path`` (a negated line's) or a folder holding it: it has no ``/`` but
+    a trailing one, so git matches it against every part of a path."""
+    return any(fnmatch.fnmatchcase(part, pattern.rstrip("/")) for part in path.rstrip("/").split("/"))
 
 
 class _WithSamples(Mapping[str, str]):

@@ -97,9 +97,13 @@ def init(
     written = scaffold.write(folder, answers, force=force)
     for path in written:
         click.echo(f"wrote {folder / path}")
-    ignored = scaffold.ignore_in_git(folder)
-    if ignored:
-        click.echo(f"added to {folder / scaffold.GITIGNORE}: {' '.join(ignored)}")
+    try:
+        ignored = scaffold.ignore_in_git(folder)
+    except OSError as exc:  # the files above are written: say what to add by hand, and go on
+        click.echo(f"could not add to {folder / scaffold.GITIGNORE} ({exc}); add: {' '.join(scaffold.GIT_IGNORED)}")
+    else:
+        if ignored:
+            click.echo(f"added to {folder / scaffold.GITIGNORE}: {' '.join(ignored)}")
     kinds = {"model_store": answers.store, "registry": answers.registry, "orchestrator": answers.orchestrator}
     missing = [kind for section, kind in kinds.items() if kind not in state.host.kinds(section)]
     if missing:
